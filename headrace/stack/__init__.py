@@ -1,0 +1,27 @@
+"""The local stack (``headrace stack up|down|status|logs``): real servers on 127.0.0.1.
+
+Kafka (KRaft, Maven Central jars), MariaDB (Debian), FerretDB (Go module), moto (S3 and
+DynamoDB) and Prometheus (Debian), installed on first use, cached, started detached, and
+stopped by pid. Endpoints go to one env file, read with :func:`read_env_file`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headrace.stack.paths import StackPaths
+from headrace.stack.stack import DEFAULT_PORTS, ComponentStatus, Stack
+
+__all__ = ["DEFAULT_PORTS", "ComponentStatus", "Stack", "StackPaths", "read_env_file"]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=VALUE`` env file as written by ``Stack.write_env_file`` (comments skipped)."""
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        env[key.strip()] = value.strip()
+    return env
