@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from headrace.stack.tools import require_tool, run_logged
 __all__ = ["KAFKA_VERSION", "Kafka"]
 
 KAFKA_VERSION = "4.2.0"
+_PROBE_TOPIC = "__headrace_stack_probe"
 LOG4J_VERSION = "2.25.3"  # the log4j-core version kafka 4.2.0 depends on
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -179,6 +181,40 @@ class Kafka(Component):
         admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
         md = admin.list_topics(timeout=3)
         return bool(md.brokers)
+
+    def bootstrap(self, log: Log) -> None:
+        """Make the group coordinator ready: commit one offset for a probe consumer group.
+
+        A new cluster creates ``__consumer_offsets`` on the first FindCoordinator request; a
+        client whose group starts during that window can lose its first commits (seen with
+        Faust on a fresh stack). Committing once here means "ready" includes the coordinator.
+        """
+        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
+        futures = admin.create_topics([NewTopic(_PROBE_TOPIC, 1, 1)], operation_timeout=10)
+        for fut in futures.values():
+            try:
+                fut.result(timeout=15)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+        consumer = Consumer({"bootstrap.servers": self.endpoint(), "group.id": _PROBE_TOPIC,
+                             "enable.auto.commit": False, "log_level": 0})
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    consumer.commit(offsets=[TopicPartition(_PROBE_TOPIC, 0, 0)],
+                                    asynchronous=False)
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            consumer.close()
 
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"

@@ -125,7 +125,7 @@ class Stack:
         self.write_env_file()
         if errors:
             raise StackError("\n".join(errors))
-        return self.status()
+        return self.status([c.name for c in comps])
 
     def _check_ports_free(self, comp: Component) -> None:
         ports = [comp.port]
