@@ -189,8 +189,8 @@ class Kafka(Component):
         client whose group starts during that window can lose its first commits (seen with
         Faust on a fresh stack). Committing once here means "ready" includes the coordinator.
         """
-        from confluent_kafka import Consumer, TopicPartition
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka import Consumer, NewTopic, TopicPartition
+        from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
         futures = admin.create_topics([NewTopic(_PROBE_TOPIC, 1, 1)], operation_timeout=10)
