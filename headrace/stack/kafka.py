@@ -189,7 +189,7 @@ class Kafka(Component):
         client whose group starts during that window can lose its first commits (seen with
         Faust on a fresh stack). Committing once here means "ready" includes the coordinator.
         """
-        from confluent_kafka import Consumer, NewTopic, TopicPartition
+        from confluent_kafka import Consumer, NewTopic, TopicPartition  # type: ignore[attr-defined]
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
