@@ -1,0 +1,55 @@
+# headrace: the two commands a newcomer needs are `make demo` and `make test`.
+# Both create .venv/ (Python >= 3.11) and bring up the local stack as needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup demo test lint unit integration stack-up stack-down clean
+
+help:
+	@echo "make demo        bring the local stack up and run the demo pipeline end to end"
+	@echo "make test        lint, type-check, and run unit + integration tests (stack included)"
+	@echo "make setup       create .venv/ and install headrace with its dev tools"
+	@echo "make lint        ruff (lint + format check) and mypy"
+	@echo "make unit        unit tests only (nothing needs to run)"
+	@echo "make integration integration tests against the local stack"
+	@echo "make stack-up / stack-down   start or stop the local stack"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: '$(PYTHON)' not found; install Python 3.11+ (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: headrace needs Python >= 3.11, '$(PYTHON)' is $$($(PYTHON) -V 2>&1); run make PYTHON=/path/to/python3.11"; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "setup: '$(PYTHON)' lacks venv/ensurepip; fix: apt-get install -y python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/headrace demo
+
+stack-up: setup
+	$(BIN)/headrace stack up
+
+stack-down: setup
+	$(BIN)/headrace stack down
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+integration: stack-up
+	$(BIN)/pytest tests/integration -q
+
+test: lint stack-up
+	$(BIN)/pytest tests -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
