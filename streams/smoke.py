@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import faust
 
-__all__ = ["make_app", "main"]
+__all__ = ["main", "make_app"]
 
 
 def make_app(
@@ -56,10 +56,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sink", required=True)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--web-port", type=int, default=6066)
-    parser.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    parser.add_argument(
+        "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
+    )
     args = parser.parse_args(argv)
-    app = make_app(app_id=args.app_id, bootstrap=args.bootstrap, source=args.source,
-                   sink=args.sink, partitions=args.partitions, web_port=args.web_port)
+    app = make_app(
+        app_id=args.app_id,
+        bootstrap=args.bootstrap,
+        source=args.source,
+        sink=args.sink,
+        partitions=args.partitions,
+        web_port=args.web_port,
+    )
     worker = faust.Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()
 

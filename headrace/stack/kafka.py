@@ -189,8 +189,8 @@ class Kafka(Component):
         client whose group starts during that window can lose its first commits (seen with
         Faust on a fresh stack). Committing once here means "ready" includes the coordinator.
         """
-        from confluent_kafka import Consumer, NewTopic, TopicPartition  # type: ignore[attr-defined]
-        from confluent_kafka.admin import AdminClient
+        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
         futures = admin.create_topics([NewTopic(_PROBE_TOPIC, 1, 1)], operation_timeout=10)
@@ -200,14 +200,21 @@ class Kafka(Component):
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
-        consumer = Consumer({"bootstrap.servers": self.endpoint(), "group.id": _PROBE_TOPIC,
-                             "enable.auto.commit": False, "log_level": 0})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.endpoint(),
+                "group.id": _PROBE_TOPIC,
+                "enable.auto.commit": False,
+                "log_level": 0,
+            }
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    consumer.commit(offsets=[TopicPartition(_PROBE_TOPIC, 0, 0)],
-                                    asynchronous=False)
+                    consumer.commit(
+                        offsets=[TopicPartition(_PROBE_TOPIC, 0, 0)], asynchronous=False
+                    )
                     return
                 except Exception:
                     if time.monotonic() > deadline:

@@ -1,0 +1,1 @@
+"""``headrace demo``: the first thing a newcomer runs."""
