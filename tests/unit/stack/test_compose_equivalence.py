@@ -1,4 +1,4 @@
-"""docker-compose.kafka.yml must stay equivalent to the local stack: same ports, same credentials."""
+"""docker-compose.kafka.yml stays equivalent to the local stack: same ports and credentials."""
 
 from __future__ import annotations
 
@@ -52,8 +52,13 @@ def test_kafka_is_kraft_advertising_loopback() -> None:
 
 def test_documented_endpoints_match_the_env_file_names() -> None:
     text = (ROOT / "docker-compose.kafka.yml").read_text()
-    for key in ("HEADRACE_KAFKA_BOOTSTRAP", "HEADRACE_MYSQL_URL", "HEADRACE_MONGO_URI",
-                "HEADRACE_AWS_ENDPOINT", "HEADRACE_PROMETHEUS_URL"):
+    for key in (
+        "HEADRACE_KAFKA_BOOTSTRAP",
+        "HEADRACE_MYSQL_URL",
+        "HEADRACE_MONGO_URI",
+        "HEADRACE_AWS_ENDPOINT",
+        "HEADRACE_PROMETHEUS_URL",
+    ):
         assert key in text
     for key, value in AWS_ENV.items():
         assert f"{key}={value}" in text

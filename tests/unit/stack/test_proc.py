@@ -12,8 +12,12 @@ from headrace.stack import proc
 def _sleeper(tmp_path: Path, marker: str = "headrace-test-sleeper") -> tuple[Path, int]:
     pid_file = tmp_path / "run" / "sleeper.pid"
     code = f"import time  # {marker}\ntime.sleep(60)"
-    pid = proc.spawn([sys.executable, "-c", code], pid_file=pid_file,
-                     log_file=tmp_path / "logs" / "sleeper.log", marker=marker)
+    pid = proc.spawn(
+        [sys.executable, "-c", code],
+        pid_file=pid_file,
+        log_file=tmp_path / "logs" / "sleeper.log",
+        marker=marker,
+    )
     return pid_file, pid
 
 

@@ -16,7 +16,7 @@ def _stack(tmp_path: Path) -> Stack:
 
 
 def test_unknown_component_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="unknown stack component 'kafak'.*kafka, mariadb"):
+    with pytest.raises(StackError, match=r"unknown stack component 'kafak'.*kafka, mariadb"):
         _stack(tmp_path).select(["kafak"])
 
 
@@ -27,7 +27,9 @@ def test_port_override_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert stack.components["kafka"].port == DEFAULT_PORTS["kafka"]
 
 
-def test_bad_port_override_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_port_override_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HEADRACE_STACK_KAFKA_PORT", "ninety")
     with pytest.raises(StackError, match="HEADRACE_STACK_KAFKA_PORT='ninety' is not a port"):
         _stack(tmp_path)
@@ -44,7 +46,9 @@ def test_env_file_round_trip(tmp_path: Path) -> None:
     assert env["HEADRACE_STACK_DIR"] == str(stack.paths.root)
 
 
-def test_busy_port_names_component_port_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_busy_port_names_component_port_and_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
