@@ -16,7 +16,9 @@ from headrace.errors import ConfigError
 if TYPE_CHECKING:
     from headrace.config import Pipeline
 
-__all__ = ["register"]
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("check", "config", "secrets")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,7 +8,9 @@ import time
 
 from headrace.cli.common import print_table, stack_paths
 
-__all__ = ["register"]
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("demo",)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,14 +7,30 @@ Exit codes: 0 success; 1 a runtime failure (a server down, a stack install that 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from headrace.cli import config_cmd, demo_cmd, pending, stack_cmd
+from headrace.cli import pending
 from headrace.errors import HeadraceError
 
 __all__ = ["build_parser", "main"]
+
+#: Modules that each define ``COMMANDS`` (the names they add) and ``register(subparsers)``.
+#: A command named in ``pending.PENDING`` that no module provides answers "not available yet".
+_COMMAND_MODULES = [
+    "demo_cmd",
+    "stack_cmd",
+    "config_cmd",
+    "produce_cmd",
+    "worker_cmd",
+    "sink_cmd",
+    "run_cmd",
+    "dlq_cmd",
+    "bench_cmd",
+]
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -43,11 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo_cmd.register(sub)
-    stack_cmd.register(sub)
-    config_cmd.register(sub)
-    pending.register(sub)
+    provided: set[str] = set()
+    for module in _command_modules():
+        module.register(sub)
+        provided.update(module.COMMANDS)
+    pending.register(sub, skip=provided)
     return parser
+
+
+def _command_modules() -> list[ModuleType]:
+    """The command modules present in this version, in help order."""
+    found = []
+    for name in _COMMAND_MODULES:
+        try:
+            found.append(importlib.import_module(f"headrace.cli.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"headrace.cli.{name}":
+                raise
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

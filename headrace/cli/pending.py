@@ -21,8 +21,13 @@ PENDING: dict[str, tuple[str, str]] = {
 }
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], skip: set[str] | None = None
+) -> None:
+    """Register every pending command not in ``skip`` (those another module provides)."""
     for name, (help_text, _) in PENDING.items():
+        if name in (skip or set()):
+            continue
         p = sub.add_parser(name, help=f"{help_text} (not yet)", description=help_text)
         add_file_option(p)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

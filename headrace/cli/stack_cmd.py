@@ -13,7 +13,9 @@ from headrace.cli.common import print_table, stack_paths
 if TYPE_CHECKING:
     from headrace.stack import ComponentStatus, Stack
 
-__all__ = ["register"]
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("stack",)
 
 _COMPONENTS = "kafka, mariadb, ferretdb, moto, prometheus"
 

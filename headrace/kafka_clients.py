@@ -1,0 +1,124 @@
+"""Kafka client settings from the pipeline file, in one place for every process.
+
+confluent-kafka is used outside Faust (producers, sinks, publish, DLQ, benchmarks). Its
+default partitioner (CRC32) differs from the Java client's and aiokafka's (murmur2), which
+would put one key on different partitions depending on who wrote it; every producer here sets
+``murmur2_random`` so keys co-partition with Faust's topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer
+
+    from headrace.config import KafkaConfig
+
+__all__ = [
+    "client_config",
+    "consumer_config",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+    "producer_config",
+]
+
+
+def client_config(kafka: KafkaConfig) -> dict[str, Any]:
+    """librdkafka settings shared by every client: servers, security, pass-through ``client``."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        conf["sasl.mechanism"] = kafka.sasl_mechanism
+    if kafka.sasl_username:
+        conf["sasl.username"] = kafka.sasl_username
+    if kafka.sasl_password is not None:
+        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
+    conf.update(kafka.client)
+    return conf
+
+
+def producer_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+    """Durable, ordered, compressed producing: acks=all, idempotence, lz4, murmur2 keys."""
+    conf = client_config(kafka)
+    conf.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "partitioner": "murmur2_random",
+        }
+    )
+    conf.update(overrides)
+    return conf
+
+
+def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """Manual commits, start from the earliest offset, read only committed transactions."""
+    conf = client_config(kafka)
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 16 * 1024 * 1024,
+        }
+    )
+    conf.update(overrides)
+    return conf
+
+
+def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
+    from confluent_kafka import Producer
+
+    return Producer(producer_config(kafka, **overrides))
+
+
+def make_consumer(kafka: KafkaConfig, group_id: str, **overrides: Any) -> Consumer:
+    from confluent_kafka import Consumer
+
+    return Consumer(consumer_config(kafka, group_id, **overrides))
+
+
+def ensure_topics(
+    kafka: KafkaConfig,
+    topics: Mapping[str, int],
+    *,
+    config: Mapping[str, Mapping[str, str]] | None = None,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create the missing ``topics`` (name -> partitions); return the names created.
+
+    ``config`` gives per-topic settings (e.g. ``{"cleanup.policy": "compact"}``). Topics that
+    exist are left as they are; a topic created concurrently by someone else is not an error.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(client_config(kafka))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [
+        NewTopic(name, partitions, 1, config=dict((config or {}).get(name, {})))
+        for name, partitions in topics.items()
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, fut in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+            created.append(name)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

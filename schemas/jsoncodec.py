@@ -1,0 +1,44 @@
+"""JSON on the wire (orjson): Decimal as a string (exact), datetimes as ISO-8601, bytes as hex."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["JsonCodec", "JsonDecodeError"]
+
+
+class JsonDecodeError(ValueError):
+    """The bytes are not a JSON object."""
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return format(obj, "f")
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj).hex()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+class JsonCodec:
+    """Encode a record value to JSON bytes and back. Thread-safe and stateless."""
+
+    name = "json"
+
+    def encode(self, value: dict[str, Any]) -> bytes:
+        """JSON bytes of ``value``; TypeError names an unsupported type."""
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """The JSON object in ``data``; JsonDecodeError when it is not one."""
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise JsonDecodeError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise JsonDecodeError(f"expected a JSON object, got {type(value).__name__}")
+        return value
