@@ -37,7 +37,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def is_alive(pid: int, marker: str = "") -> bool:
-    """True if ``pid`` runs, is not a zombie, and its command line contains ``marker``."""
+    """True if ``pid`` runs (not exiting, not a zombie) and its command line has ``marker``."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,7 +46,9 @@ def is_alive(pid: int, marker: str = "") -> bool:
         pass
     if _is_zombie(pid):
         return False
-    return marker in _cmdline(pid)
+    cmdline = _cmdline(pid)
+    # An empty command line means the process is exiting (its memory is already released).
+    return bool(cmdline) and marker in cmdline
 
 
 def read_pid(pid_file: Path) -> int | None:

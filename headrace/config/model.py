@@ -1,0 +1,333 @@
+"""The pipeline file model: ``Pipeline`` and its top-level sections.
+
+``Pipeline`` is the typed form of the pipeline file (see ARCHITECTURE.md). Build it with
+``headrace.config.load_pipeline`` (interpolation, decryption, file-aware errors); validating
+plain data with ``Pipeline.model_validate`` works too but raises pydantic's ``ValidationError``.
+
+Cross-reference rules checked here:
+
+- source, stage and sink names are unique across the three sections;
+- every stage ``from``, lookup ``table_from`` and sink ``from`` is a topic that a source or stage
+  produces, or one listed under ``topics:`` (external topics), or the ``.dlq``/``.overflow``
+  companion of such a topic;
+- stages do not form a cycle (a stage reading, directly or not, what it writes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+from headrace.config.base import ConfigModel, Name, ProblemKey, Topic, problem, problems
+from headrace.config.redact import known_secrets, redact_text, redact_tree
+from headrace.config.sinks import DynamoDBSink, MongoSink, Sink
+from headrace.config.sources import MySQLSource, S3Source, Source
+from headrace.config.stages import Stage
+
+__all__ = [
+    "KafkaConfig",
+    "MetricsConfig",
+    "Pipeline",
+    "SchemasConfig",
+]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"]
+ClientValue = str | int | float | bool
+
+_SERVER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_FIRST_CLASS = {
+    "bootstrap.servers": "bootstrap_servers",
+    "metadata.broker.list": "bootstrap_servers",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_username",
+    "sasl.password": "sasl_password",
+}
+_DERIVED_SUFFIXES = (".dlq", ".overflow")
+
+
+class KafkaConfig(ConfigModel):
+    """How every headrace process connects to Kafka."""
+
+    bootstrap_servers: str = Field(
+        description="Comma-separated host:port list (a YAML list is accepted too)."
+    )
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None,
+        description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, GSSAPI or OAUTHBEARER (SASL only).",
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    client: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings passed through as they are "
+        "(e.g. ssl.ca.location, linger.ms).",
+    )
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _join_list(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ",".join(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaConfig:
+        found: list[tuple[ProblemKey, str]] = []
+        servers = [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+        if not servers:
+            found.append(("bootstrap_servers", "must name at least one host:port"))
+        for server in servers:
+            match = _SERVER_RE.match(server)
+            if match is None or not 1 <= int(match.group(2)) <= 65535:
+                found.append(
+                    (
+                        "bootstrap_servers",
+                        f"{redact_text(server)!r} is not host:port with a port from 1 to 65535",
+                    )
+                )
+        sasl = self.security_protocol.startswith("SASL_")
+        sasl_keys = [
+            k for k in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, k)
+        ]
+        if not sasl and sasl_keys:
+            found.append(
+                (sasl_keys[0], "only used with security_protocol SASL_PLAINTEXT or SASL_SSL")
+            )
+        if sasl and self.sasl_mechanism is None:
+            found.append(("sasl_mechanism", f"required with {self.security_protocol}"))
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            for key in ("sasl_username", "sasl_password"):
+                if getattr(self, key) is None:
+                    found.append((key, f"required with sasl_mechanism {self.sasl_mechanism}"))
+        for name, value in self.client.items():
+            if name in _FIRST_CLASS:
+                found.append((("client", name), f"set kafka.{_FIRST_CLASS[name]} instead"))
+            elif not isinstance(value, ClientValue):
+                found.append((("client", name), "expected a string, number or boolean"))
+        if found:
+            raise problems(found)
+        return self
+
+    def librdkafka_config(self) -> dict[str, ClientValue]:
+        """Settings for confluent-kafka clients: connection keys plus ``client`` passthrough."""
+        conf: dict[str, ClientValue] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.client)
+        return conf
+
+
+class SchemasConfig(ConfigModel):
+    """Where record schemas come from."""
+
+    dir: str = Field(
+        default="schemas",
+        description="Directory of .avsc files, relative to the pipeline file's directory.",
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="Confluent-compatible schema registry URL (default: a local registry file).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SchemasConfig:
+        if self.registry_url is not None and not re.match(r"^https?://", self.registry_url):
+            raise problem(
+                f"{redact_text(self.registry_url)!r} is not an http:// or https:// URL",
+                "registry_url",
+            )
+        return self
+
+
+class MetricsConfig(ConfigModel):
+    """Prometheus metrics endpoint of every headrace process."""
+
+    port: int = Field(default=9108, ge=1, le=65535, description="HTTP port serving /metrics.")
+
+
+class Pipeline(ConfigModel):
+    """A whole pipeline file. See the module docstring for the cross-reference rules."""
+
+    name: Name = Field(description="Pipeline name; prefixes consumer groups and checkpoints.")
+    kafka: KafkaConfig = Field(description="Kafka connection.")
+    schemas: SchemasConfig = Field(
+        default_factory=SchemasConfig, description="Schema directory and registry."
+    )
+    topics: list[Topic] = Field(
+        default_factory=list,
+        description="External topics (produced outside this file) that stages or sinks read.",
+    )
+    sources: dict[Name, Source] = Field(
+        default_factory=dict, description="Sources by name (type: mysql or s3)."
+    )
+    stages: dict[Name, Stage] = Field(default_factory=dict, description="Stream stages by name.")
+    sinks: dict[Name, Sink] = Field(
+        default_factory=dict, description="Sinks by name (type: mongodb or dynamodb)."
+    )
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics endpoint.")
+
+    _file: Path | None = PrivateAttr(default=None)
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+    _overrides: dict[tuple[str | int, ...], Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Pipeline:
+        found: list[tuple[ProblemKey, str]] = []
+        if not (self.sources or self.stages or self.sinks):
+            found.append((None, "the pipeline has no sources, stages or sinks"))
+        found.extend(self._duplicate_names())
+        found.extend(self._dangling_topics())
+        found.extend(self._cycles())
+        if found:
+            raise problems(found)
+        return self
+
+    def _duplicate_names(self) -> Iterator[tuple[ProblemKey, str]]:
+        owner: dict[str, str] = {}
+        for section in ("sources", "stages", "sinks"):
+            for name in getattr(self, section):
+                if name in owner:
+                    yield (section, name), f"name already used under {owner[name]}"
+                else:
+                    owner[name] = section
+
+    def _dangling_topics(self) -> Iterator[tuple[ProblemKey, str]]:
+        known = set(self.produced_topics()) | set(self.topics)
+        consumers: list[tuple[tuple[str | int, ...], str]] = []
+        for name, stage in self.stages.items():
+            consumers.append((("stages", name, "from"), stage.from_))
+            if stage.lookup is not None:
+                consumers.append(
+                    (("stages", name, "lookup", "table_from"), stage.lookup.table_from)
+                )
+        for name, sink in self.sinks.items():
+            consumers.append((("sinks", name, "from"), sink.from_))
+        for key, topic in consumers:
+            if topic in known or any(
+                topic.endswith(s) and topic.removesuffix(s) in known for s in _DERIVED_SUFFIXES
+            ):
+                continue
+            close = difflib.get_close_matches(topic, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = (
+                f"topic {topic!r} is not produced by any source or stage{hint}; "
+                "list topics produced elsewhere under topics:"
+            )
+            yield key, message
+
+    def _cycles(self) -> Iterator[tuple[ProblemKey, str]]:
+        readers: dict[str, list[str]] = {}
+        for name, stage in self.stages.items():
+            readers.setdefault(stage.from_, []).append(name)
+        reported: set[frozenset[str]] = set()
+        for start in self.stages:
+            path = [start]
+            stack = [(start, iter(readers.get(self.stages[start].to, [])))]
+            while stack:
+                _, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    path.pop()
+                    continue
+                if child == start:
+                    cycle = frozenset(path)
+                    if cycle not in reported:
+                        reported.add(cycle)
+                        loop = " -> ".join([*path, start])
+                        yield ("stages", start), f"stages form a cycle: {loop}"
+                    continue
+                if child in path:
+                    continue
+                path.append(child)
+                stack.append((child, iter(readers.get(self.stages[child].to, []))))
+
+    def produced_topics(self) -> dict[str, list[str]]:
+        """Topic -> names of the sources and stages that write it."""
+        out: dict[str, list[str]] = {}
+        for name, source in self.sources.items():
+            out.setdefault(source.topic, []).append(name)
+        for name, stage in self.stages.items():
+            out.setdefault(stage.to, []).append(name)
+        return out
+
+    @property
+    def file(self) -> Path | None:
+        """The file this pipeline was loaded from (None if built from data)."""
+        return self._file
+
+    @property
+    def schema_dir(self) -> Path:
+        """``schemas.dir`` resolved against the pipeline file's directory."""
+        base = self._file.parent if self._file is not None else Path.cwd()
+        return base / self.schemas.dir
+
+    def mysql_sources(self) -> dict[str, MySQLSource]:
+        """The ``type: mysql`` sources by name."""
+        return {k: v for k, v in self.sources.items() if isinstance(v, MySQLSource)}
+
+    def s3_sources(self) -> dict[str, S3Source]:
+        """The ``type: s3`` sources by name."""
+        return {k: v for k, v in self.sources.items() if isinstance(v, S3Source)}
+
+    def mongo_sinks(self) -> dict[str, MongoSink]:
+        """The ``type: mongodb`` sinks by name."""
+        return {k: v for k, v in self.sinks.items() if isinstance(v, MongoSink)}
+
+    def dynamodb_sinks(self) -> dict[str, DynamoDBSink]:
+        """The ``type: dynamodb`` sinks by name."""
+        return {k: v for k, v in self.sinks.items() if isinstance(v, DynamoDBSink)}
+
+    def attach_source(
+        self,
+        file: Path | None,
+        secrets: frozenset[str],
+        overrides: dict[tuple[str | int, ...], Any],
+    ) -> None:
+        """Record where this pipeline came from and which values are secret (used by the loader)."""
+        self._file = file
+        self._secrets = secrets
+        self._overrides = dict(overrides)
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved config as plain data (file keys, defaults filled in), secrets as ``***``.
+
+        Redacted (see ``headrace.config.redact``): values from ``enc:`` tokens; the parts of a
+        value substituted from environment variables; values of secret-looking keys
+        (password, secret, token, api_key, sasl_password, aws_secret_access_key, ...); URL
+        passwords (``mysql+pymysql://app:***@host/db``, ``mongodb://u:***@host``); and any
+        occurrence of those secret values inside other strings. Durations are float seconds.
+        """
+        data = _type_first(self.model_dump(mode="python", by_alias=True, exclude_none=True))
+        secrets = self._secrets | known_secrets()
+        result = redact_tree(data, secrets=secrets, overrides=self._overrides)
+        assert isinstance(result, dict)
+        return result
+
+
+def _type_first(node: Any) -> Any:
+    """Put each mapping's ``type`` key first, as people write it."""
+    if isinstance(node, dict):
+        items = sorted(node.items(), key=lambda item: item[0] != "type")
+        return {k: _type_first(v) for k, v in items}
+    if isinstance(node, list):
+        return [_type_first(v) for v in node]
+    return node
