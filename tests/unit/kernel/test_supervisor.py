@@ -1,0 +1,68 @@
+"""The supervisor behind `headrace run`, with tiny real processes."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+
+from headrace.supervisor import ProcessSpec, Supervisor
+
+PY = sys.executable
+
+
+def test_finite_process_finishes_and_output_is_prefixed() -> None:
+    out = io.StringIO()
+    sup = Supervisor([ProcessSpec("src", [PY, "-c", "print('hello')"], finite=True)], out=out)
+    sup.run(until=sup.finite_done, poll=0.05)
+    text = out.getvalue()
+    assert "[src] hello" in text
+    assert "[run] src finished" in text
+    assert sup.status() == [("src", "done", None, 0)]
+
+
+def test_crashing_process_is_restarted_with_backoff(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    code = (
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "sys.exit(3 if n < 3 else 0)\n"
+    )
+    out = io.StringIO()
+    sup = Supervisor(
+        [ProcessSpec("flaky", [PY, "-c", code], finite=True)], out=out, max_backoff=0.2
+    )
+    deadline = time.monotonic() + 20
+    sup.run(until=lambda: sup.finite_done() or time.monotonic() > deadline, poll=0.05)
+    assert counter.read_text() == "3"
+    text = out.getvalue()
+    assert "exited with 3; restart #1" in text and "restart #2" in text
+    assert "[run] flaky finished" in text
+
+
+def test_no_restart_records_the_failure() -> None:
+    out = io.StringIO()
+    sup = Supervisor(
+        [ProcessSpec("bad", [PY, "-c", "raise SystemExit(5)"])], out=out, restart=False
+    )
+    deadline = time.monotonic() + 10
+    sup.run(until=lambda: bool(sup.failed) or time.monotonic() > deadline, poll=0.05)
+    assert sup.failed == ["bad"]
+
+
+def test_stop_terminates_long_running_processes() -> None:
+    out = io.StringIO()
+    sleeper = [PY, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+    sup = Supervisor([ProcessSpec("a", sleeper), ProcessSpec("b", sleeper)], out=out, grace=5)
+    started = time.monotonic()
+    sup.run(
+        until=lambda: out.getvalue().count("] up") >= 2 or time.monotonic() - started > 15,
+        poll=0.05,
+    )
+    assert time.monotonic() - started < 20
+    assert out.getvalue().count("] up") == 2
+    for p in sup._procs:
+        assert p.popen is None or p.popen.poll() is not None
