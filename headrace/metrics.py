@@ -28,10 +28,12 @@ __all__ = [
     "CONSUMER_LAG",
     "DLQ_RECORDS",
     "E2E_LATENCY",
+    "HEALTHY",
     "PROCESS_INFO",
     "RATE_LIMIT_WAIT",
     "RECORDS",
     "RETRIES",
+    "STALLED_PARTITIONS",
     "THROTTLES",
     "WINDOW_STATE_KEYS",
     "serve",
@@ -81,6 +83,12 @@ E2E_LATENCY = Histogram(
     _STAGE,
     buckets=_LATENCY_BUCKETS,
 )
+STALLED_PARTITIONS = Gauge(
+    "headrace_stalled_partitions",
+    "Assigned partitions that have lag but did not advance within the stall timeout.",
+    _STAGE,
+)
+HEALTHY = Gauge("headrace_healthy", "1 while the process reports healthy, else 0.", _STAGE)
 PROCESS_INFO = Info("headrace_process", "What this process runs.")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headrace.errors import StackError
+from headrace.observability import ALERTS
 from headrace.stack.component import Component, Log
 
 __all__ = ["Prometheus"]
@@ -71,6 +72,7 @@ class Prometheus(Component):
         (self.conf_dir / "prometheus.yml").write_text(
             _CONFIG.format(rules=self.rules_dir, port=self.port, targets=self.targets_dir)
         )
+        shutil.copyfile(ALERTS, self.rules_dir / "headrace.yml")
 
     def command(self) -> list[str]:
         binary = _find_prometheus()
