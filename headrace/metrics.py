@@ -114,12 +114,8 @@ def _register_target(pipeline: str, kind: str, name: str, port: int) -> None:
     if not folder or not Path(folder).is_dir():
         return
     path = Path(folder) / f"{pipeline}-{kind}-{name}-{os.getpid()}.json"
-    target = [
-        {
-            "targets": [f"127.0.0.1:{port}"],
-            "labels": {"pipeline": pipeline, "kind": kind, "process": name},
-        }
-    ]
+    # Target labels must not collide with metric labels (pipeline, kind): they would be renamed.
+    target = [{"targets": [f"127.0.0.1:{port}"], "labels": {"headrace_process": f"{kind}/{name}"}}]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(target))
     tmp.replace(path)

@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "run_cmd",
     "dlq_cmd",
     "bench_cmd",
+    "status_cmd",
 ]
 
 
