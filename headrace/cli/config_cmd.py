@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_file_option(show)
     show.add_argument("--json", action="store_true", help="JSON instead of YAML")
     show.set_defaults(func=_show)
+    ref = csub.add_parser(
+        "reference",
+        help="print the configuration reference (every key, its type, default and meaning)",
+        description="Print every key of the pipeline file as a Markdown table, generated from "
+        "the config model itself (the README's reference is this output).",
+    )
+    ref.set_defaults(func=_reference)
 
     secrets = sub.add_parser("secrets", help="create a key and encrypt values for enc: entries")
     ssub = secrets.add_subparsers(dest="secrets_cmd", metavar="ACTION", required=True)
@@ -112,6 +119,13 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
     else:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from headrace.config.reference import reference_markdown
+
+    sys.stdout.write(reference_markdown())
     return 0
 
 

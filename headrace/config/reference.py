@@ -27,7 +27,7 @@ from headrace.config.base import TypeLabel
 from headrace.config.durations import format_duration
 from headrace.config.model import Pipeline
 
-__all__ = ["iter_config_keys"]
+__all__ = ["iter_config_keys", "reference_markdown"]
 
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", SecretStr: "secret"}
 
@@ -137,3 +137,12 @@ def _model_keys(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str,
 def iter_config_keys() -> Iterator[tuple[str, str, str]]:
     """Every pipeline-file key as ``(dotted path, type, description)``; see the module docs."""
     yield from _model_keys(Pipeline, "")
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table (one row per key), for the README."""
+    rows = ["| key | type / default | meaning |", "|---|---|---|"]
+    for path, type_text, description in iter_config_keys():
+        cells = [f"`{path}`", type_text, description]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
