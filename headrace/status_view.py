@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["ProcessView", "collect", "discover_targets"]
+__all__ = ["ProcessView", "collect", "discover_targets", "scrape"]
 
 
 @dataclass
@@ -33,10 +33,10 @@ class ProcessView:
     stalled: float = 0.0
 
 
-def discover_targets(folder: Path) -> list[tuple[str, str]]:
-    """(process label, host:port) for every target file in ``folder``."""
+def discover_targets(folder: Path, pattern: str = "*.json") -> list[tuple[str, str]]:
+    """(process label, host:port) for every target file in ``folder`` matching ``pattern``."""
     found = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob(pattern)):
         try:
             for group in json.loads(path.read_text()):
                 label = group.get("labels", {}).get("headrace_process", path.stem)
@@ -47,7 +47,7 @@ def discover_targets(folder: Path) -> list[tuple[str, str]]:
     return found
 
 
-def _scrape(address: str, timeout: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(address: str, timeout: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     url = f"http://{address}/metrics"
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         text = resp.read().decode()
@@ -75,7 +75,7 @@ def collect(
     first: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float] | None] = {}
     for _, address in targets:
         try:
-            first[address] = _scrape(address, timeout)
+            first[address] = scrape(address, timeout)
         except OSError:
             first[address] = None
     time.sleep(interval)
@@ -83,7 +83,7 @@ def collect(
     for label, address in targets:
         before = first.get(address)
         try:
-            after = _scrape(address, timeout)
+            after = scrape(address, timeout)
         except OSError:
             views.append(ProcessView(label, address, up=False))
             continue

@@ -163,3 +163,15 @@ def test_secrets_encrypt_with_a_bad_key_is_exit_2(
 
 def test_parser_builds() -> None:
     assert build_parser().prog == "headrace"
+
+
+def test_run_with_a_typo_exits_2_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MYSQL_PASSWORD", "s3cr3t-pw-value")
+    bad = tmp_path / "pipeline.yaml"
+    bad.write_text(SHOP.read_text().replace("collection: orders", "colection: orders"))
+    code, out, err = _run(capsys, "run", "-f", str(bad), "--until-idle")
+    assert code == 2
+    assert "sinks.orders_mongo.colection: unknown key (did you mean 'collection'?)" in err
+    assert "[run] started" not in out

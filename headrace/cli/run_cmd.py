@@ -1,0 +1,181 @@
+"""``headrace run``: every source, the worker and every sink of a pipeline, supervised."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from headrace.cli.common import add_file_option, pipeline_path, stack_paths
+from headrace.errors import HeadraceError
+
+if TYPE_CHECKING:
+    from headrace.config import Pipeline
+    from headrace.supervisor import ProcessSpec, Supervisor
+
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("run",)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run every source, the worker and every sink, supervised",
+        description="Start `headrace produce` for each source, one `headrace worker` (if the "
+        "pipeline has stages) and `headrace sink` for each sink, with prefixed output. A "
+        "process that crashes is restarted with backoff (1s, 2s, 4s ... 30s) and reported. "
+        "Ctrl-C or SIGTERM stops them all cleanly. The pipeline file is validated first: a "
+        "bad file exits 2 before anything starts.",
+    )
+    add_file_option(p)
+    p.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="run sources once, then exit 0 when every consumer lag is 0 and every "
+        "window is closed (for finite datasets, tests and the demo)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=1800.0,
+        help="with --until-idle, give up (exit 1) after this many seconds",
+    )
+    p.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="do not restart crashed processes (exit 1 when one fails)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _specs(pipeline: Pipeline, file: Path, once: bool) -> list[ProcessSpec]:
+    from headrace.supervisor import ProcessSpec
+
+    base = [sys.executable, "-m", "headrace.cli.main", "-f", str(file)]
+    specs = [
+        ProcessSpec(
+            f"produce:{name}", [*base, "produce", name, *(["--once"] if once else [])], finite=once
+        )
+        for name in pipeline.sources
+    ]
+    if pipeline.stages:
+        specs.append(ProcessSpec("worker", [*base, "worker"]))
+    specs += [ProcessSpec(f"sink:{name}", [*base, "sink", name]) for name in pipeline.sinks]
+    return specs
+
+
+def _read_topics(pipeline: Pipeline) -> set[str]:
+    topics = {stage.from_ for stage in pipeline.stages.values()}
+    topics |= {s.lookup.table_from for s in pipeline.stages.values() if s.lookup is not None}
+    topics |= {sink.from_ for sink in pipeline.sinks.values()}
+    return topics
+
+
+class _IdleCheck:
+    """True once sources are done and lag is 0 with windows closed on 3 checks in a row."""
+
+    def __init__(self, pipeline: Pipeline, sup: Supervisor, every: float = 2.0) -> None:
+        self.pipeline = pipeline
+        self.sup = sup
+        self.every = every
+        self.readers = _read_topics(pipeline)
+        self.streak = 0
+        self.last = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.every or not self.sup.finite_done():
+            return False
+        self.last = now
+        from headrace.idle import active_group_lag
+
+        try:
+            lags = active_group_lag(self.pipeline.kafka, self.readers)
+        except Exception as exc:
+            self.sup.say(f"[run] idle check failed: {exc}")
+            self.streak = 0
+            return False
+        readers_needed = (1 if self.pipeline.stages else 0) + len(self.pipeline.sinks)
+        idle = len(lags) >= readers_needed and all(v == 0 for v in lags.values())
+        idle = idle and self._windows_closed()
+        self.streak = self.streak + 1 if idle else 0
+        return self.streak >= 3
+
+    def _windows_closed(self) -> bool:
+        """No worker of this pipeline reports open window entries (or none is reachable)."""
+        from headrace.status_view import discover_targets, scrape
+
+        folder = Path(
+            os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
+            or stack_paths().conf / "prometheus" / "targets"
+        )
+        for _label, address in discover_targets(folder, f"{self.pipeline.name}-stage-*.json"):
+            try:
+                samples = scrape(address, 2.0)
+            except OSError:
+                return False
+            if any(
+                name == "headrace_window_state_keys" and value > 0
+                for (name, _labels), value in samples.items()
+            ):
+                return False
+        return True
+
+
+def _run(args: argparse.Namespace) -> int:
+    from headrace.config import load_pipeline
+    from headrace.supervisor import Supervisor
+
+    file = pipeline_path(args).absolute()
+    pipeline = load_pipeline(file)  # ConfigError -> exit 2 before anything starts
+    missing = _missing_commands(pipeline)
+    if missing:
+        raise HeadraceError(
+            f"this version cannot run the pipeline yet: `headrace "
+            f"{', '.join(missing)}` not available"
+        )
+    sup = Supervisor(
+        _specs(pipeline, file, args.until_idle), out=sys.stdout, restart=not args.no_restart
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sup.request_stop())
+    deadline = time.monotonic() + args.idle_timeout
+    idle = _IdleCheck(pipeline, sup) if args.until_idle else None
+    timed_out = False
+
+    def until() -> bool:
+        nonlocal timed_out
+        if args.no_restart and sup.failed:
+            return True
+        if idle is None:
+            return False
+        if time.monotonic() > deadline:
+            timed_out = True
+            return True
+        return idle()
+
+    sup.run(until=until)
+    if sup.failed:
+        sup.say(f"[run] failed: {', '.join(sup.failed)}")
+        return 1
+    if timed_out:
+        sup.say(f"[run] not idle after {args.idle_timeout:.0f}s; stopped everything")
+        return 1
+    sup.say(
+        "[run] idle: every source finished, every lag is 0; stopped" if idle else "[run] stopped"
+    )
+    return 0
+
+
+def _missing_commands(pipeline: Pipeline) -> list[str]:
+    from headrace.cli.main import _command_modules
+
+    provided = {c for m in _command_modules() for c in m.COMMANDS}
+    needed = (["produce"] if pipeline.sources else []) + (["worker"] if pipeline.stages else [])
+    needed += ["sink"] if pipeline.sinks else []
+    return [c for c in needed if c not in provided]
