@@ -2,8 +2,9 @@
 
 A record is one Kafka message: ``value`` (a dict, or None for a tombstone), ``key`` (the values
 of the configured key fields, in order), ``timestamp_ms`` (event time, the Kafka message
-timestamp), ``headers``, and ``position`` (where it came from in its source: S3 key + ETag +
-line, MySQL timestamp + id, or topic/partition/offset) used for checkpoints and dead letters.
+timestamp), ``headers``, ``position`` (where it came from in its source: S3 key + ETag +
+line, MySQL timestamp + id, or topic/partition/offset) used for checkpoints and dead
+letters, and optionally ``raw`` (the source bytes of the value).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Record:
     timestamp_ms: int | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     position: dict[str, Any] | None = None
+    raw: bytes | None = None
+    """The value's bytes as read from the source, when it already is one JSON object: a JSON
+    encoder may send them unchanged (exact numbers, no re-encoding). None when unknown."""
 
     def key_bytes(self) -> bytes | None:
         """The Kafka message key (see :func:`encode_key`), or None when the record has no key."""

@@ -21,6 +21,7 @@ def test_unknown_component_names_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_port_override_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEADRACE_STACK_KAFKA_PORT", raising=False)
     monkeypatch.setenv("HEADRACE_STACK_MOTO_PORT", "5999")
     stack = _stack(tmp_path)
     assert stack.components["moto"].port == 5999
@@ -35,7 +36,9 @@ def test_bad_port_override_is_a_clear_error(
         _stack(tmp_path)
 
 
-def test_env_file_round_trip(tmp_path: Path) -> None:
+def test_env_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in DEFAULT_PORTS:
+        monkeypatch.delenv(f"HEADRACE_STACK_{name.upper()}_PORT", raising=False)
     stack = _stack(tmp_path)
     stack.paths.ensure()
     env = read_env_file(stack.write_env_file())

@@ -1,0 +1,169 @@
+"""Turn a source's ``Record`` into Kafka message parts: key bytes, value bytes, timestamp.
+
+The value codec is JSON (orjson) or Avro (Confluent-framed, schema from the schema dir, id
+from the local registry file or ``schemas.registry_url``). A record that cannot be encoded
+(a key field missing, a bad event time, a schema mismatch) raises ``PoisonRecord`` naming the
+field and the reason; the runner sends it to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from headrace.errors import ConfigError, PoisonRecord
+from schemas import (
+    AvroCodec,
+    ConfluentRegistry,
+    JsonCodec,
+    LocalRegistry,
+    Record,
+    Registry,
+    SchemaMismatch,
+    SchemaNotFound,
+    encode_key,
+    load_schema,
+)
+
+if TYPE_CHECKING:
+    from headrace.config import Pipeline
+    from headrace.config.sources import SourceBase
+
+__all__ = ["RecordEncoder", "codec_for", "event_time_ms", "make_codec", "make_registry"]
+
+
+def event_time_ms(value: Any) -> int:
+    """Milliseconds since the epoch of an event time: a datetime (naive = UTC), a date, an
+    ISO-8601 string, or a number (ms). ValueError when it is none of these."""
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1000)
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time")
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        return event_time_ms(datetime.fromisoformat(value))  # 3.11: accepts a trailing Z
+    raise ValueError(f"{type(value).__name__} {value!r} is not a time")
+
+
+def make_registry(pipeline: Pipeline) -> Registry:
+    """The schema id source configured in ``schemas:``."""
+    if pipeline.schemas.registry_url:
+        return ConfluentRegistry(pipeline.schemas.registry_url)
+    return LocalRegistry(pipeline.schema_dir)
+
+
+def make_codec(
+    pipeline: Pipeline, source: SourceBase, *, topic: str | None = None
+) -> JsonCodec | AvroCodec:
+    """The value codec of ``source`` (see :func:`codec_for`)."""
+    return codec_for(pipeline, source.schema_, source.output_format, topic or source.topic)
+
+
+def codec_for(
+    pipeline: Pipeline, schema_name: str | None, output_format: str, topic: str
+) -> JsonCodec | AvroCodec:
+    """JSON (checked against ``schema_name`` when given) or Avro (schema registered for
+    ``topic``); ConfigError if the schema file is missing or invalid."""
+    if schema_name is None:
+        if output_format == "avro":
+            raise ConfigError("Avro output needs a schema; name one with `schema`")
+        return JsonCodec()
+    try:
+        schema = load_schema(pipeline.schema_dir, schema_name)
+    except SchemaNotFound as exc:
+        raise ConfigError(str(exc), path=str(pipeline.file or ""), key="schema") from None
+    if output_format == "json":
+        return _ValidatingJson(AvroCodec(schema, 0))
+    return AvroCodec(schema, make_registry(pipeline).schema_id(schema_name, topic, schema))
+
+
+class _ValidatingJson(JsonCodec):
+    """JSON output that is first checked against an Avro schema (``schema:`` with json)."""
+
+    def __init__(self, avro: AvroCodec) -> None:
+        self._avro = avro
+
+    def encode(self, value: dict[str, Any]) -> bytes:
+        self._avro.encode(value)
+        return super().encode(value)
+
+
+_PLAIN_JSON = JsonCodec()
+
+
+class RecordEncoder:
+    """Key, value and timestamp of each record, with one codec. Not thread-safe."""
+
+    def __init__(
+        self,
+        codec: JsonCodec | AvroCodec,
+        key_fields: Sequence[str] | None = None,
+        timestamp_field: str | None = None,
+    ) -> None:
+        self.codec = codec
+        self.key_fields = tuple(key_fields or ())
+        self.timestamp_field = timestamp_field
+        # raw source bytes may be sent as they are only by a plain JSON codec
+        self._raw_ok = type(codec) is JsonCodec
+        self._last_ts_in: Any = None
+        self._last_ts_out: int | None = None
+
+    def best_effort(self, record: Record) -> tuple[bytes | None, bytes | None]:
+        """(key, value bytes) of a rejected record for its dead letter: the source bytes
+        when known, else JSON of the value; each None when it cannot be made."""
+        value = record.value or {}
+        try:
+            key = encode_key(tuple(value[f] for f in self.key_fields)) if self.key_fields else None
+        except (KeyError, TypeError):
+            key = None
+        if record.raw is not None:
+            return key, record.raw
+        try:
+            return key, _PLAIN_JSON.encode(value)
+        except TypeError:
+            return key, None
+
+    def encode(self, record: Record) -> tuple[bytes | None, bytes, int | None]:
+        """(key, value, timestamp ms or None); PoisonRecord with the field and reason."""
+        value = record.value
+        if value is None:
+            raise PoisonRecord("a source record has no value")
+        key: bytes | None = None
+        fields = self.key_fields
+        if fields:
+            try:
+                if len(fields) == 1 and type(k := value[fields[0]]) in (str, int):
+                    key = str(k).encode()  # the common case, same bytes as encode_key
+                else:
+                    key = encode_key(tuple(value[f] for f in fields))
+            except KeyError as exc:
+                name = exc.args[0]
+                raise PoisonRecord(f"key field {name!r} missing from record", field=name) from None
+        ts: int | None = None
+        if self.timestamp_field is not None:
+            raw_ts = value.get(self.timestamp_field)
+            if raw_ts is not None and raw_ts == self._last_ts_in:
+                ts = self._last_ts_out  # event times repeat a lot in sorted data
+            else:
+                try:
+                    ts = event_time_ms(raw_ts)
+                except (ValueError, OverflowError) as exc:
+                    raise PoisonRecord(
+                        f"timestamp field {self.timestamp_field!r}: {exc}",
+                        field=self.timestamp_field,
+                    ) from None
+                self._last_ts_in, self._last_ts_out = raw_ts, ts
+        if self._raw_ok and record.raw is not None:
+            return key, record.raw, ts
+        try:
+            data = self.codec.encode(value)
+        except SchemaMismatch as exc:
+            raise PoisonRecord(f"schema mismatch: {exc}", field=exc.field) from None
+        except TypeError as exc:
+            raise PoisonRecord(f"cannot encode value: {exc}") from None
+        return key, data, ts

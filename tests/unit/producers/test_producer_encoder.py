@@ -1,0 +1,77 @@
+"""Record encoder: key bytes, event time, raw passthrough, Avro and poison reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from headrace.errors import PoisonRecord
+from producers.encoder import RecordEncoder, event_time_ms
+from schemas import AvroCodec, JsonCodec, Record
+
+SCHEMA = {
+    "type": "record",
+    "name": "o",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {
+            "name": "price",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        },
+    ],
+}
+
+
+def test_event_time_from_every_shape() -> None:
+    assert event_time_ms(datetime(2024, 1, 1, tzinfo=UTC)) == 1704067200000
+    assert event_time_ms(datetime(2024, 1, 1)) == 1704067200000  # naive = UTC
+    assert event_time_ms(date(2024, 1, 1)) == 1704067200000
+    assert event_time_ms("2024-01-01T00:00:00Z") == 1704067200000
+    assert event_time_ms(1704067200000) == 1704067200000
+    for bad in (None, True, "yesterday"):
+        with pytest.raises(ValueError):
+            event_time_ms(bad)
+
+
+def test_json_key_value_and_timestamp() -> None:
+    enc = RecordEncoder(JsonCodec(), ["id", "kind"], "at")
+    key, value, ts = enc.encode(
+        Record({"id": 7, "kind": "a", "at": "2024-01-01T00:00:00Z", "p": Decimal("0.30")})
+    )
+    assert key == b'[7,"a"]'
+    assert orjson.loads(value)["p"] == "0.30"
+    assert ts == 1704067200000
+
+
+def test_raw_bytes_are_sent_unchanged_by_plain_json_only() -> None:
+    rec = Record({"id": 1, "p": 0.1}, raw=b'{"id": 1, "p": 0.100000000000000000001}')
+    assert RecordEncoder(JsonCodec(), ["id"]).encode(rec)[1] == rec.raw
+    avro = RecordEncoder(AvroCodec(SCHEMA, 3), ["id"])
+    assert (
+        avro.encode(Record({"id": 1, "price": "2.50"}, raw=b"{}"))[1][:5] == b"\x00\x00\x00\x00\x03"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "reason"),
+    [
+        ({"price": "1.00"}, "id", "key field 'id' missing"),
+        ({"id": 1, "price": "1.00", "at": "soon"}, "at", "timestamp field 'at'"),
+        ({"id": 1, "price": "lots", "at": 0}, "price", "schema mismatch"),
+    ],
+)
+def test_poison_names_the_field(value, field, reason) -> None:
+    enc = RecordEncoder(AvroCodec(SCHEMA, 1), ["id"], "at")
+    with pytest.raises(PoisonRecord) as err:
+        enc.encode(Record(value))
+    assert reason in str(err.value)
+    assert err.value.field == field
+
+
+def test_best_effort_parts_for_dead_letters() -> None:
+    enc = RecordEncoder(AvroCodec(SCHEMA, 1), ["id"])
+    assert enc.best_effort(Record({"id": 4, "price": "x"})) == (b"4", b'{"id":4,"price":"x"}')
+    assert enc.best_effort(Record({"price": "x"}, raw=b"orig")) == (None, b"orig")

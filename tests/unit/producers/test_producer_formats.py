@@ -1,0 +1,102 @@
+"""S3 object parsers: jsonl, csv and json, gzip, resume skips, poison."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+from producers.batch import Poison
+from producers.s3_formats import parse, read_lines
+from schemas import Record
+
+
+def _items(data: bytes, fmt: str, *, gz: bool = False, skip: int = 0, delimiter: str = ","):
+    if gz:
+        data = gzip.compress(data)
+    out = []
+    for chunk in parse(
+        io.BytesIO(data), fmt, key="k", etag="e", gzipped=gz, skip=skip, delimiter=delimiter
+    ):
+        out.extend(chunk)
+    return out
+
+
+def test_read_lines_across_block_boundaries() -> None:
+    data = b"".join(b"x" * (i % 7000) + b"\n" for i in range(600)) + b"tail"
+    lines = list(read_lines(io.BytesIO(data)))
+    assert len(lines) == 601
+    assert lines[599] == b"x" * (599 % 7000)
+    assert lines[-1] == b"tail"
+
+
+def test_jsonl_records_blank_lines_crlf_and_poison_with_positions() -> None:
+    data = b'{"a": 1}\r\n\n{"a": 2.50}\nnot json\n[1, 2]\n{"a": "\xc3\xa9"}'
+    items = _items(data, "jsonl")
+    assert [n for n, _ in items] == [1, 3, 4, 5, 6]
+    recs = [i for _, i in items if isinstance(i, Record)]
+    assert [r.value for r in recs] == [{"a": 1}, {"a": 2.5}, {"a": "é"}]
+    assert recs[1].raw == b'{"a": 2.50}'  # the original bytes: exact numbers survive
+    assert recs[0].position == {"key": "k", "etag": "e", "line": 1}
+    bad = [i for _, i in items if isinstance(i, Poison)]
+    assert [(p.position["line"], p.error_class) for p in bad] == [
+        (4, "JSONDecodeError"),
+        (5, "PoisonRecord"),
+    ]
+    assert bad[0].raw == b"not json"
+
+
+def test_jsonl_gzip_and_skip() -> None:
+    data = b"".join(b'{"n": %d}\n' % i for i in range(1, 5001))
+    items = _items(data, "jsonl", gz=True, skip=4000)
+    assert [n for n, _ in items] == list(range(4001, 5001))
+    assert items[0][1].value == {"n": 4001}  # type: ignore[union-attr]
+
+
+def test_csv_quoted_newlines_delimiter_bom_and_wrong_field_count() -> None:
+    data = (
+        "\ufeffid;name;note\n"
+        '1;"Smith; John";"line one\nline two"\n'
+        "2;Zoë;\n"
+        "\n"
+        "3;too;many;fields\n"
+        '4;"quote ""x""";end\n'
+    ).encode()
+    items = _items(data, "csv", delimiter=";")
+    recs = {n: i.value for n, i in items if isinstance(i, Record)}
+    assert recs[1] == {"id": "1", "name": "Smith; John", "note": "line one\nline two"}
+    assert recs[2] == {"id": "2", "name": "Zoë", "note": ""}
+    assert recs[4] == {"id": "4", "name": 'quote "x"', "note": "end"}
+    bad = [i for _, i in items if isinstance(i, Poison)]
+    assert len(bad) == 1
+    assert bad[0].position["line"] == 3
+    assert "4 fields, the header has 3" in bad[0].message
+
+
+def test_csv_empty_object_and_header_only() -> None:
+    assert _items(b"", "csv") == []
+    assert _items(b"a,b\n", "csv") == []
+
+
+def test_json_document_and_array() -> None:
+    assert [i.value for _, i in _items(b'{"a": 1}', "json")] == [{"a": 1}]  # type: ignore[union-attr]
+    items = _items(b'[{"a": 1}, 5, {"a": 3}]', "json.gz".split(".")[0], gz=True)
+    assert isinstance(items[1][1], Poison)
+    assert [n for n, _ in items] == [1, 2, 3]
+    assert isinstance(_items(b"{oops", "json")[0][1], Poison)
+
+
+def test_unreadable_content_ends_the_object_with_one_poison_item() -> None:
+    good = gzip.compress(b"".join(b'{"n": %d}\n' % i for i in range(1, 4)))
+    items = []
+    for chunk in parse(io.BytesIO(good[:-12]), "jsonl", key="k", etag="e", gzipped=True):
+        items.extend(chunk)
+    assert isinstance(items[-1][1], Poison)
+    assert items[-1][1].error_class == "EOFError"
+    not_gzip = _items(b'{"n": 1}\n', "jsonl", gz=False)
+    assert isinstance(not_gzip[0][1], Record)
+    bad = []
+    for chunk in parse(io.BytesIO(b"plain"), "jsonl", key="k", etag="e", gzipped=True):
+        bad.extend(chunk)
+    assert [(n, p.error_class) for n, p in bad] == [(1, "BadGzipFile")]
+    latin = _items("id,name\n1,Zo\xeb\n".encode("latin-1"), "csv")
+    assert [p.error_class for _, p in latin] == ["UnicodeDecodeError"]

@@ -1,0 +1,239 @@
+"""The runner with a fake broker: checkpoints trail the acks, poison goes to the DLQ, a failed
+delivery stops before any checkpoint past it, stop() finishes cleanly."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from headrace.checkpoints import decode_checkpoint
+from headrace.dlq import HEADER_POSITION
+from producers.batch import Batch, Poison
+from producers.encoder import RecordEncoder
+from producers.runner import DeliveryError, Runner
+from schemas import JsonCodec, Record
+
+
+class FakeMsg:
+    pass
+
+
+class FakeProducer:
+    """Holds deliveries until ``release()``; ``fail`` makes deliveries to a topic fail."""
+
+    def __init__(self) -> None:
+        self.queued: list = []
+        self.delivered: list = []
+        self.hold = False
+        self.fail: str | None = None
+
+    def produce(self, topic, value=None, key=None, on_delivery=None, headers=None, **kw):
+        self.queued.append((topic, value, key, headers, kw, on_delivery))
+
+    def release(self) -> None:
+        queued, self.queued = self.queued, []
+        for item in queued:
+            topic, *_, cb = item
+            self.delivered.append(item)
+            if cb is not None:
+                cb("broker said no" if topic == self.fail else None, FakeMsg())
+
+    def poll(self, timeout=0.0):
+        if not self.hold:
+            self.release()
+        return 0
+
+    def flush(self, timeout=0.0):
+        self.release()
+        return 0
+
+    def topics(self, topic):
+        return [d for d in self.delivered if d[0] == topic]
+
+
+class FakeStore:
+    def __init__(self, state=None) -> None:
+        self.state = state
+        self.saved: list = []
+        self.topic = "_cp"
+
+    def load(self):
+        return self.state
+
+    def save(self, producer, state, on_delivery=None):
+        self.saved.append(state)
+        producer.produce("_cp", value=orjson.dumps(state), key=b"src", on_delivery=on_delivery)
+
+
+class ListSource:
+    name = "src"
+    unit = "objects"
+
+    def __init__(self, batches, on_batch=None) -> None:
+        self._batches = batches
+        self.restored = "unset"
+        self.closed = False
+        self.on_batch = on_batch
+
+    def restore(self, state):
+        self.restored = state
+
+    def batches(self):
+        for i, b in enumerate(self._batches):
+            yield b
+            if self.on_batch:
+                self.on_batch(i)
+
+    def close(self):
+        self.closed = True
+
+
+def _rec(i: int) -> Record:
+    return Record({"id": i, "v": f"x{i}"}, position={"line": i})
+
+
+def _runner(source, producer, store, **kw) -> Runner:
+    enc = RecordEncoder(JsonCodec(), ["id"], None)
+    return Runner(
+        pipeline="p",
+        source=source,
+        topic="t",
+        encoder=enc,
+        producer=producer,
+        store=store,
+        checkpoint_interval=0.0,
+        **kw,
+    )
+
+
+def test_records_in_order_and_last_checkpoint_after_everything_acked() -> None:
+    batches = [Batch([_rec(1), _rec(2)], {"n": 2}), Batch([_rec(3)], {"n": 3})]
+    source, producer, store = ListSource(batches), FakeProducer(), FakeStore({"n": 0})
+    progress = _runner(source, producer, store).run(once=True, poll_interval=0)
+    assert source.restored == {"n": 0}
+    assert [orjson.loads(d[1])["id"] for d in producer.topics("t")] == [1, 2, 3]
+    assert [d[2] for d in producer.topics("t")] == [b"1", b"2", b"3"]
+    assert store.saved[-1] == {"n": 3}
+    assert progress.records == 3
+    assert source.closed
+
+
+def test_no_checkpoint_while_a_batch_is_unacknowledged() -> None:
+    producer = FakeProducer()
+    producer.hold = True
+    store = FakeStore()
+    seen_at_batch: list = []
+    source = ListSource(
+        [Batch([_rec(1)], {"n": 1}), Batch([_rec(2)], {"n": 2})],
+        on_batch=lambda i: seen_at_batch.append(list(store.saved)),
+    )
+    runner = _runner(source, producer, store)
+    gen = source.batches()
+    runner._send(next(gen))
+    runner._advance(block=False)
+    assert store.saved == []  # batch 1 not acknowledged yet
+    producer.release()
+    runner._advance(block=False)
+    assert store.saved == [{"n": 1}]
+
+
+def test_poison_and_unencodable_records_go_to_the_dlq_with_positions() -> None:
+    bad_line = Poison(b"{oops", "JSONDecodeError", "line 2: not valid JSON", {"line": 2})
+    no_key = Record({"v": "no id"}, position={"line": 3}, raw=b'{"v": "no id"}')
+    batches = [Batch([_rec(1), no_key], {"n": 3}, [bad_line])]
+    producer, store = FakeProducer(), FakeStore()
+    progress = _runner(ListSource(batches), producer, store).run(once=True, poll_interval=0)
+    dlq = producer.topics("t.dlq")
+    assert [(d[1], orjson.loads(dict(d[3])[HEADER_POSITION])) for d in dlq] == [
+        (b'{"v": "no id"}', {"line": 3}),
+        (b"{oops", {"line": 2}),
+    ]
+    assert progress.dead_letters == 2
+    assert progress.records == 1
+    assert store.saved[-1] == {"n": 3}  # the source moved on past the poison
+
+
+def test_failed_delivery_stops_without_checkpointing_past_it() -> None:
+    producer, store = FakeProducer(), FakeStore()
+    producer.fail = "t"
+    with pytest.raises(DeliveryError, match="broker said no"):
+        _runner(ListSource([Batch([_rec(1)], {"n": 1})]), producer, store).run(
+            once=True, poll_interval=0
+        )
+    assert store.saved == []
+
+
+def test_stop_ends_after_the_current_batch_with_a_checkpoint() -> None:
+    producer, store = FakeProducer(), FakeStore()
+    runner = None
+    source = ListSource(
+        [Batch([_rec(i)], {"n": i}) for i in range(1, 6)],
+        on_batch=lambda i: runner.stop() if i == 1 else None,
+    )
+    runner = _runner(source, producer, store)
+    runner.run(once=False, poll_interval=5)
+    # stop() arrived while the source made batch 3: that batch is finished, nothing after it
+    assert [orjson.loads(d[1])["id"] for d in producer.topics("t")] == [1, 2, 3]
+    assert store.saved[-1] == {"n": 3}
+    assert decode_checkpoint("x", None) is None
+
+
+def test_metrics_are_counted_per_source() -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"pipeline": "metricsp", "stage": "src", "kind": "source"}
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    before = sample("headrace_records_total", outcome="produced")
+    batches = [Batch([_rec(1), _rec(2), Record({"v": 1})], {"n": 1})]
+    enc = RecordEncoder(JsonCodec(), ["id"], None)
+    Runner(
+        pipeline="metricsp",
+        source=ListSource(batches),
+        topic="t",
+        encoder=enc,
+        producer=FakeProducer(),
+        store=FakeStore(),
+        checkpoint_interval=0.0,
+    ).run(once=True, poll_interval=0)
+    assert sample("headrace_records_total", outcome="produced") - before == 2
+    assert sample("headrace_dlq_records_total") >= 1
+    assert sample("headrace_bytes_total", direction="out") > 0
+    assert sample("headrace_batch_seconds_count") >= 1
+
+
+def test_a_record_the_producer_refuses_goes_to_the_dlq() -> None:
+    from confluent_kafka import KafkaException
+
+    class Refusing(FakeProducer):
+        def produce(self, topic, value=None, key=None, on_delivery=None, headers=None, **kw):
+            if topic == "t" and value and len(value) > 30:
+                raise KafkaException("Message size too large")
+            super().produce(topic, value, key, on_delivery, headers, **kw)
+
+    big = Record({"id": 9, "v": "x" * 50}, position={"line": 9})
+    producer, store = Refusing(), FakeStore()
+    progress = _runner(ListSource([Batch([_rec(1), big], {"n": 2})]), producer, store).run(
+        once=True, poll_interval=0
+    )
+    assert progress.records == 1
+    [dead] = producer.topics("t.dlq")
+    assert dead[2] == b"9"
+    assert b"too large" in dict(dead[3])["headrace.error.message"]
+    assert store.saved[-1] == {"n": 2}
+
+
+def test_a_lost_checkpoint_is_an_error_not_silence() -> None:
+    class LosingStore(FakeStore):
+        def save(self, producer, state, on_delivery=None):
+            self.saved.append(state)
+            producer.produce("_cp", value=b"{}", key=b"src", on_delivery=on_delivery)
+
+    producer, store = FakeProducer(), LosingStore()
+    producer.fail = "_cp"
+    with pytest.raises(DeliveryError, match="checkpoint"):
+        _runner(ListSource([Batch([_rec(1)], {"n": 1})]), producer, store).run(
+            once=True, poll_interval=0
+        )
