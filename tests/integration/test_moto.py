@@ -86,6 +86,7 @@ def test_s3_put_get_and_paginated_listing(s3: Any, bucket: str):
     assert [len(page["Contents"]) for page in pages] == [100, 50]
     assert pages[0]["IsTruncated"] is True and pages[-1]["IsTruncated"] is False
 
+
 def test_dynamodb_decimal_items_batch_write_and_query(dynamodb: Any, table: Any):
     item = {
         "pk": "window#2024-01-01T00:00",
