@@ -1,0 +1,74 @@
+"""``headrace worker``: run the pipeline's stream stages (the Faust app) in this process.
+
+Every stage of the pipeline file (or those named with ``--stage``) runs as one stage loop in
+one Faust worker; more copies of the command share the input partitions (one consumer group
+per pipeline, ``headrace-<pipeline name>`` unless ``--app-id``). SIGTERM stops gracefully:
+the current batch finishes, offsets are committed, the worker leaves the group.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from headrace.cli.common import add_file_option, pipeline_path
+
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("worker",)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser(
+        "worker",
+        help="run the stream stages (the Faust worker)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    add_file_option(worker)
+    worker.add_argument(
+        "--stage", action="append", default=[], metavar="NAME", help="run only this stage (repeat)"
+    )
+    worker.add_argument("--app-id", default=None, help="Faust app id / consumer group")
+    worker.add_argument(
+        "--store",
+        default="memory://",
+        help="table store: memory:// (state comes back from the changelog) or rocksdb:// "
+        "(needs faust-streaming-rocksdb)",
+    )
+    worker.add_argument("--web-port", type=int, default=6066, help="health/web port (6066)")
+    worker.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
+    worker.add_argument(
+        "--idle-ms", type=int, default=5000, help="idle time before windows close by timer"
+    )
+    worker.add_argument(
+        "--stall-after", type=float, default=30.0, help="seconds without progress = stalled"
+    )
+    worker.add_argument(
+        "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
+    )
+    worker.set_defaults(func=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+
+    import faust
+
+    from headrace import metrics
+    from headrace.config import load_pipeline
+    from streams.app import WorkerOptions, build_worker
+
+    pipeline = load_pipeline(pipeline_path(args))
+    options = WorkerOptions(
+        app_id=args.app_id,
+        store=args.store,
+        web_port=args.web_port,
+        batch_size=args.batch_size,
+        idle_ms=args.idle_ms,
+        stall_after=args.stall_after,
+        stages=tuple(args.stage),
+        schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
+    )
+    app, _runners = build_worker(pipeline, options)
+    metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
+    worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
+    worker.execute_from_commandline()
+    return 0

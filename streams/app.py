@@ -1,0 +1,219 @@
+"""The Faust app built from a pipeline file: one stage loop per stage, tables, health, metrics.
+
+``build_worker(pipeline, options)`` returns the ``faust.App`` and its ``StageRunner``s:
+
+- every stage reads its ``from`` topic through a ``BatchTopic`` (raw bytes, batch hand-off)
+  and runs in its own asyncio task: concurrency 1 per stage, input offsets acked only after
+  the batch's output is acknowledged (see ``streams.runner``);
+- ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
+  (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
+  (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
+- a ``lookup`` keeps the latest value per key of ``table_from`` in a table; its topic must have
+  as many partitions as the stage's input (checked at start: ``ConfigError``);
+- outputs, dead letters (``<from>.dlq``) and overflow (``<from>.overflow``) topics are created
+  at start with the input's partition count, in stage order (so chained stages agree);
+- a worker's share of a stage-wide rate limit follows its share of the input partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka.admin import AdminClient
+from faust.types import TP
+
+from headrace.config import Pipeline, Stage
+from headrace.errors import ConfigError
+from headrace.kafka_clients import client_config, ensure_topics, make_producer
+from streams.batch_topic import BatchBuffer, BatchTopic
+from streams.health import Health
+from streams.lookup import LookupRunner
+from streams.runner import StageRunner
+from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
+from streams.stages.repartition import RepartitionStage
+
+__all__ = ["WorkerOptions", "build_worker"]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the worker runs (not what it computes: that is the pipeline file)."""
+
+    app_id: str | None = None
+    store: str = "memory://"
+    web_port: int = 6066
+    batch_size: int = 5000
+    within: float = 0.2
+    idle_ms: int = 5000
+    stall_after: float = 30.0
+    stages: tuple[str, ...] = ()  # empty: every stage
+    schemas_dir: Path | None = None
+
+
+def _partitions(admin: AdminClient, topic: str) -> int | None:
+    meta = admin.list_topics(topic=topic, timeout=30).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return None
+    return len(meta.partitions)
+
+
+def _prepare_topics(pipeline: Pipeline, stages: dict[str, Stage]) -> dict[str, int]:
+    """Create outputs/DLQ/overflow topics; return partitions per input topic."""
+    admin = AdminClient(client_config(pipeline.kafka))
+    counts: dict[str, int] = {}
+    for name, stage in stages.items():
+        n = counts.get(stage.from_) or _partitions(admin, stage.from_)
+        if n is None:
+            raise ConfigError(
+                f"stage {name!r}: input topic {stage.from_!r} does not exist; create it or "
+                "start the source that writes it first"
+            )
+        counts[stage.from_] = n
+        wanted = {stage.to: n, stage.from_ + ".dlq": n}
+        if stage.rate_limit is not None and stage.rate_limit.on_excess == "shed":
+            wanted[stage.from_ + ".overflow"] = n
+        ensure_topics(pipeline.kafka, wanted)
+        counts.setdefault(stage.to, _partitions(admin, stage.to) or n)
+        if stage.lookup is not None:
+            m = _partitions(admin, stage.lookup.table_from)
+            if m != n:
+                raise ConfigError(
+                    f"stage {name!r}: lookup topic {stage.lookup.table_from!r} has "
+                    f"{m if m is not None else 'no'} partitions but {stage.from_!r} has {n}; "
+                    "they must be co-partitioned (same partition count and key) for the join"
+                )
+    return counts
+
+
+def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App, list[StageRunner]]:
+    """The app and its stage loops (not started); ConfigError for an unusable pipeline."""
+    chosen = options.stages or tuple(pipeline.stages)
+    unknown = [s for s in chosen if s not in pipeline.stages]
+    if unknown:
+        raise ConfigError(
+            f"unknown stage(s) {', '.join(unknown)}; the file has {', '.join(pipeline.stages)}"
+        )
+    stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
+    counts = _prepare_topics(pipeline, stages)
+    app_id = options.app_id or f"headrace-{pipeline.name}"
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{pipeline.kafka.bootstrap_servers}",
+        store=options.store,
+        web_port=options.web_port,
+        web_host="127.0.0.1",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=10_000,
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+    )
+    producer = make_producer(pipeline.kafka, **{"linger.ms": 5})
+    runners: list[StageRunner] = []
+    lookups: list[LookupRunner] = []
+    for name, stage in stages.items():
+        n = counts[stage.from_]
+        topic = _batch_topic(app, stage.from_, options)
+        table = None
+        processor: StageProcessor
+        if stage.kind == "records":
+            lookup_get = None
+            if stage.lookup is not None:
+                lookup = LookupRunner.create(app, name, stage.lookup, partitions=n)
+                lookups.append(lookup)
+                lookup_get = lookup.get
+            processor = RecordsStage(
+                name, stage, schemas_dir=options.schemas_dir, lookup=lookup_get
+            )
+        elif stage.kind == "aggregate":
+            table = _state_table(app, name, n)
+            processor = AggregateStage(name, stage, idle_ms=options.idle_ms)
+        else:
+            internal = f"{app_id}-{name}-by-partition"
+            ensure_topics(pipeline.kafka, {internal: n})
+            runners.append(
+                StageRunner(
+                    app=app,
+                    processor=RepartitionStage(name, stage, target=internal, partitions=n),
+                    topic=topic,
+                    table=None,
+                    producer=producer,
+                    labels=(pipeline.name, name),
+                    within=options.within,
+                )
+            )
+            counts[internal] = n
+            topic = _batch_topic(app, internal, options)
+            table = _state_table(app, name, n)
+            processor = RankStage(name, stage)
+            processor.source = internal
+        runners.append(
+            StageRunner(
+                app=app,
+                processor=processor,
+                topic=topic,
+                table=table,
+                producer=producer,
+                labels=(pipeline.name, name),
+                within=options.within,
+            )
+        )
+    _wire(app, runners, lookups, counts)
+    Health(app, runners, pipeline.name, stall_after=options.stall_after).install()
+    return app, runners
+
+
+def _batch_topic(app: faust.App, name: str, options: WorkerOptions) -> BatchTopic:
+    buffer = BatchBuffer(maxsize=options.batch_size * 4, batch_size=options.batch_size)
+    topic = BatchTopic(
+        app, topics=[name], key_serializer="raw", value_serializer="raw", buffer=buffer
+    )
+    app.topics.add(topic)
+    return topic
+
+
+def _state_table(app: faust.App, stage: str, partitions: int) -> Any:
+    return app.Table(
+        f"{stage}-state",
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+    )
+
+
+def _wire(
+    app: faust.App,
+    runners: list[StageRunner],
+    lookups: list[LookupRunner],
+    counts: dict[str, int],
+) -> None:
+    loops: list[StageRunner | LookupRunner] = [*runners, *lookups]
+    for each in loops:
+        app.task(_loop(each))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: Any, revoked: Iterable[TP], **kwargs: Any) -> None:
+        for runner in runners:
+            runner.on_revoked(revoked)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: Any, assigned: Iterable[TP], **kwargs: Any) -> None:
+        held = set(app.consumer.assignment())
+        for runner in runners:
+            processor = runner.processor
+            if isinstance(processor, RecordsStage):
+                source = processor.source
+                mine = sum(1 for tp in held if tp.topic == source)
+                processor.set_share(mine, counts[source])
+
+
+def _loop(runner: StageRunner | LookupRunner) -> Any:
+    async def loop() -> None:
+        await runner.run()
+
+    loop.__name__ = f"stage_{id(runner)}"
+    return loop

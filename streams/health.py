@@ -1,0 +1,110 @@
+"""Worker health: ``/healthz``, ``/readyz`` and the stall watchdog.
+
+- ``/readyz``: 200 when the worker holds partitions, is not rebalancing, and table recovery
+  is done; 503 (with the reason) otherwise.
+- ``/healthz``: 200 while no assigned partition is stalled and no stage loop died; 503 otherwise.
+- The watchdog (``check``, run by a timer) calls a partition *stalled* when it has lag
+  (high watermark beyond the last processed offset) and its position did not advance for
+  ``stall_after`` seconds; it sets ``headrace_stalled_partitions``, ``headrace_healthy`` and
+  ``headrace_consumer_lag`` per stage. It reports; it does not restart anything (Faust issues
+  #175/#471/#629: consumers that stall silently; an operator or supervisor decides).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from headrace import metrics
+from streams.runner import StageRunner
+
+__all__ = ["Health"]
+
+
+@dataclass
+class Health:
+    """Health state of one worker; see the module doc."""
+
+    app: faust.App
+    runners: list[StageRunner]
+    pipeline: str
+    stall_after: float = 30.0
+    stalled: dict[str, list[str]] = field(default_factory=dict)
+    dead: list[str] = field(default_factory=list)
+    assigned_at: dict[TP, float] = field(default_factory=dict)
+
+    def check(self, now: float | None = None) -> None:
+        """One watchdog round (see the module doc)."""
+        now = time.monotonic() if now is None else now
+        consumer = self.app.consumer
+        assignment = set(consumer.assignment())
+        for tp in list(self.assigned_at):
+            if tp not in assignment:
+                del self.assigned_at[tp]
+        self.stalled = {}
+        for runner in self.runners:
+            source = runner.processor.source
+            labels = (self.pipeline, runner.labels[1], "stage")
+            lag_total = 0
+            stalled = []
+            for tp in assignment:
+                if tp.topic != source:
+                    continue
+                self.assigned_at.setdefault(tp, now)
+                try:
+                    highwater = int(consumer.highwater(tp))
+                except Exception:  # not fetched yet after assignment: no figure this round
+                    highwater = -1
+                if highwater < 0:
+                    continue
+                position = runner.position.get(tp)
+                if position is None:
+                    continue  # nothing processed since assignment: committed offset unknown here
+                lag = max(0, highwater - (position + 1))
+                lag_total += lag
+                since = runner.progress_at.get(tp, self.assigned_at[tp])
+                if lag > 0 and now - since > self.stall_after:
+                    stalled.append(f"{tp.topic}[{tp.partition}]")
+            metrics.CONSUMER_LAG.labels(*labels, source).set(lag_total)
+            metrics.STALLED_PARTITIONS.labels(*labels).set(len(stalled))
+            if stalled:
+                self.stalled[runner.labels[1]] = sorted(stalled)
+            healthy = not stalled and runner.labels[1] not in self.dead
+            metrics.HEALTHY.labels(*labels).set(1 if healthy else 0)
+
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        if self.stalled or self.dead:
+            return 503, {"status": "unhealthy", "stalled": self.stalled, "dead": self.dead}
+        return 200, {"status": "ok"}
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        if not assignment:
+            return 503, {"ready": False, "reason": "no partitions assigned yet"}
+        if self.app.rebalancing:
+            return 503, {"ready": False, "reason": "rebalancing"}
+        recovery = getattr(self.app.tables, "recovery", None)
+        if recovery is not None and not recovery.completed.is_set():
+            return 503, {"ready": False, "reason": "table recovery in progress"}
+        return 200, {"ready": True, "partitions": len(assignment)}
+
+    def install(self, interval: float = 5.0) -> None:
+        """Register the web pages and the watchdog timer on the app."""
+
+        @self.app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            status, body = self.healthz()
+            return web.json(body, status=status)
+
+        @self.app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            status, body = self.readyz()
+            return web.json(body, status=status)
+
+        @self.app.timer(interval=interval)  # type: ignore[untyped-decorator]
+        async def watchdog() -> None:
+            self.check()

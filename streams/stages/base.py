@@ -1,0 +1,127 @@
+"""Messages in and out of a stage processor, and the processor interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from headrace.dlq import DeadLetter
+from schemas import JsonCodec
+
+__all__ = [
+    "HEADER_LATENESS",
+    "HEADER_SOURCE",
+    "BatchOutput",
+    "InMessage",
+    "OutMessage",
+    "StageProcessor",
+    "StateWrite",
+    "dead_letter",
+]
+
+HEADER_LATENESS = "headrace.lateness_ms"
+HEADER_SOURCE = "headrace.source"
+"""Set by a records stage on each output: ``topic|partition|offset|index`` of the input that
+produced it, so a stateful stage downstream can drop the duplicates a replay re-sends."""
+CODEC = JsonCodec()
+
+StateWrite = tuple[Any, Any]
+"""(table key, value); value None deletes the key (a changelog tombstone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InMessage:
+    """One input message as read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The last header called ``name``, or None."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+    def position(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """One message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produced. ``wait_s``: sleep before producing ``messages`` (rate limit)."""
+
+    messages: list[OutMessage] = field(default_factory=list)
+    dead: list[OutMessage] = field(default_factory=list)
+    state: list[StateWrite] = field(default_factory=list)
+    wait_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+
+def dead_letter(
+    stage: str, msg: InMessage, error: BaseException, extra: list[tuple[str, bytes]] | None = None
+) -> OutMessage:
+    """The DLQ message for ``msg`` (original key and bytes, headers naming stage and error)."""
+    letter = DeadLetter.from_error(
+        topic=msg.topic,
+        stage=stage,
+        error=error,
+        position=msg.position(),
+        key=msg.key,
+        value=msg.value,
+        timestamp_ms=msg.timestamp_ms,
+    )
+    return OutMessage(
+        msg.topic + ".dlq", msg.key, msg.value, msg.timestamp_ms, letter.headers() + (extra or [])
+    )
+
+
+def decode(msg: InMessage) -> dict[str, Any] | None:
+    """The JSON object of ``msg`` (None for a tombstone); JsonDecodeError when not one."""
+    return None if msg.value is None else CODEC.decode(msg.value)
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    return CODEC.encode(value)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+class StageProcessor(Protocol):
+    """A stage's batch logic. ``process`` gets messages of one partition in offset order."""
+
+    name: str
+    source: str
+
+    def process(self, partition: int, batch: list[InMessage], wall_ms: int = 0) -> BatchOutput: ...
+
+    def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput: ...
+
+    def restore(self, partition: int, state: dict[Any, Any]) -> None: ...
+
+    def state_size(self) -> int: ...
