@@ -1,0 +1,83 @@
+"""Wiring one sink from the pipeline file: consumer, writer, dead letters, metrics, runner.
+
+``build_sink(pipeline, name)`` returns a ready ``SinkRunner`` plus a ``close`` callable for
+the clients it opened. The consumer group defaults to ``headrace.<pipeline>.sink.<name>``,
+so copies of one sink share the topic's partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connectors.dynamodb import DynamoWriter, dynamo_client
+from connectors.mongodb import MongoWriter, mongo_collection
+from connectors.records import SinkWriter
+from connectors.runner import SinkRunner
+from connectors.sinkmetrics import SinkMetrics
+from headrace.config import DynamoDBSink, MongoSink, Pipeline
+from headrace.dlq import dlq_topic
+from headrace.errors import ConfigError
+from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
+
+__all__ = ["build_sink", "group_id"]
+
+
+def group_id(pipeline: Pipeline, name: str) -> str:
+    """The default consumer group of sink ``name``."""
+    return f"headrace.{pipeline.name}.sink.{name}"
+
+
+def build_sink(
+    pipeline: Pipeline, name: str, *, group: str | None = None
+) -> tuple[SinkRunner, Callable[[], None]]:
+    """The runner of sink ``name``; ConfigError (exit 2) when there is no such sink."""
+    config = pipeline.sinks.get(name)
+    if config is None:
+        known = ", ".join(sorted(pipeline.sinks)) or "none"
+        raise ConfigError(f"no sink named {name!r} in the pipeline file (sinks: {known})")
+    metrics = SinkMetrics(pipeline.name, name)
+    closers: list[Callable[[], None]] = []
+    writer: SinkWriter
+    if isinstance(config, MongoSink):
+        client, collection = mongo_collection(config)
+        closers.append(client.close)
+        writer = MongoWriter(name, config, collection)
+    else:
+        assert isinstance(config, DynamoDBSink)
+        writer = DynamoWriter(name, config, dynamo_client(config), on_throttle=metrics.throttle)
+    delivery: list[Callable[[Any, Any], None]] = []
+    producer: Any = make_producer(
+        pipeline.kafka, on_delivery=lambda err, msg: [cb(err, msg) for cb in delivery]
+    )
+    holder: list[SinkRunner] = []
+    consumer: Any = make_consumer(
+        pipeline.kafka,
+        group or group_id(pipeline, name),
+        **{"statistics.interval.ms": 5000, "stats_cb": lambda s: holder[0].on_stats(s)},
+    )
+    runner = SinkRunner(
+        name=name,
+        topic=config.from_,
+        consumer=consumer,
+        writer=writer,
+        producer=producer,
+        metrics=metrics,
+        batch_size=config.batch_size,
+        batch_bytes=config.batch_bytes,
+        linger=config.linger,
+        ensure_dlq_topic=lambda: _ensure_dlq(pipeline, config.from_),
+    )
+    holder.append(runner)
+    delivery.append(runner.on_delivery)
+
+    def close() -> None:
+        producer.flush(10)
+        for fn in closers:
+            fn()
+
+    return runner, close
+
+
+def _ensure_dlq(pipeline: Pipeline, topic: str) -> None:
+    ensure_topics(pipeline.kafka, {dlq_topic(topic): 1})

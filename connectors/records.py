@@ -1,0 +1,108 @@
+"""What a sink writer receives and returns, and the interface every writer implements.
+
+The runner (one thread) decodes Kafka messages into ``SinkRecord`` values, hands a batch to
+``SinkWriter.write`` and commits the batch's offsets only after ``write`` returned. A writer
+never commits, never talks to Kafka, and reports per-record rejections instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from headrace.errors import HeadraceError
+from schemas import MAGIC, JsonCodec, split_wire
+
+__all__ = [
+    "FatalSinkError",
+    "SinkRecord",
+    "SinkWriter",
+    "WriteOutcome",
+    "decode_value",
+]
+
+_JSON = JsonCodec()
+
+
+def decode_value(data: bytes | None) -> dict[str, Any] | None:
+    """The record value of a Kafka message: None for a tombstone, else the decoded object.
+
+    Raises ``ValueError`` (a ``JsonDecodeError``) when the bytes are not a record; the runner
+    sends such messages to the dead-letter topic. The one place to add the Avro decoder.
+    """
+    if data is None:
+        return None
+    if len(data) >= 5 and data[0] == MAGIC:
+        schema_id, _body = split_wire(data)
+        raise ValueError(
+            f"Confluent-framed Avro (schema id {schema_id}): the sink decodes JSON only until "
+            "the schema registry can look schemas up by id"
+        )
+    return _JSON.decode(data)
+
+
+class FatalSinkError(HeadraceError):
+    """The sink cannot go on (bad credentials, missing table with ``create: false``...).
+
+    The runner stops without committing the batch in hand; the CLI exits 1 with the message.
+    """
+
+
+@dataclass(slots=True)
+class SinkRecord:
+    """One decoded Kafka message; ``value is None`` is a tombstone for ``key``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any] | None
+    raw: bytes | None = None
+    timestamp_ms: int | None = None
+
+    @property
+    def position(self) -> dict[str, Any]:
+        """Where the record was read: topic, partition and offset (for dead letters)."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    @property
+    def size(self) -> int:
+        """Payload bytes (key + value), used to bound batches."""
+        return len(self.key or b"") + len(self.raw or b"")
+
+
+@dataclass
+class WriteOutcome:
+    """What one ``write`` did: counts by outcome, and the records it refused, with why.
+
+    ``counts`` keys are fixed words (``written``, ``deleted``, ``skipped_older``,
+    ``skipped_existing``, ``superseded``...). ``rejected`` maps an index into the batch to
+    the reason; those records go to the dead-letter topic, the rest are written.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+    def reject(self, index: int, reason: str) -> None:
+        self.rejected[index] = reason
+
+
+class SinkWriter(Protocol):
+    """A destination. Called from the runner's thread only, one call at a time.
+
+    - ``open()`` prepares the destination (indexes, table); raises ``FatalSinkError``.
+    - ``write(batch)`` writes every record it does not reject, idempotently: writing the same
+      batch twice leaves the same data. Raises ``RetriableError`` (the runner backs off and
+      calls again with the same batch) or ``FatalSinkError``. Returning means durable.
+    - ``close()`` releases connections.
+    """
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def write(self, batch: Sequence[SinkRecord]) -> WriteOutcome: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,372 @@
+"""The sink runner: consume one topic, batch, write, and commit only what was written.
+
+One thread does everything (poll, decode, write, commit, rebalance callbacks, which
+confluent-kafka runs inside ``consume``). The loop:
+
+1. ``consume`` up to the batch's free room, waiting at most the batch's remaining linger;
+2. when the batch is full (count or bytes) or lingered long enough, ``flush``: decode (bad
+   bytes: dead letter), ``writer.write`` (retriable errors: pause the partitions, back off
+   with jitter, retry the same batch; the partitions resume after it is written), dead-letter
+   the rejected records, wait for the dead letters' delivery, then commit each partition's
+   last offset + 1, synchronously;
+3. on SIGTERM/``stop()``: flush, commit, close (leave the group).
+
+Guarantee: an offset is committed only after every record before it was written or
+delivered to ``<topic>.dlq``. A ``FatalSinkError`` stops the runner without committing the
+batch in hand. Revocation flushes before the partitions go; a lost assignment drops the
+batch uncommitted (the new owner reads it again; writes are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from connectors.backoff import Backoff
+from connectors.batcher import Batch
+from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome, decode_value
+from connectors.sinkmetrics import SinkMetrics
+from headrace.dlq import DeadLetter, DeadLetterWriter
+from headrace.errors import RetriableError
+
+__all__ = ["Consumer", "DeadLetterProducer", "SinkRunner"]
+
+log = logging.getLogger(__name__)
+
+
+class Consumer(Protocol):
+    """The part of ``confluent_kafka.Consumer`` the runner uses."""
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None: ...
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
+    def commit(self, *, offsets: list[Any], asynchronous: bool) -> Any: ...
+    def pause(self, partitions: list[Any]) -> None: ...
+    def resume(self, partitions: list[Any]) -> None: ...
+    def assignment(self) -> list[Any]: ...
+    def close(self) -> None: ...
+
+
+class DeadLetterProducer(Protocol):
+    """The part of ``confluent_kafka.Producer`` the dead letters use."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        headers: list[tuple[str, bytes]] | None = ...,
+        **kwargs: Any,
+    ) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+class SinkRunner:
+    """Runs one ``SinkWriter`` against one topic until ``stop()`` or a fatal error."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topic: str,
+        consumer: Consumer,
+        writer: SinkWriter,
+        producer: DeadLetterProducer,
+        metrics: SinkMetrics,
+        batch_size: int,
+        batch_bytes: int,
+        linger: float,
+        backoff: Backoff | None = None,
+        make_offset: Callable[[str, int, int], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        ensure_dlq_topic: Callable[[], None] | None = None,
+        revoke_deadline: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self._consumer = consumer
+        self._writer = writer
+        self._producer = producer
+        self._metrics = metrics
+        self._batch: Batch[Any] = Batch(batch_size, batch_bytes, linger, clock)
+        self._backoff = backoff or Backoff()
+        self._make_offset = make_offset or _topic_partition
+        self._sleep = sleep
+        self._clock = clock
+        self._ensure_dlq = ensure_dlq_topic
+        self._dlq_ready = False
+        self._revoke_deadline = revoke_deadline
+        self._letters = DeadLetterWriter(producer, on_sent=lambda _l: metrics.dead_letter())
+        self._delivery_errors: list[str] = []
+        self._stopping = False
+        self.committed: dict[int, int] = {}
+        #: perf_counter() when the first message arrived (benchmarks measure from there)
+        self.first_read: float | None = None
+        self.last_commit = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to flush, commit and leave. Safe from a signal handler."""
+        self._stopping = True
+
+    def run(self, max_idle_polls: int | None = None) -> None:
+        """Consume until ``stop()``; ``max_idle_polls`` (tests, benchmarks) also ends it after
+        that many consecutive empty polls, once something was read and nothing is left."""
+        self._open_writer()
+        self._consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        idle = 0
+        started = False
+        try:
+            while not self._stopping:
+                room = max(1, self._batch.max_records - len(self._batch))
+                timeout = min(0.5, self._batch.remaining_linger())
+                messages = self._consumer.consume(num_messages=room, timeout=timeout)
+                for msg in messages:
+                    self._add(msg)
+                if self._batch.due() and not self._flush_or_give_up():
+                    return
+                if messages:
+                    started = True
+                idle = 0 if messages or len(self._batch) or not started else idle + 1
+                if max_idle_polls is not None and idle >= max_idle_polls:
+                    break
+            self._flush_or_give_up()
+        finally:
+            self._consumer.close()
+            self._writer.close()
+
+    def _flush_or_give_up(self) -> bool:
+        """Flush; when stopping while the destination is down, leave the batch unwritten
+        and uncommitted (it is read again on restart) and return False."""
+        try:
+            self.flush()
+        except RetriableError as exc:
+            if not self._stopping:
+                raise
+            log.warning(
+                "sink %r: stopping before the batch could be written (%s); it is not "
+                "committed and will be read again",
+                self.name,
+                exc,
+            )
+            return False
+        return True
+
+    def _open_writer(self) -> None:
+        """``writer.open()``, waiting out a destination that is not up yet."""
+        attempt = 0
+        while True:
+            try:
+                self._writer.open()
+                return
+            except RetriableError as exc:
+                if self._stopping:
+                    raise
+                wait = self._backoff.delay(attempt, exc.retry_after)
+                attempt += 1
+                log.warning("sink %r: cannot open (%s); retry in %.1fs", self.name, exc, wait)
+                self._sleep(wait)
+
+    # -- rebalance callbacks (run inside consume(), on this thread) -------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        log.info("sink %r: assigned %d partition(s) of %r", self.name, len(partitions), self.topic)
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        """Write and commit what was read from the partitions before they go."""
+        try:
+            self.flush(deadline=self._clock() + self._revoke_deadline)
+        except RetriableError as exc:
+            log.warning(
+                "sink %r: revoked before the batch was written (%s); the next owner reads it again",
+                self.name,
+                exc,
+            )
+            self._batch.take()
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        log.warning(
+            "sink %r: lost %d partition(s); their unwritten records are read again by "
+            "the next owner",
+            self.name,
+            len(partitions),
+        )
+        self._batch.take()
+
+    # -- batching and writing ---------------------------------------------------------------
+
+    def _add(self, msg: Any) -> None:
+        err = msg.error()
+        if err is not None:
+            if getattr(err, "fatal", lambda: False)():
+                raise FatalSinkError(f"sink {self.name!r}: Kafka consumer failed: {err}")
+            log.debug("sink %r: consumer event %s", self.name, err)
+            return
+        raw = msg.value()
+        record = SinkRecord(
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            msg.key(),
+            None,
+            raw,
+            _timestamp(msg),
+        )
+        if self.first_read is None:
+            self.first_read = time.perf_counter()
+        self._batch.add(record, record.size)
+
+    def flush(self, deadline: float | None = None) -> None:
+        """Write the batch (retrying), dead-letter its rejects, then commit it.
+
+        Raises ``FatalSinkError`` (nothing committed), or ``RetriableError`` when ``deadline``
+        passes before the write succeeded (nothing committed; the batch is kept).
+        """
+        if not self._batch.items:
+            return
+        records: list[SinkRecord] = self._batch.items
+        started = self._clock()
+        good, letters = self._decode(records)
+        outcome = self._write_with_retry(good, deadline)
+        for index, reason in sorted(outcome.rejected.items()):
+            letters.append((good[index], reason))
+        for record, reason in letters:
+            self._dead_letter(record, reason)
+        self._await_dead_letters()
+        self._metrics.records(outcome.counts)
+        self._metrics.batch(len(records), self._clock() - started)
+        self._commit(records)
+        self._batch.take()
+
+    def _decode(
+        self, records: list[SinkRecord]
+    ) -> tuple[list[SinkRecord], list[tuple[SinkRecord, str]]]:
+        good: list[SinkRecord] = []
+        bad: list[tuple[SinkRecord, str]] = []
+        for record in records:
+            try:
+                record.value = decode_value(record.raw)
+            except ValueError as exc:
+                bad.append((record, f"cannot decode the value: {exc}"))
+                continue
+            good.append(record)
+        return good, bad
+
+    def _write_with_retry(
+        self, batch: Sequence[SinkRecord], deadline: float | None
+    ) -> WriteOutcome:
+        if not batch:
+            return WriteOutcome()
+        attempt = 0
+        paused: list[Any] = []
+        try:
+            while True:
+                try:
+                    return self._writer.write(batch)
+                except RetriableError as exc:
+                    wait = self._backoff.delay(attempt, exc.retry_after)
+                    attempt += 1
+                    self._metrics.retry("retriable")
+                    if self._stopping or (deadline is not None and self._clock() + wait > deadline):
+                        raise
+                    if not paused:
+                        paused = list(self._consumer.assignment())
+                        if paused:
+                            self._consumer.pause(paused)
+                    log.warning(
+                        "sink %r: write failed (%s); retry %d in %.1fs",
+                        self.name,
+                        exc,
+                        attempt,
+                        wait,
+                    )
+                    self._sleep(wait)
+        finally:
+            if paused:
+                self._consumer.resume(paused)
+
+    def _dead_letter(self, record: SinkRecord, reason: str) -> None:
+        if self._ensure_dlq is not None and not self._dlq_ready:
+            self._ensure_dlq()
+            self._dlq_ready = True
+        self._letters.send(
+            DeadLetter(
+                topic=record.topic,
+                stage=self.name,
+                error_class="PoisonRecord",
+                message=reason,
+                position=record.position,
+                key=record.key,
+                value=record.raw,
+                timestamp_ms=record.timestamp_ms,
+            )
+        )
+
+    def _await_dead_letters(self) -> None:
+        if not self._dlq_ready and self._ensure_dlq is not None:
+            return
+        while self._producer.flush(5.0) > 0:
+            log.warning("sink %r: waiting for dead letters to be delivered", self.name)
+        if self._delivery_errors:
+            raise FatalSinkError(
+                f"sink {self.name!r}: dead letters to {self.topic}.dlq were not delivered "
+                f"({self._delivery_errors[0]}); nothing after them is committed"
+            )
+
+    def _commit(self, records: list[SinkRecord]) -> None:
+        last: dict[int, int] = {}
+        for record in records:
+            if record.offset > last.get(record.partition, -1):
+                last[record.partition] = record.offset
+        offsets = [self._make_offset(self.topic, p, o + 1) for p, o in sorted(last.items())]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:  # written already: a failed commit only means a replay
+            log.warning(
+                "sink %r: commit failed (%s); those records will be written again "
+                "(idempotently) after a restart or rebalance",
+                self.name,
+                exc,
+            )
+            return
+        for p, o in last.items():
+            self.committed[p] = o + 1
+        self.last_commit = time.perf_counter()
+        self._metrics.committed()
+
+    def on_delivery(self, err: Any, _msg: Any) -> None:
+        """Producer delivery callback for dead letters (pass as ``on_delivery``)."""
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    def on_stats(self, stats_json: str) -> None:
+        """Consumer ``stats_cb``: publish the consumer lag of the topic."""
+        try:
+            stats = orjson.loads(stats_json)
+            parts = stats.get("topics", {}).get(self.topic, {}).get("partitions", {})
+            lag = sum(max(0, int(p.get("consumer_lag", 0))) for k, p in parts.items() if k != "-1")
+        except (ValueError, AttributeError, TypeError):
+            return
+        self._metrics.lag(self.topic, lag)
+
+
+def _timestamp(msg: Any) -> int | None:
+    kind, value = msg.timestamp()
+    return int(value) if kind and value >= 0 else None
+
+
+def _topic_partition(topic: str, partition: int, offset: int) -> Any:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, partition, offset)

@@ -1,0 +1,222 @@
+"""DynamoDB writer against a fake client: 25-item chunks, UnprocessedItems, throttling,
+conditional puts, Decimal conversion and dead-letter reasons."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from fakes import rec
+
+from connectors.adaptive import AdaptiveRate
+from connectors.backoff import Backoff
+from connectors.dynamodb import DynamoWriter
+from connectors.records import FatalSinkError
+from headrace.config import DynamoDBSink
+from headrace.errors import RetriableError
+
+
+def _err(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "Op")
+
+
+class FakeDynamo:
+    """Stores items by key; ``unprocessed`` answers leave that many items for the next call."""
+
+    def __init__(self, unprocessed: list[int] | None = None, throttle: int = 0, table: bool = True):
+        self.items: dict[str, dict[str, Any]] = {}
+        self.batches: list[int] = []
+        self.unprocessed = list(unprocessed or [])
+        self.throttle = throttle
+        self.table = table
+        self.created: dict[str, Any] | None = None
+
+    def describe_table(self, **kw: Any) -> dict[str, Any]:
+        if not self.table:
+            raise _err("ResourceNotFoundException")
+        return {
+            "Table": {
+                "TableStatus": "ACTIVE",
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            }
+        }
+
+    def create_table(self, **kw: Any) -> dict[str, Any]:
+        self.created, self.table = kw, True
+        return {}
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        ((table, reqs),) = RequestItems.items()
+        assert len(reqs) <= 25, "DynamoDB refuses more than 25 items"
+        self.batches.append(len(reqs))
+        if self.throttle:
+            self.throttle -= 1
+            raise _err("ProvisionedThroughputExceededException")
+        keep = self.unprocessed.pop(0) if self.unprocessed else 0
+        done, left = reqs[: len(reqs) - keep], reqs[len(reqs) - keep :]
+        for r in done:
+            if "PutRequest" in r:
+                item = r["PutRequest"]["Item"]
+                self.items[item["id"]] = item
+            else:
+                self.items.pop(r["DeleteRequest"]["Key"]["id"], None)
+        return {"UnprocessedItems": {table: left} if left else {}}
+
+    def put_item(self, TableName: str, Item: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if "ConditionExpression" in kw:
+            have = self.items.get(Item["id"])
+            if have is not None and not have["v"] <= kw["ExpressionAttributeValues"][":v"]:
+                raise _err("ConditionalCheckFailedException")
+        self.items[Item["id"]] = Item
+        return {}
+
+    def delete_item(self, TableName: str, Key: dict[str, Any]) -> dict[str, Any]:
+        self.items.pop(Key["id"], None)
+        return {}
+
+
+def _writer(client: FakeDynamo, sleeps: list[float] | None = None, **cfg: Any) -> DynamoWriter:
+    config = DynamoDBSink.model_validate(
+        {"type": "dynamodb", "from": "t", "table": "tbl", "partition_key": "id", **cfg}
+    )
+    w = DynamoWriter(
+        "d",
+        config,
+        client,
+        backoff=Backoff(0.01, 1.0, rand=lambda a, b: b),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
+    w.open()
+    return w
+
+
+def _batch(n: int, **extra: Any) -> list[Any]:
+    return [rec(f"k{i}", {"id": f"k{i}", "v": i, "price": 1.5, **extra}, i) for i in range(n)]
+
+
+def test_splits_into_chunks_of_25_and_converts_floats() -> None:
+    client = FakeDynamo()
+    out = _writer(client).write(_batch(60))
+    assert client.batches == [25, 25, 10]
+    assert out.counts["written"] == 60 and len(client.items) == 60
+    assert client.items["k3"]["price"] == Decimal("1.5")
+
+
+def test_unprocessed_items_are_retried_with_backoff_until_written() -> None:
+    client, sleeps = FakeDynamo(unprocessed=[10, 4, 1]), []
+    out = _writer(client, sleeps).write(_batch(25))
+    assert client.batches == [25, 10, 4, 1]
+    assert sleeps == [0.01, 0.02, 0.04]
+    assert out.counts["written"] == 25 and len(client.items) == 25
+
+
+def test_unprocessed_forever_is_retriable_not_lost() -> None:
+    client = FakeDynamo(unprocessed=[5] * 100)
+    with pytest.raises(RetriableError, match="unprocessed"):
+        _writer(client).write(_batch(25))
+
+
+def test_throttling_halves_the_rate_and_success_recovers_slowly() -> None:
+    clock = [0.0]
+    rate = AdaptiveRate(100.0, clock=lambda: clock[0])
+    client = FakeDynamo(throttle=1)
+    config = DynamoDBSink.model_validate(
+        {
+            "type": "dynamodb",
+            "from": "t",
+            "table": "tbl",
+            "partition_key": "id",
+            "rate_limit": {"rate": 100},
+        }
+    )
+    throttles: list[int] = []
+    w = DynamoWriter(
+        "d",
+        config,
+        client,
+        rate=rate,
+        sleep=lambda s: None,
+        on_throttle=lambda: throttles.append(1),
+    )
+    w.open()
+    with pytest.raises(RetriableError, match="throttled"):
+        w.write(_batch(5))
+    assert rate.rate == 50.0 and throttles == [1]
+    w.write(_batch(5))
+    assert rate.rate == 52.0  # +2% of the ceiling per good write, not back at once
+    for _ in range(100):
+        rate.succeeded()
+    assert rate.rate == 100.0
+
+
+def test_rate_limit_makes_the_writer_wait() -> None:
+    clock, sleeps = [0.0], []
+    rate = AdaptiveRate(10.0, clock=lambda: clock[0])
+    config = DynamoDBSink.model_validate(
+        {
+            "type": "dynamodb",
+            "from": "t",
+            "table": "tbl",
+            "partition_key": "id",
+            "rate_limit": {"rate": 10},
+        }
+    )
+    w = DynamoWriter("d", config, FakeDynamo(), rate=rate, sleep=sleeps.append)
+    w.open()
+    w.write(_batch(25))
+    assert sleeps == [pytest.approx(1.5)]  # 25 items at 10/s with a burst of 10
+
+
+def test_version_guard_skips_older_and_replay_changes_nothing() -> None:
+    client = FakeDynamo()
+    w = _writer(client, version_field="v")
+    w.write([rec("a", {"id": "a", "v": 5, "x": "new"})])
+    out = w.write([rec("a", {"id": "a", "v": 3, "x": "old"}, 1)])
+    assert out.counts == {"skipped_older": 1} and client.items["a"]["x"] == "new"
+    out = w.write([rec("a", {"id": "a", "v": 5, "x": "new"})])
+    assert out.counts["written"] == 1 and client.items["a"]["x"] == "new"
+
+
+def test_newest_per_key_wins_inside_a_batch() -> None:
+    client = FakeDynamo()
+    out = _writer(client, version_field="v").write(
+        [rec("a", {"id": "a", "v": 2}, 0), rec("a", {"id": "a", "v": 1}, 1)]
+    )
+    assert client.items["a"]["v"] == 2 and out.counts["superseded"] == 1
+
+
+def test_poison_items_are_rejected_with_reason() -> None:
+    client = FakeDynamo()
+    batch = [
+        rec("a", {"id": "a", "v": float("nan")}, 0),
+        rec("b", {"id": "b", "blob": "x" * 500_000}, 1),
+        rec("c", {"v": 1}, 2),
+        rec("d", {"id": "d", "v": 1}, 3),
+    ]
+    out = _writer(client).write(batch)
+    assert "NaN" in out.rejected[0] or "nan" in out.rejected[0]
+    assert "400 KB" in out.rejected[1]
+    assert "'id'" in out.rejected[2]
+    assert list(client.items) == ["d"]
+
+
+def test_tombstone_deletes_the_key() -> None:
+    client = FakeDynamo()
+    w = _writer(client)
+    w.write(_batch(2))
+    out = w.write([rec("k1", None, 5)])
+    assert out.counts["deleted"] == 1 and list(client.items) == ["k0"]
+
+
+def test_missing_table_is_fatal_or_created() -> None:
+    config = DynamoDBSink.model_validate(
+        {"type": "dynamodb", "from": "t", "table": "tbl", "partition_key": "id"}
+    )
+    with pytest.raises(FatalSinkError, match="create: true"):
+        DynamoWriter("d", config, FakeDynamo(table=False)).open()
+    client = FakeDynamo(table=False)
+    _writer(client, create=True)
+    assert client.created is not None and client.created["BillingMode"] == "PAY_PER_REQUEST"

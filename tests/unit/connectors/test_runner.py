@@ -1,0 +1,190 @@
+"""The runner: commit only after write, retries with pause/resume, DLQ routing, stop."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from fakes import FakeConsumer, FakeProducer, Msg, QuietMetrics, ScriptedWriter
+
+from connectors.backoff import Backoff
+from connectors.records import FatalSinkError, WriteOutcome
+from connectors.runner import SinkRunner
+from headrace.errors import RetriableError
+
+
+def _msgs(n: int, partitions: int = 2) -> list[Msg]:
+    return [
+        Msg("t", i % partitions, i // partitions, f"k{i}".encode(), orjson.dumps({"i": i}))
+        for i in range(n)
+    ]
+
+
+def _runner(consumer, writer, producer=None, batch_size=10, sleeps=None):
+    return SinkRunner(
+        name="s",
+        topic="t",
+        consumer=consumer,
+        writer=writer,
+        producer=producer or FakeProducer(),
+        metrics=QuietMetrics(),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        batch_bytes=10**9,
+        linger=0.0,
+        backoff=Backoff(0.1, 1.0, rand=lambda a, b: b),
+        make_offset=lambda t, p, o: (t, p, o),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
+
+
+def test_commits_each_partitions_next_offset_after_the_write() -> None:
+    consumer, writer = FakeConsumer(_msgs(20)), ScriptedWriter()
+    _runner(consumer, writer).run(max_idle_polls=2)
+    assert len(writer.stored) == 20
+    assert consumer.commits == [[(0, 5), (1, 5)], [(0, 10), (1, 10)]]
+    assert consumer.closed
+
+
+def test_retriable_failure_pauses_backs_off_and_commits_nothing_until_written() -> None:
+    consumer, writer, sleeps = FakeConsumer(_msgs(4)), ScriptedWriter(failures=3), []
+    runner = _runner(consumer, writer, batch_size=4, sleeps=sleeps)
+    original = writer.write
+
+    def spy(batch):
+        if writer.failures:
+            assert consumer.commits == []  # nothing committed while failing
+        return original(batch)
+
+    writer.write = spy
+    runner.run(max_idle_polls=2)
+    assert writer.calls == 4
+    assert sleeps == [0.1, 0.2, 0.4]  # exponential (jitter pinned to the top)
+    assert consumer.paused == [["p0"]] and consumer.resumed == [["p0"]]
+    assert consumer.commits == [[(0, 2), (1, 2)]]
+
+
+def test_backoff_is_capped() -> None:
+    b = Backoff(0.1, 2.0, rand=lambda a, b: b)
+    assert [b.delay(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert b.delay(0, retry_after=1.5) == 1.5
+
+
+def test_fatal_error_commits_nothing() -> None:
+    class Fatal(ScriptedWriter):
+        def write(self, batch):
+            raise FatalSinkError("table gone")
+
+    consumer = FakeConsumer(_msgs(4))
+    with pytest.raises(FatalSinkError):
+        _runner(consumer, Fatal(), batch_size=4).run(max_idle_polls=2)
+    assert consumer.commits == [] and consumer.closed
+
+
+def test_poison_records_go_to_the_dlq_with_reason_and_the_rest_is_committed() -> None:
+    msgs = [*_msgs(4, partitions=1), Msg("t", 0, 4, b"bad", b"{nope")]
+    consumer, producer = FakeConsumer(msgs), FakeProducer()
+    writer = ScriptedWriter(reject={b"k1"})
+    _runner(consumer, writer, producer, batch_size=5).run(max_idle_polls=2)
+    assert sorted(writer.stored) == [b"k0", b"k2", b"k3"]
+    assert [(s["topic"], s["key"]) for s in producer.sent] == [("t.dlq", b"bad"), ("t.dlq", b"k1")]
+    headers = producer.sent[0]["headers"]
+    assert headers["headrace.stage"] == b"s"
+    assert b"cannot decode" in headers["headrace.error.message"]
+    assert orjson.loads(headers["headrace.position"]) == {"topic": "t", "partition": 0, "offset": 4}
+    assert producer.sent[1]["value"] == orjson.dumps({"i": 1})  # original bytes kept
+    assert consumer.commits == [[(0, 5)]]
+
+
+def test_stop_flushes_and_commits_the_partial_batch() -> None:
+    consumer = FakeConsumer(_msgs(3, partitions=1))
+    writer = ScriptedWriter()
+    runner = _runner(consumer, writer, batch_size=100)
+    runner._batch.linger = 3600  # never due by time
+    original = consumer.consume
+
+    def consume(num_messages=1, timeout=0):
+        out = original(num_messages, timeout)
+        if not out:
+            runner.stop()
+        return out
+
+    consumer.consume = consume
+    runner.run()
+    assert len(writer.stored) == 3 and consumer.commits == [[(0, 3)]]
+
+
+def test_revocation_flushes_before_the_partitions_go() -> None:
+    consumer = FakeConsumer(_msgs(3, partitions=1))
+    writer = ScriptedWriter()
+    runner = _runner(consumer, writer, batch_size=100)
+    runner._batch.linger = 3600
+    original = consumer.consume
+    state = {"n": 0}
+
+    def consume(num_messages=1, timeout=0):
+        state["n"] += 1
+        if state["n"] == 2:
+            consumer.callbacks["on_revoke"](consumer, ["p0"])
+            assert consumer.commits == [[(0, 3)]]  # written and committed inside the callback
+            runner.stop()
+        return original(num_messages, timeout)
+
+    consumer.consume = consume
+    runner.run()
+    assert len(writer.stored) == 3
+
+
+def test_lost_partitions_drop_the_batch_uncommitted() -> None:
+    consumer = FakeConsumer(_msgs(3, partitions=1))
+    writer = ScriptedWriter()
+    runner = _runner(consumer, writer, batch_size=100)
+    runner._batch.linger = 3600
+    original = consumer.consume
+    state = {"n": 0}
+
+    def consume(num_messages=1, timeout=0):
+        state["n"] += 1
+        if state["n"] == 2:
+            consumer.callbacks["on_lost"](consumer, ["p0"])
+            runner.stop()
+        return original(num_messages, timeout)
+
+    consumer.consume = consume
+    runner.run()
+    assert writer.stored == {} and consumer.commits == []
+
+
+def test_empty_outcome_is_fine() -> None:
+    assert WriteOutcome().rejected == {}
+
+
+def test_open_waits_for_the_destination() -> None:
+    class LateOpen(ScriptedWriter):
+        opens = 0
+
+        def open(self) -> None:
+            self.opens += 1
+            if self.opens < 3:
+                raise RetriableError("not up yet", retry_after=0.0)
+
+    consumer, writer, sleeps = FakeConsumer(_msgs(2)), LateOpen(), []
+    _runner(consumer, writer, batch_size=2, sleeps=sleeps).run(max_idle_polls=2)
+    assert writer.opens == 3 and sleeps == [0.1, 0.2] and len(writer.stored) == 2
+
+
+def test_stop_while_the_destination_is_down_commits_nothing_and_returns() -> None:
+    consumer, writer = FakeConsumer(_msgs(2)), ScriptedWriter(failures=10**6)
+    runner = _runner(consumer, writer, batch_size=2)
+    runner._sleep = lambda s: runner.stop()  # SIGTERM arrives during the backoff
+    runner.run()
+    assert consumer.commits == [] and writer.stored == {} and consumer.closed
+
+
+def test_decode_value_json_tombstone_and_framed_avro() -> None:
+    from connectors.records import decode_value
+
+    assert decode_value(b'{"a": 1.5}') == {"a": 1.5}
+    assert decode_value(None) is None
+    with pytest.raises(ValueError, match="schema id 7"):
+        decode_value(b"\x00\x00\x00\x00\x07abc")
+    with pytest.raises(ValueError):
+        decode_value(b"[1, 2]")
