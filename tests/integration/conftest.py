@@ -171,22 +171,25 @@ def create_topic(admin: AdminClient, name: str, partitions: int, *, timeout: flo
     pytest.fail(f"topic {name!r} was created but had no leader after {timeout:.0f}s", pytrace=False)
 
 
-def _delete_named(admin: AdminClient, prefix: str) -> None:
-    """Delete the topics and consumer groups whose names start with ``prefix`` (best effort).
+def _delete_named(admin: AdminClient, unique: str) -> None:
+    """Delete the topics and consumer groups whose names contain ``unique`` (best effort).
 
-    A failure is printed, never raised: cleanup must not hide the test's own result.
+    ``unique`` is random, so a name holding it was made by this test or by a process it ran
+    (``<unique>.in``, a Faust app's ``<unique>-...-changelog``, a pipeline's
+    ``_headrace.<unique>.checkpoints``). A failure is printed, never raised: cleanup must not
+    hide the test's own result.
     """
     futures = {}
     try:
-        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        topics = [t for t in admin.list_topics(timeout=10).topics if unique in t]
         if topics:
             futures.update(admin.delete_topics(topics, operation_timeout=10))
         groups = admin.list_consumer_groups(request_timeout=10).result(timeout=15)
-        ids = [g.group_id for g in groups.valid if g.group_id.startswith(prefix)]
+        ids = [g.group_id for g in groups.valid if unique in g.group_id]
         if ids:
             futures.update(admin.delete_consumer_groups(ids, request_timeout=10))
     except Exception as exc:
-        print(f"cleanup: listing Kafka names starting with {prefix!r} failed: {exc}")
+        print(f"cleanup: listing Kafka names containing {unique!r} failed: {exc}")
     for name, fut in futures.items():
         try:
             fut.result(timeout=15)
@@ -203,8 +206,8 @@ def kafka_admin(kafka_bootstrap: str) -> AdminClient:
 def new_topic(kafka_admin: AdminClient, unique: str) -> Iterator[TopicFactory]:
     """``new_topic(suffix, partitions)`` creates ``<unique><suffix>`` and returns its name.
 
-    At teardown every topic and consumer group whose name starts with this test's ``unique``
-    is deleted: that covers what the test (or a process it ran, like a Faust worker using
+    At teardown every topic and consumer group whose name contains this test's ``unique`` is
+    deleted: that covers what the test (or a process it ran, like a Faust worker using
     ``unique`` as its app id) created, and nothing else.
     """
 

@@ -11,6 +11,10 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 N_DOCS = 500
+# FerretDB 1.24.2 (SQLite backend) never answers an `update` command of 100 or more statements
+# that hit existing documents, and the database stays wedged until a restart (99 work; checked
+# on a private instance). MongoDB has no such limit. So the bulk below goes in chunks.
+CHUNK = 50
 
 
 @pytest.fixture
@@ -52,29 +56,34 @@ def _upserts(version: int) -> list[UpdateOne]:
     ]
 
 
+def _bulk(collection: Collection, ops: list[UpdateOne]) -> tuple[int, int, int]:
+    """Unordered ``bulk_write`` in chunks; returns (upserted, matched, modified) over all chunks."""
+    upserted = matched = modified = 0
+    for start in range(0, len(ops), CHUNK):
+        result = collection.bulk_write(ops[start : start + CHUNK], ordered=False)
+        upserted += result.upserted_count
+        matched += result.matched_count
+        modified += result.modified_count
+    return upserted, matched, modified
+
+
 def test_ping(collection: Collection):
     assert collection.database.client.admin.command("ping")["ok"] == 1.0
 
 
 def test_unordered_bulk_upsert_is_idempotent(collection: Collection):
-    first = collection.bulk_write(_upserts(version=1), ordered=False)
-    assert first.upserted_count == N_DOCS
+    assert _bulk(collection, _upserts(version=1)) == (N_DOCS, 0, 0)
     assert collection.count_documents({}) == N_DOCS
 
-    again = collection.bulk_write(_upserts(version=1), ordered=False)
-    assert again.upserted_count == 0
-    assert again.matched_count == N_DOCS
+    # The same batch again (a replay after a crash): nothing new, nothing changed.
+    assert _bulk(collection, _upserts(version=1)) == (0, N_DOCS, 0)
     assert collection.count_documents({}) == N_DOCS
 
-    changed = collection.bulk_write(
-        [
-            UpdateOne({"_id": f"order-{i:04d}"}, {"$set": {"version": 2}, "$inc": {"edits": 1}})
-            for i in range(0, N_DOCS, 10)
-        ],
-        ordered=False,
-    )
-    assert changed.matched_count == N_DOCS // 10
-    assert changed.modified_count == N_DOCS // 10
+    edits = [
+        UpdateOne({"_id": f"order-{i:04d}"}, {"$set": {"version": 2}, "$inc": {"edits": 1}})
+        for i in range(0, N_DOCS, 10)
+    ]
+    assert _bulk(collection, edits) == (0, N_DOCS // 10, N_DOCS // 10)
     assert collection.count_documents({"version": 2}) == N_DOCS // 10
     assert collection.count_documents({"version": 1}) == N_DOCS - N_DOCS // 10
 
