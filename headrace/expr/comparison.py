@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from headrace.expr.errors import EvaluationError
-from headrace.expr.values import describe, kind_name, to_decimal
+from headrace.expr.values import decimal_text, describe, kind_name, to_decimal
 
 __all__ = ["COMPARISONS", "make_comparator", "member_of", "set_member_of"]
 
@@ -40,6 +40,14 @@ _DIRECT: Final = frozenset(
 
 def _slow_compare(symbol: str, fn: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
     left_kind, right_kind = kind_name(left), kind_name(right)
+    if {left_kind, right_kind} == {"string", "number"}:
+        # A DECIMAL that travelled as JSON text ("12.50") compares as the number it holds.
+        as_number = decimal_text(left if left_kind == "string" else right)
+        if as_number is not None:
+            if left_kind == "string":
+                left, left_kind = as_number, "number"
+            else:
+                right, right_kind = as_number, "number"
     if left_kind != right_kind:
         raise EvaluationError(
             f"cannot compare {describe(left)} with {describe(right)} using '{symbol}'"

@@ -11,6 +11,7 @@ is not a number here (``true + 1`` is a type error), although Python says it is.
 
 from __future__ import annotations
 
+import re
 from decimal import (
     Context,
     Decimal,
@@ -92,6 +93,21 @@ def to_decimal(value: int | float | Decimal) -> Decimal:
     return Decimal(value)
 
 
+#: Text that stands for an exact number: how DECIMAL values travel in JSON ("12.50").
+_DECIMAL_TEXT: Final = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+
+
+def decimal_text(value: Any) -> Decimal | None:
+    """The Decimal a string such as ``"12.50"`` stands for, or None for any other value.
+
+    DECIMAL columns travel as strings in JSON (exact, unlike a float), so a string holding a
+    plain decimal number acts as that number when the other operand is a number.
+    """
+    if type(value) is str and len(value) <= 64 and re.fullmatch(_DECIMAL_TEXT, value):
+        return Decimal(value)
+    return None
+
+
 def _numeric_kind(value: Any) -> int | None:
     kind = type(value)
     if kind is int:
@@ -136,6 +152,10 @@ def number_mode(symbol: str, left: Any, right: Any) -> tuple[int, Any, Any]:
         return mode, left, right
     left_kind = _numeric_kind(left)
     right_kind = _numeric_kind(right)
+    if left_kind is None and right_kind is not None and (text := decimal_text(left)) is not None:
+        return NUMBER, text, to_decimal(right)
+    if right_kind is None and left_kind is not None and (text := decimal_text(right)) is not None:
+        return NUMBER, to_decimal(left), text
     if left_kind is None or right_kind is None:
         raise type_error(symbol, left, right)
     if left_kind == NUMBER or right_kind == NUMBER:
