@@ -99,6 +99,18 @@ class CheckpointStore:
                     raise CheckpointError(
                         f"cannot create checkpoint topic {self.topic!r}: {exc}"
                     ) from None
+        # A new topic is not usable until its partition has a leader in the metadata; reading
+        # it earlier fails with "Unknown partition" (seen on the first start of a pipeline).
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            meta = admin.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+            if meta is not None and meta.error is None and 0 in meta.partitions:
+                if meta.partitions[0].leader >= 0:
+                    return
+            time.sleep(0.2)
+        raise CheckpointError(
+            f"checkpoint topic {self.topic!r} was created but has no leader after {timeout:.0f}s"
+        )
 
     def load(self, timeout: float = 30.0) -> dict[str, Any] | None:
         """The last committed state of this source, or None when there is none (or a reset)."""
@@ -116,7 +128,7 @@ class CheckpointStore:
         )
         try:
             tp = TopicPartition(self.topic, 0)
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            low, high = _watermarks(consumer, tp, timeout)
             if high <= low:
                 return None
             consumer.assign([TopicPartition(self.topic, 0, low)])
@@ -157,3 +169,20 @@ class CheckpointStore:
         producer.produce(self.topic, value=None, key=self.key)
         if producer.flush(timeout) != 0:
             raise CheckpointError(f"reset of {self.source!r} was not acknowledged in {timeout}s")
+
+
+def _watermarks(consumer: Any, tp: Any, timeout: float) -> tuple[int, int]:
+    """Low and high offsets of ``tp``, retrying while the partition is not yet known locally."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            retriable = code in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

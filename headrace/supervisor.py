@@ -32,6 +32,8 @@ class ProcessSpec:
     argv: Sequence[str]
     finite: bool = False
     env: dict[str, str] | None = None
+    #: started only once this returns True (checked every poll), e.g. "its input topic exists"
+    ready: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Supervisor:
         if proc.done:
             return
         if proc.popen is None:
-            if now >= proc.next_start:
+            if now >= proc.next_start and self._ready(proc):
                 self._start(proc)
             return
         code = proc.popen.poll()
@@ -127,6 +129,14 @@ class Supervisor:
         self.say(
             f"[run] {proc.spec.name} exited with {code}; restart #{proc.restarts} in {delay:.0f}s"
         )
+
+    def _ready(self, proc: _Proc) -> bool:
+        if proc.spec.ready is None:
+            return True
+        try:
+            return proc.spec.ready()
+        except Exception:
+            return False
 
     def status(self) -> list[tuple[str, str, int | None, int]]:
         """(name, state, pid, restarts) per process; state is running, waiting or done."""

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,19 +55,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _specs(pipeline: Pipeline, file: Path, once: bool) -> list[ProcessSpec]:
+    """Sources first; the worker once the topics sources write exist; each sink once its
+    topic exists (a stage's output topic is created by the worker). A process started before
+    its input topic exists would stop with "topic does not exist"."""
     from headrace.supervisor import ProcessSpec
 
     base = [sys.executable, "-m", "headrace.cli.main", "-f", str(file)]
+    exists = _TopicProbe(pipeline)
     specs = [
         ProcessSpec(
             f"produce:{name}", [*base, "produce", name, *(["--once"] if once else [])], finite=once
         )
         for name in pipeline.sources
     ]
+    produced_by_stages = {stage.to for stage in pipeline.stages.values()}
     if pipeline.stages:
-        specs.append(ProcessSpec("worker", [*base, "worker"]))
-    specs += [ProcessSpec(f"sink:{name}", [*base, "sink", name]) for name in pipeline.sinks]
+        stage_inputs = {s.from_ for s in pipeline.stages.values()}
+        stage_inputs |= {s.lookup.table_from for s in pipeline.stages.values() if s.lookup}
+        needed = sorted(stage_inputs - produced_by_stages)
+        specs.append(ProcessSpec("worker", [*base, "worker"], ready=partial(exists, needed)))
+    for name, sink in pipeline.sinks.items():
+        specs.append(
+            ProcessSpec(f"sink:{name}", [*base, "sink", name], ready=partial(exists, [sink.from_]))
+        )
     return specs
+
+
+class _TopicProbe:
+    """``probe(topics)`` is True when every topic exists (metadata asked at most every 1 s)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._known: set[str] = set()
+        self._last = 0.0
+
+    def __call__(self, topics: list[str]) -> bool:
+        if set(topics) <= self._known:
+            return True
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            self._last = now
+            from confluent_kafka.admin import AdminClient
+
+            from headrace.kafka_clients import client_config
+
+            meta = AdminClient(client_config(self.pipeline.kafka)).list_topics(timeout=5)
+            self._known = {t for t, m in meta.topics.items() if m.error is None}
+        return set(topics) <= self._known
 
 
 def _read_topics(pipeline: Pipeline) -> set[str]:
