@@ -19,6 +19,7 @@ from headrace.config import DynamoDBSink, MongoSink, Pipeline
 from headrace.dlq import dlq_topic
 from headrace.errors import ConfigError
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
+from schemas import AvroDecoder, ConfluentRegistry, LocalRegistry
 
 __all__ = ["build_sink", "group_id"]
 
@@ -67,6 +68,7 @@ def build_sink(
         batch_bytes=config.batch_bytes,
         linger=config.linger,
         ensure_dlq_topic=lambda: _ensure_dlq(pipeline, config.from_),
+        avro=AvroDecoder(_registry(pipeline)),
     )
     holder.append(runner)
     delivery.append(runner.on_delivery)
@@ -81,3 +83,10 @@ def build_sink(
 
 def _ensure_dlq(pipeline: Pipeline, topic: str) -> None:
     ensure_topics(pipeline.kafka, {dlq_topic(topic): 1})
+
+
+def _registry(pipeline: Pipeline) -> LocalRegistry | ConfluentRegistry:
+    """Where Avro schema ids are looked up: ``schemas.registry_url`` or the local file."""
+    if pipeline.schemas.registry_url:
+        return ConfluentRegistry(pipeline.schemas.registry_url)
+    return LocalRegistry(pipeline.schema_dir)

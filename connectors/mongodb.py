@@ -21,6 +21,7 @@ update batches here). Per-document errors other than E11000 reject that record o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 from connectors.docchecks import mongo_problem
@@ -299,15 +300,29 @@ def _hashable(value: Any) -> Any:
 
 
 def mongo_collection(config: MongoSink, timeout_ms: int = 10_000) -> tuple[Any, Collection]:
-    """(client, collection) for ``config``, with its write concern. Caller closes the client."""
+    """(client, collection) for ``config``, with its write concern. Caller closes the client.
+
+    Decimal values (from Avro decimals) are stored as exact strings, the same as DECIMAL
+    arriving as JSON text: FerretDB has no Decimal128, and a float would lose cents.
+    """
+    from bson.codec_options import TypeEncoder, TypeRegistry
     from pymongo import MongoClient
     from pymongo.write_concern import WriteConcern
+
+    class DecimalAsText(TypeEncoder):
+        @property
+        def python_type(self) -> type:
+            return Decimal
+
+        def transform_python(self, value: Any) -> Any:
+            return format(value, "f")
 
     client: Any = MongoClient(
         config.uri,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=max(timeout_ms * 6, 60_000),
+        type_registry=TypeRegistry([DecimalAsText()]),
     )
     coll = client[config.database][config.collection]
     wc = config.write_concern

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from headrace.errors import HeadraceError
-from schemas import MAGIC, JsonCodec, split_wire
+from schemas import MAGIC, AvroDecoder, JsonCodec, split_wire
 
 __all__ = [
     "FatalSinkError",
@@ -26,20 +26,21 @@ __all__ = [
 _JSON = JsonCodec()
 
 
-def decode_value(data: bytes | None) -> dict[str, Any] | None:
+def decode_value(data: bytes | None, avro: AvroDecoder | None = None) -> dict[str, Any] | None:
     """The record value of a Kafka message: None for a tombstone, else the decoded object.
 
-    Raises ``ValueError`` (a ``JsonDecodeError``) when the bytes are not a record; the runner
-    sends such messages to the dead-letter topic. The one place to add the Avro decoder.
+    Confluent-framed Avro (magic byte 0) is decoded with ``avro`` (schemas looked up by id in
+    the pipeline's registry); anything else is JSON. Raises ``ValueError`` (``JsonDecodeError``
+    or ``SchemaMismatch``) when the bytes are not a record; the runner sends such messages to
+    the dead-letter topic.
     """
     if data is None:
         return None
     if len(data) >= 5 and data[0] == MAGIC:
-        schema_id, _body = split_wire(data)
-        raise ValueError(
-            f"Confluent-framed Avro (schema id {schema_id}): the sink decodes JSON only until "
-            "the schema registry can look schemas up by id"
-        )
+        if avro is None:
+            schema_id, _body = split_wire(data)
+            raise ValueError(f"Confluent-framed Avro (schema id {schema_id}) but no registry")
+        return avro.decode(data)
     return _JSON.decode(data)
 
 

@@ -32,6 +32,7 @@ from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutc
 from connectors.sinkmetrics import SinkMetrics
 from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import RetriableError
+from schemas import AvroDecoder
 
 __all__ = ["Consumer", "DeadLetterProducer", "SinkRunner"]
 
@@ -86,6 +87,7 @@ class SinkRunner:
         clock: Callable[[], float] = time.monotonic,
         ensure_dlq_topic: Callable[[], None] | None = None,
         revoke_deadline: float = 30.0,
+        avro: AvroDecoder | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -101,6 +103,7 @@ class SinkRunner:
         self._ensure_dlq = ensure_dlq_topic
         self._dlq_ready = False
         self._revoke_deadline = revoke_deadline
+        self._avro = avro
         self._letters = DeadLetterWriter(producer, on_sent=lambda _l: metrics.dead_letter())
         self._delivery_errors: list[str] = []
         self._stopping = False
@@ -256,7 +259,7 @@ class SinkRunner:
         bad: list[tuple[SinkRecord, str]] = []
         for record in records:
             try:
-                record.value = decode_value(record.raw)
+                record.value = decode_value(record.raw, self._avro)
             except ValueError as exc:
                 bad.append((record, f"cannot decode the value: {exc}"))
                 continue

@@ -2,7 +2,7 @@
 with fastavro in the Confluent wire format), and schema ids (local registry file or a
 Confluent-compatible registry). Imports nothing of headrace's own."""
 
-from schemas.avrocodec import MAGIC, AvroCodec, SchemaMismatch, split_wire
+from schemas.avrocodec import MAGIC, AvroCodec, AvroDecoder, SchemaMismatch, split_wire
 from schemas.jsoncodec import JsonCodec, JsonDecodeError
 from schemas.record import Record, encode_key, key_of
 from schemas.registry import (
@@ -17,6 +17,7 @@ from schemas.registry import (
 __all__ = [
     "MAGIC",
     "AvroCodec",
+    "AvroDecoder",
     "ConfluentRegistry",
     "JsonCodec",
     "JsonDecodeError",

@@ -18,7 +18,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-__all__ = ["MAGIC", "AvroCodec", "SchemaMismatch", "split_wire"]
+__all__ = ["MAGIC", "AvroCodec", "AvroDecoder", "SchemaMismatch", "split_wire"]
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -152,3 +152,26 @@ class AvroCodec:
                     break
             return SchemaMismatch(f"does not match schema: {detail[:300]}", field=field)
         return SchemaMismatch(f"does not match schema: {type(exc).__name__}: {exc}")
+
+
+class AvroDecoder:
+    """Decodes Confluent-framed Avro of any schema id, looking ids up in ``registry`` once.
+
+    ``registry`` is anything with ``schema_for_id(id) -> dict`` (``schemas.registry``).
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+        self._codecs: dict[int, AvroCodec] = {}
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """The record in ``data``; SchemaMismatch for an unknown id or a bad body."""
+        schema_id, _body = split_wire(data)
+        codec = self._codecs.get(schema_id)
+        if codec is None:
+            try:
+                schema = self._registry.schema_for_id(schema_id)
+            except LookupError as exc:
+                raise SchemaMismatch(str(exc)) from None
+            codec = self._codecs[schema_id] = AvroCodec(schema, schema_id)
+        return codec.decode(data)

@@ -3,8 +3,9 @@ Confluent-compatible schema registry.
 
 - :func:`load_schema` reads ``<dir>/<name>.avsc``.
 - :class:`LocalRegistry` keeps ``<dir>/registry.json`` (``{"schemas": [{"id", "name",
-  "fingerprint"}]}``): the same schema text always gets the same id, a changed schema a new
-  one; ids are never reused. Writes are atomic and serialized with a file lock.
+  "fingerprint", "schema"}]}``): the same schema text always gets the same id, a changed schema
+  a new one; ids are never reused. Writes are atomic and serialized with a file lock. The
+  schema itself is kept too, so a reader can decode old records after the ``.avsc`` changed.
 - :class:`ConfluentRegistry` registers the schema under the subject ``<topic>-value``
   (TopicNameStrategy) with confluent-kafka's ``SchemaRegistryClient`` and returns its id.
 """
@@ -65,9 +66,11 @@ def fingerprint(schema: dict[str, Any]) -> str:
 
 
 class Registry(Protocol):
-    """Gives the id of a schema, registering it when it is new."""
+    """Gives the id of a schema (registering it when it is new), and a schema by its id."""
 
     def schema_id(self, name: str, topic: str, schema: dict[str, Any]) -> int: ...
+
+    def schema_for_id(self, schema_id: int) -> dict[str, Any]: ...
 
 
 class LocalRegistry:
@@ -87,11 +90,28 @@ class LocalRegistry:
                 if e["fingerprint"] == fp:
                     return int(e["id"])
             new_id = max((int(e["id"]) for e in entries), default=0) + 1
-            entries.append({"id": new_id, "name": name, "fingerprint": fp})
+            entries.append({"id": new_id, "name": name, "fingerprint": fp, "schema": schema})
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"schemas": entries}, indent=1) + "\n")
             tmp.replace(self.path)
             return new_id
+
+    def schema_for_id(self, schema_id: int) -> dict[str, Any]:
+        """The schema registered as ``schema_id``; SchemaNotFound when there is none."""
+        for entry in self._read():
+            if int(entry["id"]) != schema_id:
+                continue
+            if isinstance(entry.get("schema"), dict):
+                return dict(entry["schema"])
+            # Entries written before schemas were stored: the .avsc must still match.
+            schema = load_schema(self.path.parent, str(entry["name"]))
+            if fingerprint(schema) != entry["fingerprint"]:
+                raise SchemaNotFound(
+                    f"schema id {schema_id} ({entry['name']}) changed since it was registered "
+                    f"and {self.path} does not hold the old text; restore the old .avsc"
+                )
+            return schema
+        raise SchemaNotFound(f"schema id {schema_id} is not in {self.path}")
 
     def _read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -130,3 +150,14 @@ class ConfluentRegistry:
             text = json.dumps(schema, sort_keys=True)
             self._cache[key] = int(self._client.register_schema(subject, Schema(text, "AVRO")))
         return self._cache[key]
+
+    def schema_for_id(self, schema_id: int) -> dict[str, Any]:
+        """The schema the registry holds as ``schema_id``; SchemaNotFound when it has none."""
+        try:
+            found = self._client.get_schema(schema_id)
+        except Exception as exc:  # the client raises its own error types
+            raise SchemaNotFound(f"schema id {schema_id} not found at {self.url}: {exc}") from None
+        parsed = json.loads(str(found.schema_str))
+        if not isinstance(parsed, dict):
+            raise SchemaNotFound(f"schema id {schema_id} at {self.url} is not an Avro record")
+        return parsed
