@@ -6,19 +6,30 @@ Per batch (one asyncio task per stage, so concurrency is 1 by construction):
    ``within`` seconds);
 2. per input partition, rebuild the processor's state from the table the first time the
    partition is seen since assignment (the table is recovered from its changelog before
-   Faust hands out events), then ``process`` the partition's messages in offset order;
-3. sleep ``wait_s`` if the rate limit says so (backpressure), produce outputs, dead letters and
-   overflow with confluent-kafka, and write the state changes to the table and its changelog;
-4. run the processor's timer (``tick``: idle windows close even with no input);
-5. wait until the broker acknowledged every output and changelog message (acks=all), then
-   ack the events: Faust commits only acked offsets. A failed delivery raises, so the worker
-   stops without committing and a restart reprocesses the batch (at-least-once; the state
-   skips offsets it already applied).
+   Faust hands out events), then ``process`` the partition's messages in offset order; then
+   run the processor's timer (``tick``: idle windows close even with no input);
+3. write the batch's state changes to the changelog and wait until the broker acknowledged
+   them (acks=all), then mirror them into the table;
+4. sleep ``wait_s`` if the rate limit says so (backpressure), produce outputs, dead letters
+   and overflow, and wait until the broker acknowledged every one;
+5. persist the processor's ``after`` state writes (e.g. tombstones of closed windows) and wait
+   for them too, then ack the events: Faust commits only acked offsets.
 
-Known gap: outputs are flushed before the changelog, so a crash between the two re-emits
-the batch's closed windows after the restart (identical key and value; never lost). Closing
-it needs a pending mark in the changelog before producing, resolved on restore by reading the
-output topic from the offsets recorded in the mark.
+A failed delivery raises, so the worker stops without committing and a restart reprocesses
+the batch (at-least-once; the state skips offsets it already applied).
+
+Why state before outputs: a kill -9 can land anywhere. With the state first, every output
+that reached the broker has its state in the changelog (e.g. an aggregate's ``closed`` window
+entry holding the emitted message), so a restart knows about it and never emits something
+different for the same key; an output lost in the crash is produced again from that state
+(see ``streams.stages.aggregate`` and ``streams.stages.rank``). The reverse order let a
+restart rebuild a window that was already out from only part of its records.
+
+The changelog is produced with our confluent-kafka producer (idempotent, acks=all, so a
+partition's messages land in order) straight into the table's changelog topic, in the format
+Faust's table wrote and its recovery reads (key and value each a JSON string). Not through
+``Table.send_changelog``: its buffer's ``flush`` gives up after 0.1 s without a send and
+returns with messages still queued, so "flushed" did not mean "acknowledged".
 
 State keys go to the table as JSON text, values as base64 pickle text (the changelog is written
 and read only by this app: never point it at a topic others write). Faust's serializers are not
@@ -44,7 +55,7 @@ from faust.types import TP, EventT
 
 from headrace import metrics
 from streams.batch_topic import BatchTopic
-from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcessor
+from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcessor, StateWrite
 
 __all__ = ["StageRunner"]
 
@@ -80,6 +91,7 @@ class StageRunner:
         self.position: dict[TP, int] = {}  # last offset processed per partition
         self.progress_at: dict[TP, float] = {}
         self._errors: list[str] = []
+        self._changelog_offsets: dict[int, int] = {}  # changelog partition -> last offset
         self.batches = 0
 
     # -- rebalance ------------------------------------------------------------------------
@@ -101,6 +113,13 @@ class StageRunner:
                     state[key] = pickle.loads(base64.b64decode(raw_value))  # noqa: S301 (our own state)
         self.processor.restore(partition, state)
         self.restored.add(partition)
+        if state:
+            log.info(
+                "stage %r: partition %d restored from %d state entries",
+                self.labels[1],
+                partition,
+                len(state),
+            )
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -134,16 +153,29 @@ class StageRunner:
             if partition not in self.restored:
                 self._restore(partition)
             out = self.processor.process(partition, batch, wall_ms)
+            if out.counts.get("reemitted"):
+                log.info(
+                    "stage %r: partition %d: %d outputs of the state restored produced again",
+                    self.labels[1],
+                    partition,
+                    out.counts["reemitted"],
+                )
+            outputs.append(out)
+        outputs.append(self.processor.tick(wall_ms, self._caught_up()))
+        await self._persist([w for o in outputs for w in o.state])
+        produced = False
+        for out in outputs:
             if out.wait_s > 0:
                 metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(out.wait_s)
                 await asyncio.sleep(out.wait_s)
-            self._write(out)
-            outputs.append(out)
-        tick = self.processor.tick(wall_ms, self._caught_up())
-        self._write(tick)
-        outputs.append(tick)
-        if any(o.messages or o.dead or o.state for o in outputs):
+            for msg in out.messages:
+                self._produce(msg)
+            for msg in out.dead:
+                self._produce(msg)
+            produced = produced or bool(out.messages or out.dead)
+        if produced:
             await self._flush()
+        await self._persist([w for o in outputs for w in o.after])
         for ev in events:
             ev.ack()
         now = time.monotonic()
@@ -167,33 +199,58 @@ class StageRunner:
                 done.add(tp.partition)
         return frozenset(done)
 
-    def _write(self, out: BatchOutput) -> None:
-        for msg in out.messages:
-            self._produce(msg)
-        for msg in out.dead:
-            self._produce(msg)
-        if self.table is None:
+    async def _persist(self, writes: list[StateWrite]) -> None:
+        """Write ``writes`` to the changelog, wait for the broker, then mirror into the table."""
+        if self.table is None or not writes:
             return
-        data = self.table.data
-        for key, value in out.state:
+        topic = self.table.changelog_topic.get_topic_name()
+        encoded: list[tuple[str, str | None]] = []
+        for key, value in writes:
             raw_key = orjson.dumps(key, default=str).decode()
             raw_value = (
                 None
                 if value is None
                 else base64.b64encode(pickle.dumps(value, protocol=5)).decode()
             )
-            self.table.send_changelog(key[1], raw_key, raw_value)
+            encoded.append((raw_key, raw_value))
+            self._produce(
+                OutMessage(
+                    topic,
+                    orjson.dumps(raw_key),  # as Faust's table writes them: JSON strings
+                    None if raw_value is None else orjson.dumps(raw_value),
+                    None,
+                    partition=key[1],
+                ),
+                on_delivery=self._on_changelog,
+            )
+        await self._flush()
+        data = self.table.data
+        for raw_key, raw_value in encoded:
             if raw_value is None:
                 data.pop(raw_key, None)
             else:
                 data[raw_key] = raw_value
+        sent, self._changelog_offsets = self._changelog_offsets, {}
+        for partition, offset in sent.items():
+            try:  # RocksDB remembers how far the changelog is in the store already
+                data.set_persisted_offset(TP(topic, partition), offset)
+            except Exception:  # a store without it recovers from the start
+                log.debug("store has no persisted offset", exc_info=True)
+
+    def _on_changelog(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+            return
+        partition, offset = msg.partition(), msg.offset()
+        if offset > self._changelog_offsets.get(partition, -1):
+            self._changelog_offsets[partition] = offset
 
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             self._errors.append(str(err))
 
-    def _produce(self, msg: OutMessage) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
+    def _produce(self, msg: OutMessage, on_delivery: Any = None) -> None:
+        kwargs: dict[str, Any] = {"on_delivery": on_delivery or self._on_delivery}
         if msg.timestamp_ms is not None:
             kwargs["timestamp"] = msg.timestamp_ms
         if msg.headers:
@@ -209,7 +266,6 @@ class StageRunner:
 
     async def _flush(self) -> None:
         remaining = await asyncio.to_thread(self.producer.flush, 60.0)
-        await self.app.producer.flush()
         if remaining or self._errors:
             errors, self._errors = self._errors[:5], []
             raise DeliveryFailed(

@@ -20,6 +20,14 @@ partition: records of one partition arrive in offset order). Contract:
 State: ``windows`` maps ``(group tuple, start)`` to the accumulators (see ``measures``);
 ``drain_touched()`` returns the keys changed since the last call and the keys removed, for a
 caller that mirrors the state into a Faust table per batch.
+
+Replay after a crash (``offset`` given to ``add``): a caller that persists each window with
+the input offset its accumulators already include can give that back in ``floor`` (key ->
+offset) when it rebuilds the aggregator, and ``sealed`` for the windows it had already closed
+and emitted. Then a replayed record at or below a window's floor is not added to it again,
+and a record for a sealed window above its floor is late, whatever the rebuilt watermark
+says: a window's emitted value never changes. Each window is exact on its own, so the
+windows' entries need not be consistent with each other (see ``streams.stages.aggregate``).
 """
 
 from __future__ import annotations
@@ -87,6 +95,8 @@ class WindowAggregator:
     windows: dict[WindowKey, list[list[Any]]] = field(default_factory=dict)
     watermark_ms: int | None = None
     partially_late: int = 0
+    floor: dict[WindowKey, int] = field(default_factory=dict)
+    sealed: set[WindowKey] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         window = self.spec.window
@@ -101,24 +111,37 @@ class WindowAggregator:
     def _closed(self, start: int, watermark: int | None) -> bool:
         return watermark is not None and watermark >= start + self.size_ms + self.grace_ms
 
-    def add(self, value: dict[str, Any], timestamp_ms: int) -> LateRecord | None:
+    def add(
+        self, value: dict[str, Any], timestamp_ms: int, offset: int | None = None
+    ) -> LateRecord | None:
         """Add one record at its event time. Returns a ``LateRecord`` (nothing changed) when
         all its windows are closed. Raises ``EvaluationError`` (a PoisonRecord) when a measure
-        fails on this record; the state is then unchanged."""
+        fails on this record; the state is then unchanged. ``offset``: the record's input
+        offset, checked against ``floor`` and ``sealed`` (see the module doc)."""
         wm = timestamp_ms if self.watermark_ms is None else max(self.watermark_ms, timestamp_ms)
         starts = window_starts(timestamp_ms, self.size_ms, self.step_ms)
-        open_starts = [s for s in starts if not self._closed(s, wm)]
-        if not open_starts:
-            self.watermark_ms = wm
-            lateness = wm - (starts[-1] + self.size_ms + self.grace_ms)
-            return LateRecord(timestamp_ms, wm, lateness)
         group = tuple(value.get(f) for f in self.group_by)
+        open_starts: list[int] = []
+        included = 0  # windows whose persisted state already holds this record
+        for s in starts:
+            if self._closed(s, wm):
+                continue
+            key = (group, s)
+            floor = self.floor.get(key) if self.floor else None
+            if floor is not None and offset is not None and offset <= floor:
+                included += 1
+            elif key not in self.sealed:
+                open_starts.append(s)
+        if not open_starts and not included:
+            self.watermark_ms = wm
+            lateness = max(0, wm - (starts[-1] + self.size_ms + self.grace_ms))
+            return LateRecord(timestamp_ms, wm, lateness)
         # evaluate every measure first, so a failing record leaves no partial update
         fresh = [m.empty() for m in self.measures]
         for m, acc in zip(self.measures, fresh, strict=True):
             m.add(acc, value)
         self.watermark_ms = wm
-        self.partially_late += len(starts) - len(open_starts)
+        self.partially_late += len(starts) - len(open_starts) - included
         for start in open_starts:
             key = (group, start)
             accs = self.windows.get(key)
@@ -160,8 +183,14 @@ class WindowAggregator:
             if row is not None:
                 out.append(row)
             del self.windows[key]
+            self.floor.pop(key, None)
             self._touched.discard(key)
             self._removed.add(key)
+        if self.sealed:  # the watermark now judges these on its own
+            self.sealed = {k for k in self.sealed if not self._closed(k[1], self.watermark_ms)}
+            for k in list(self.floor):
+                if k not in self.windows and k not in self.sealed:
+                    del self.floor[k]
         return out
 
     def running(self, keys: set[WindowKey]) -> list[WindowResult]:

@@ -1,21 +1,44 @@
 """An ``aggregate`` stage: windowed aggregation per input partition, state in a table.
 
 Per partition, a ``WindowAggregator`` (see ``streams.operators.window``) plus the offset of
-the last message applied to it. State writes (mirrored into a changelog-backed Faust table by
-the runtime, once per batch, not per event):
+the last message applied to it. State writes (mirrored into a changelog-backed table by the
+runtime, once per batch, not per event):
 
-- ``("w", partition, group, start)`` -> the window's accumulators (None once emitted);
+- ``("w", partition, group, start)`` -> ``("open", accumulators, offset)`` for an open window,
+  ``("closed", output, offset)`` once it is closed, ``output`` being the exact emitted message
+  ``(key, value, timestamp)`` (None when ``having`` rejected it); ``offset`` is the last input
+  offset of the batch that wrote the entry, so the entry holds every record up to it;
 - ``("o", partition)`` -> ``(last applied offset, watermark, upstream positions)``.
 
-After a restart ``restore`` rebuilds the aggregator from those keys; messages at or below the
-applied offset (read again because their commit was lost) are skipped, so state never counts a
-record twice, and an emitted window, whose state is gone and whose records are then late, is
-never emitted again. Messages from a records stage carry their own input position
-(``headrace.source``); one at or below the last position applied from the same upstream
-partition is a duplicate that stage re-sent after a crash, and is skipped too (exact across
-one records stage; a chain of two records stages before an aggregate is at-least-once).
-Output rows are keyed by (group_by values, window_start) and carry the
-window end as their timestamp.
+Why this shape (crash safety). One batch's state is several changelog messages, and a kill -9
+can persist any prefix of them (they are ordered within the partition's changelog partition,
+``("o", partition)`` last). So no entry may depend on another being there too:
+
+- each window entry carries the offset it is complete up to: ``restore`` gives it back to the
+  aggregator as the window's *floor*, and a replayed record at or below it is not added again
+  (the ``("o")`` marker can be older than some windows; the replay from it recomputes the
+  watermark and the upstream positions exactly as the first run did);
+- a closed window is never deleted at once: it becomes a ``closed`` entry holding the output
+  message itself. The runtime persists the state *before* producing any output of the batch
+  (``streams.runner``), so whatever was emitted has its ``closed`` entry in the changelog.
+  ``restore`` turns ``closed`` entries into *sealed* windows: records for them above the floor
+  are late (DLQ), and their stored output is produced again (byte-identical) with the next
+  batch, since it may not have reached the broker before the crash. Only once the output is
+  acknowledged does the stage ask (``BatchOutput.after``) for the entry to be tombstoned; by
+  then the ``("o")`` marker of the closing batch is in the changelog before the tombstone,
+  so a replay sees the window closed by the watermark.
+
+Hence a window is never emitted with two different values. It can be emitted twice,
+identically, when the kill lands between the output's acknowledgement and the tombstone's:
+the output key is (group_by values, window_start), so a compacted topic or an upserting sink
+keeps one row (see ARCHITECTURE, Sinks). Ruling that out too would need reading the output
+topic back on restore.
+
+Messages from a records stage carry their own input position (``headrace.source``); one at
+or below the last position applied from the same upstream partition is a duplicate that stage
+re-sent after a crash, and is skipped (exact across one records stage; a chain of two records
+stages before an aggregate is at-least-once). Output rows are keyed by (group_by values,
+window_start) and carry the window end as their timestamp.
 
 ``tick(wall_ms, caught_up)`` is the idle timer: when a partition is caught up (no lag: the
 runner says which) and its event time has not moved for ``idle_ms`` of wall time, its
@@ -32,13 +55,14 @@ from typing import Any
 from headrace.config import Stage
 from headrace.errors import PoisonRecord
 from schemas import encode_key
-from streams.operators.window import WindowAggregator, WindowResult
+from streams.operators.window import WindowAggregator, WindowKey, WindowResult
 from streams.stages.base import (
     HEADER_LATENESS,
     HEADER_SOURCE,
     BatchOutput,
     InMessage,
     OutMessage,
+    StateWrite,
     dead_letter,
     decode,
     encode,
@@ -54,6 +78,8 @@ class _Partition:
         self.base_wm: int | None = None  # largest event time seen
         self.base_wall: int | None = None  # wall time when base_wm last moved
         self.sources: dict[str, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
+        self.reemit: list[OutMessage] = []  # closed windows' outputs found by restore
+        self.unseal: list[StateWrite] = []  # and their entries' tombstones
 
     def duplicate(self, msg: InMessage) -> bool:
         """Whether ``msg`` is an upstream records stage's replayed output (see HEADER_SOURCE)."""
@@ -88,24 +114,47 @@ class AggregateStage:
             part = self.parts[partition] = _Partition(WindowAggregator(self.spec))
         return part
 
-    def _emit(self, out: BatchOutput, rows: list[WindowResult]) -> None:
+    def _emit(self, out: BatchOutput, rows: list[WindowResult]) -> dict[WindowKey, OutMessage]:
+        emitted = {}
         for r in rows:
             key = encode_key([*r.group, r.start_ms])
-            out.messages.append(OutMessage(self.stage.to, key, encode(r.value), r.end_ms - 1))
+            msg = OutMessage(self.stage.to, key, encode(r.value), r.end_ms - 1)
+            out.messages.append(msg)
+            emitted[(r.group, r.start_ms)] = msg
         out.count("out", len(rows))
+        return emitted
 
-    def _state(self, out: BatchOutput, partition: int, part: _Partition) -> None:
+    def _state(
+        self,
+        out: BatchOutput,
+        partition: int,
+        part: _Partition,
+        closed: dict[WindowKey, OutMessage],
+    ) -> None:
+        """The batch's state writes (see the module doc); ``closed``: this batch's final
+        outputs by window."""
         touched, removed = part.agg.drain_touched()
+        windows = part.agg.windows
         for group, start in touched:
-            out.state.append((("w", partition, group, start), part.agg.windows[(group, start)]))
-        for group, start in removed:
-            out.state.append((("w", partition, group, start), None))
+            entry = ("open", windows[(group, start)], part.offset)
+            out.state.append((("w", partition, group, start), entry))
+        for wkey in sorted(removed, key=repr):
+            msg = closed.get(wkey)
+            stored = None if msg is None else (msg.key, msg.value, msg.timestamp_ms)
+            key = ("w", partition, wkey[0], wkey[1])
+            out.state.append((key, ("closed", stored, part.offset)))
+            out.after.append((key, None))
         out.state.append((("o", partition), (part.offset, part.agg.watermark_ms, part.sources)))
 
     def process(self, partition: int, batch: list[InMessage], wall_ms: int = 0) -> BatchOutput:
         out = BatchOutput()
         part = self._part(partition)
         agg = part.agg
+        if part.reemit or part.unseal:
+            out.messages.extend(part.reemit)
+            out.after.extend(part.unseal)
+            out.count("reemitted", len(part.reemit))
+            part.reemit, part.unseal = [], []
         for msg in batch:
             if msg.offset <= part.offset:
                 out.count("skipped_replayed")
@@ -119,7 +168,7 @@ class AggregateStage:
                 if value is None:
                     out.count("dropped")
                     continue
-                late = agg.add(value, msg.timestamp_ms)
+                late = agg.add(value, msg.timestamp_ms, msg.offset)
             except (PoisonRecord, ValueError, TypeError) as exc:
                 out.dead.append(dead_letter(self.name, msg, exc))
                 continue
@@ -133,8 +182,8 @@ class AggregateStage:
             touched = set(agg._touched)  # running values of the windows this batch changed
             closing = [k for k in touched if agg._closed(k[1], agg.watermark_ms)]
             self._emit(out, agg.running(touched - set(closing)))
-        self._emit(out, agg.close_due())
-        self._state(out, partition, part)
+        closed = self._emit(out, agg.close_due())
+        self._state(out, partition, part, closed)
         out.count("dlq", len(out.dead))
         return out
 
@@ -149,19 +198,28 @@ class AggregateStage:
                 continue
             rows = part.agg.close_due(part.base_wm + idle)
             if rows or part.agg._removed:
-                self._emit(out, rows)
-                self._state(out, partition, part)
+                self._state(out, partition, part, self._emit(out, rows))
         return out
 
     def restore(self, partition: int, state: dict[Any, Any]) -> None:
         """Rebuild one partition from its table keys (see the module doc)."""
         part = self.parts[partition] = _Partition(WindowAggregator(self.spec))
-        for key, value in state.items():
+        agg = part.agg
+        for key, value in sorted(state.items(), key=lambda kv: repr(kv[0])):
             if key[0] == "w" and value is not None:
-                part.agg.windows[(tuple(key[2]), key[3])] = value
+                wkey = (tuple(key[2]), key[3])
+                kind, data, offset = value
+                agg.floor[wkey] = offset
+                if kind == "open":
+                    agg.windows[wkey] = data
+                else:
+                    agg.sealed.add(wkey)
+                    if data is not None:
+                        part.reemit.append(OutMessage(self.stage.to, *data))
+                    part.unseal.append((("w", partition, *wkey), None))
             elif key[0] == "o":
-                part.offset, part.agg.watermark_ms, part.sources = value
-        part.base_wm = part.agg.watermark_ms
+                part.offset, agg.watermark_ms, part.sources = value
+        part.base_wm = agg.watermark_ms
 
     def state_size(self) -> int:
         return sum(p.agg.state_size for p in self.parts.values())

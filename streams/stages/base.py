@@ -69,11 +69,16 @@ class OutMessage:
 
 @dataclass
 class BatchOutput:
-    """What one batch produced. ``wait_s``: sleep before producing ``messages`` (rate limit)."""
+    """What one batch produced. ``wait_s``: sleep before producing ``messages`` (rate limit).
+
+    The runtime persists ``state`` first, then produces ``messages`` and ``dead``, then, once
+    those are acknowledged, persists ``after`` (e.g. tombstones for entries kept only until
+    the outputs they describe are safely out)."""
 
     messages: list[OutMessage] = field(default_factory=list)
     dead: list[OutMessage] = field(default_factory=list)
     state: list[StateWrite] = field(default_factory=list)
+    after: list[StateWrite] = field(default_factory=list)
     wait_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 

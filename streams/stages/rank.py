@@ -6,9 +6,18 @@ tombstone removes the member. After each batch the touched partitions are re-ran
 (``streams.operators.rank.TopN``) and only the changes go out, keyed by (partition_by values,
 member key): an upsert with ``rank``, or a tombstone for a member that left the top N.
 
-State (per input partition, in a changelog-backed table): ``("m", partition, member)`` -> row,
-``("o", partition)`` -> last applied offset. ``restore`` rebuilds the rows and takes the ranking
-they give as already emitted (each batch's changes are produced before its state is acked).
+State (per input partition, in a changelog-backed table): ``("m", partition, member)`` -> row
+(or ``("gone", partition values)`` once a tombstone removed the member), ``("o", partition)``
+-> last applied offset.
+
+Crash safety: the runtime persists a batch's state before producing its outputs
+(``streams.runner``), so every member ever emitted is in the persisted state, but a kill -9
+can persist only part of a batch's state, and lose outputs that were produced after it. So
+``restore`` does not trust that what the rows rank as was emitted: with the next batch it
+produces the ranking of the restored rows in full (an upsert per top-N member, a tombstone
+for every other member it knows, removed ones included). Replayed input then applies on top
+(a member's row is an upsert, so applying it twice is harmless). A compacted topic or an
+upserting sink ends with exactly the current top N.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from streams.stages.repartition import HEADER_MEMBER
 
 __all__ = ["RankStage"]
 
+GONE = "gone"
+"""State value tag of a member removed by a tombstone (kept so ``restore`` re-sends it)."""
+
 
 class RankStage:
     """See the module doc."""
@@ -36,6 +48,7 @@ class RankStage:
         self.source = stage.from_
         self.tops: dict[int, TopN] = {}
         self.offsets: dict[int, int] = {}
+        self.reemit: dict[int, list[OutMessage]] = {}  # partition -> full ranking (restore)
         self.order_fields = [ok.field for ok in stage.rank.order_by]
 
     def _top(self, partition: int) -> TopN:
@@ -49,6 +62,9 @@ class RankStage:
         out = BatchOutput()
         top = self._top(partition)
         last = self.offsets.get(partition, -1)
+        again = self.reemit.pop(partition, [])
+        out.messages.extend(again)
+        out.count("reemitted", len(again))
         for msg in batch:
             if msg.offset <= last:
                 out.count("skipped_replayed")
@@ -65,17 +81,26 @@ class RankStage:
                 continue
             if value is not None:
                 self._numeric(value)
+                out.state.append((("m", partition, member[0]), value))
+            else:
+                where = top.where.get(member)
+                if where is not None:
+                    out.state.append((("m", partition, member[0]), (GONE, where)))
             top.update(member, value)
-            out.state.append((("m", partition, member[0]), value))
         self.offsets[partition] = last
         for change in top.flush():
-            key = encode_key([*change.partition, *change.member])
-            data = None if change.value is None else encode(change.value)
-            out.messages.append(OutMessage(self.stage.to, key, data, None))
-            out.count("tombstone" if data is None else "out")
+            self._change(out, change.partition, change.member, change.value)
         out.state.append((("o", partition), last))
         out.count("dlq", len(out.dead))
         return out
+
+    def _change(
+        self, out: BatchOutput, part: tuple[Any, ...], member: tuple[Any, ...], value: Any
+    ) -> None:
+        key = encode_key([*part, *member])
+        data = None if value is None else encode(value)
+        out.messages.append(OutMessage(self.stage.to, key, data, None))
+        out.count("tombstone" if data is None else "out")
 
     def _numeric(self, value: dict[str, Any]) -> None:
         """JSON carries decimals as text: compare order_by fields holding number text as
@@ -93,12 +118,25 @@ class RankStage:
 
     def restore(self, partition: int, state: dict[Any, Any]) -> None:
         top = self.tops[partition] = TopN(self.stage.rank)  # type: ignore[arg-type]
-        for key, value in state.items():
-            if key[0] == "m" and value is not None:
+        gone: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+        for key, value in sorted(state.items(), key=lambda kv: repr(kv[0])):
+            if key[0] == "m" and isinstance(value, tuple) and value and value[0] == GONE:
+                gone.append((tuple(value[1]), (key[2],)))
+            elif key[0] == "m" and value is not None:
                 top.update((key[2],), value)
             elif key[0] == "o":
                 self.offsets[partition] = value
-        top.flush()  # what these rows rank as was emitted before the restart
+        out = BatchOutput()  # the full ranking of the restored rows (see the module doc)
+        for part, member in gone:
+            self._change(out, part, member, None)
+        top.flush()
+        for member, part in top.where.items():
+            if member not in top.emitted.get(part, {}):
+                self._change(out, part, member, None)
+        for part, rows in sorted(top.emitted.items(), key=lambda kv: repr(kv[0])):
+            for member, row in rows.items():
+                self._change(out, part, member, row)
+        self.reemit[partition] = out.messages
 
     def state_size(self) -> int:
         return sum(len(t.where) for t in self.tops.values())
