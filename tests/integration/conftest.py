@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -216,3 +217,39 @@ def new_topic(kafka_admin: AdminClient, unique: str) -> Iterator[TopicFactory]:
 
     yield factory
     _delete_named(kafka_admin, unique)
+
+
+# -- seeded data ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def orders_db(mysql_url: str, unique: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Database ``<unique>`` with an ``orders`` table of 300 rows; yields (url, rows)."""
+    import sqlalchemy as sa
+
+    base = mysql_url.rsplit("/", 1)[0]
+    with sa.create_engine(base).begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {unique}"))
+    rows = [
+        {
+            "i": i,
+            "c": f"c{i % 7}",
+            "q": i % 5,
+            "p": f"{i % 13}.{i % 100:02d}",
+            "s": "cancelled" if i % 9 == 0 else "ok",
+        }
+        for i in range(1, 301)
+    ]
+    with sa.create_engine(f"{base}/{unique}").begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id VARCHAR(10), qty INT, "
+                "price DECIMAL(10,2), status VARCHAR(10), updated_at DATETIME(3))"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (:i, :c, :q, :p, :s, UTC_TIMESTAMP(3))"), rows
+        )
+    yield f"{base}/{unique}", rows
+    with sa.create_engine(base).begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {unique}"))

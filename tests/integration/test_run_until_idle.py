@@ -11,41 +11,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
 from pymongo import MongoClient
-
-ROWS = 300
-
-
-@pytest.fixture
-def orders_db(mysql_url: str, unique: str):
-    base = mysql_url.rsplit("/", 1)[0]
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {unique}"))
-    rows = [
-        {
-            "i": i,
-            "c": f"c{i % 7}",
-            "q": i % 5,
-            "p": f"{i % 13}.{i % 100:02d}",
-            "s": "cancelled" if i % 9 == 0 else "ok",
-        }
-        for i in range(1, ROWS + 1)
-    ]
-    with sa.create_engine(f"{base}/{unique}").begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id VARCHAR(10), qty INT, "
-                "price DECIMAL(10,2), status VARCHAR(10), updated_at DATETIME(3))"
-            )
-        )
-        conn.execute(
-            sa.text("INSERT INTO orders VALUES (:i, :c, :q, :p, :s, UTC_TIMESTAMP(3))"), rows
-        )
-    yield f"{base}/{unique}", rows
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {unique}"))
 
 
 def test_run_until_idle_moves_every_record_once(

@@ -1,0 +1,116 @@
+"""The stack's real Prometheus scrapes every process of a running pipeline (file-based
+discovery), and what it reports equals what is in Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from pymongo import MongoClient
+
+
+def _query(prom: str, promql: str) -> list[dict]:
+    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())["data"]["result"]
+
+
+def _kafka_count(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-count"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        total = 0
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def test_prometheus_sees_every_process_and_the_kafka_count(
+    tmp_path: Path,
+    orders_db,
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    unique: str,
+    repo_root: Path,
+    stack_env: dict[str, str],
+    new_topic,
+) -> None:
+    prom = stack_env["HEADRACE_PROMETHEUS_URL"]
+    url, rows = orders_db
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(f"""
+name: {unique}
+kafka: {{bootstrap_servers: '{kafka_bootstrap}'}}
+sources:
+  orders_db:
+    type: mysql
+    url: '{url}'
+    table: orders
+    mode: incrementing
+    incrementing_column: id
+    topic: {unique}.orders.raw
+    key: [id]
+    poll_interval: 1s
+stages:
+  clean:
+    from: {unique}.orders.raw
+    to: {unique}.orders.clean
+    transform:
+      - filter: "qty > 0"
+sinks:
+  docs:
+    type: mongodb
+    from: {unique}.orders.clean
+    uri: '{mongo_uri}'
+    database: {unique}
+    collection: orders
+    id: [id]
+""")
+    env = {"HEADRACE_PROMETHEUS_TARGETS": stack_env["HEADRACE_PROMETHEUS_TARGETS"]}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "headrace.cli.main", "run", "-f", str(pipeline)],
+        cwd=repo_root,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    produced = (
+        f'sum(headrace_records_total{{pipeline="{unique}",kind="source",outcome="produced"}})'
+    )
+    up = (
+        f'count(up{{job="headrace"}} == 1 and on(instance) '
+        f'headrace_process_info{{pipeline="{unique}"}})'
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen_up = produced_n = 0.0
+        while time.monotonic() < deadline:
+            res = _query(prom, up)
+            seen_up = float(res[0]["value"][1]) if res else 0.0
+            res = _query(prom, produced)
+            produced_n = float(res[0]["value"][1]) if res else 0.0
+            if seen_up >= 3 and produced_n >= len(rows):
+                break
+            time.sleep(2)
+        assert seen_up == 3, f"Prometheus scrapes {seen_up} of the 3 processes"
+        assert produced_n == _kafka_count(kafka_bootstrap, f"{unique}.orders.raw") == len(rows)
+    finally:
+        run.terminate()
+        try:
+            out, _ = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            out, _ = run.communicate()
+        MongoClient(mongo_uri).drop_database(unique)
+    assert run.returncode == 0, out[-3000:]
