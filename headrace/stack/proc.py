@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["is_alive", "port_in_use", "read_pid", "spawn", "stop", "wait_until"]
+__all__ = [
+    "exited",
+    "is_alive",
+    "port_in_use",
+    "read_pid",
+    "recorded_pid",
+    "spawn",
+    "stop",
+    "wait_until",
+]
 
 
 def _cmdline(pid: int) -> str:
@@ -49,6 +58,26 @@ def is_alive(pid: int, marker: str = "") -> bool:
     cmdline = _cmdline(pid)
     # An empty command line means the process is exiting (its memory is already released).
     return bool(cmdline) and marker in cmdline
+
+
+def exited(pid: int) -> bool:
+    """True once ``pid`` no longer runs (gone, or a zombie). Ignores the command line, which
+    is briefly empty while a freshly started program is still being set up."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return _is_zombie(pid)
+
+
+def recorded_pid(pid_file: Path) -> int | None:
+    """The pid written in ``pid_file`` (alive or not), or None when there is none."""
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -142,8 +142,9 @@ class Stack:
     def _await_ready(self, comp: Component) -> str | None:
         """Wait for health then bootstrap; return an error line, or None when ready."""
         deadline = time.monotonic() + comp.start_timeout
+        pid = proc.recorded_pid(self.paths.pid_file(comp.name))
         while time.monotonic() < deadline:
-            if self._pid(comp) is None:
+            if pid is None or proc.exited(pid):
                 return (
                     f"{comp.name} exited during start; see {self.paths.log_file(comp.name)}"
                     f"\n{_tail(self.paths.log_file(comp.name))}"

@@ -71,3 +71,13 @@ def test_wait_until_treats_exceptions_as_not_yet() -> None:
 
     assert proc.wait_until(flaky, timeout=5, interval=0.01)
     assert not proc.wait_until(lambda: False, timeout=0.05, interval=0.01)
+
+
+def test_exited_and_recorded_pid(tmp_path: Path) -> None:
+    pid_file, pid = _sleeper(tmp_path)
+    assert proc.recorded_pid(pid_file) == pid
+    assert not proc.exited(pid)
+    proc.stop(pid_file, timeout=5)
+    assert proc.wait_until(lambda: proc.exited(pid), timeout=5, interval=0.05)
+    assert proc.recorded_pid(pid_file) is None  # stop removed the file
+    assert proc.recorded_pid(tmp_path / "nothing.pid") is None
