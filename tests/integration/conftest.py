@@ -253,3 +253,49 @@ def orders_db(mysql_url: str, unique: str) -> Iterator[tuple[str, list[dict[str,
     yield f"{base}/{unique}", rows
     with sa.create_engine(base).begin() as conn:
         conn.execute(sa.text(f"DROP DATABASE {unique}"))
+
+
+@pytest.fixture
+def orders_pipeline(
+    tmp_path: Path,
+    orders_db: tuple[str, list[dict[str, Any]]],
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    unique: str,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """A pipeline file: ``orders_db`` -> Kafka -> a filter+set stage -> MongoDB ``<unique>``.
+
+    Returns (file, seeded rows). Tests drop the MongoDB database ``<unique>`` they fill.
+    """
+    url, rows = orders_db
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(f"""
+name: {unique}
+kafka: {{bootstrap_servers: '{kafka_bootstrap}'}}
+sources:
+  orders_db:
+    type: mysql
+    url: '{url}'
+    table: orders
+    mode: incrementing
+    incrementing_column: id
+    topic: {unique}.orders.raw
+    key: [id]
+    poll_interval: 1s
+stages:
+  clean:
+    from: {unique}.orders.raw
+    to: {unique}.orders.clean
+    transform:
+      - filter: "status != 'cancelled' and qty > 0"
+      - set: {{total: "price * qty"}}
+sinks:
+  docs:
+    type: mongodb
+    from: {unique}.orders.clean
+    uri: '{mongo_uri}'
+    database: {unique}
+    collection: orders
+    id: [id]
+""")
+    return pipeline, rows

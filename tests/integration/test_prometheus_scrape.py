@@ -36,8 +36,7 @@ def _kafka_count(bootstrap: str, topic: str) -> int:
 
 
 def test_prometheus_sees_every_process_and_the_kafka_count(
-    tmp_path: Path,
-    orders_db,
+    orders_pipeline,
     kafka_bootstrap: str,
     mongo_uri: str,
     unique: str,
@@ -46,36 +45,7 @@ def test_prometheus_sees_every_process_and_the_kafka_count(
     new_topic,
 ) -> None:
     prom = stack_env["HEADRACE_PROMETHEUS_URL"]
-    url, rows = orders_db
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(f"""
-name: {unique}
-kafka: {{bootstrap_servers: '{kafka_bootstrap}'}}
-sources:
-  orders_db:
-    type: mysql
-    url: '{url}'
-    table: orders
-    mode: incrementing
-    incrementing_column: id
-    topic: {unique}.orders.raw
-    key: [id]
-    poll_interval: 1s
-stages:
-  clean:
-    from: {unique}.orders.raw
-    to: {unique}.orders.clean
-    transform:
-      - filter: "qty > 0"
-sinks:
-  docs:
-    type: mongodb
-    from: {unique}.orders.clean
-    uri: '{mongo_uri}'
-    database: {unique}
-    collection: orders
-    id: [id]
-""")
+    pipeline, rows = orders_pipeline
     env = {"HEADRACE_PROMETHEUS_TARGETS": stack_env["HEADRACE_PROMETHEUS_TARGETS"]}
     run = subprocess.Popen(
         [sys.executable, "-m", "headrace.cli.main", "run", "-f", str(pipeline)],

@@ -15,44 +15,13 @@ from pymongo import MongoClient
 
 
 def test_run_until_idle_moves_every_record_once(
-    tmp_path: Path,
-    orders_db,
-    kafka_bootstrap: str,
+    orders_pipeline,
     mongo_uri: str,
     unique: str,
     repo_root: Path,
-    new_topic,
+    new_topic,  # teardown deletes the <unique> topics and groups
 ) -> None:
-    url, rows = orders_db
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(f"""
-name: {unique}
-kafka: {{bootstrap_servers: '{kafka_bootstrap}'}}
-sources:
-  orders_db:
-    type: mysql
-    url: '{url}'
-    table: orders
-    mode: incrementing
-    incrementing_column: id
-    topic: {unique}.orders.raw
-    key: [id]
-stages:
-  clean:
-    from: {unique}.orders.raw
-    to: {unique}.orders.clean
-    transform:
-      - filter: "status != 'cancelled' and qty > 0"
-      - set: {{total: "price * qty"}}
-sinks:
-  docs:
-    type: mongodb
-    from: {unique}.orders.clean
-    uri: '{mongo_uri}'
-    database: {unique}
-    collection: orders
-    id: [id]
-""")
+    pipeline, rows = orders_pipeline
     result = subprocess.run(
         [
             sys.executable,
