@@ -146,7 +146,8 @@ class DynamoWriter:
             missing = [k for k in self._keys if record.value.get(k) in (None, "")]
             if missing:
                 raise PoisonRecord(f"key attribute {missing[0]!r} is missing or empty")
-            return {k: _key_value(record.value[k]) for k in self._keys}
+            # the table's key type decides (an int id in a table keyed by a string: '42')
+            return {k: self._typed(k, _key_value(record.value[k])) for k in self._keys}
         if record.key is None:
             raise PoisonRecord("tombstone without a Kafka key: nothing to delete")
         text = record.key.decode("utf-8", errors="replace")

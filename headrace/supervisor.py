@@ -148,6 +148,10 @@ class Supervisor:
                 rows.append((p.spec.name, "done" if p.done else "waiting", None, p.restarts))
         return rows
 
+    def is_done(self, name: str) -> bool:
+        """True when the finite process ``name`` has exited 0 (False for unknown names)."""
+        return any(p.done and p.spec.finite for p in self._procs if p.spec.name == name)
+
     def finite_done(self) -> bool:
         """True when every finite process has exited 0."""
         return all(p.done for p in self._procs if p.spec.finite)

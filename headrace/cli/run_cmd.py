@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,31 +55,103 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_run)
 
 
-def _specs(pipeline: Pipeline, file: Path, once: bool) -> list[ProcessSpec]:
+def _specs(
+    pipeline: Pipeline, file: Path, once: bool, done: Callable[[str], bool] | None = None
+) -> list[ProcessSpec]:
     """Sources first; the worker once the topics sources write exist; each sink once its
     topic exists (a stage's output topic is created by the worker). A process started before
-    its input topic exists would stop with "topic does not exist"."""
+    its input topic exists would stop with "topic does not exist".
+
+    With ``once`` (``--until-idle``: a finite dataset) and lookups, the order is stricter so
+    the result does not depend on timing: the sources feeding a lookup table run to the end
+    first, then the worker starts, and the other sources start only once the worker has read
+    every lookup topic to its end (its consumer lag on them is 0). ``done(name)`` says whether
+    a finite process has finished (the supervisor's ``is_done``). The topics of delayed
+    sources are created up front (broker-default partitions), since the worker waits for
+    its input topics to exist.
+    """
     from headrace.supervisor import ProcessSpec
 
     base = [sys.executable, "-m", "headrace.cli.main", "-f", str(file)]
     exists = _TopicProbe(pipeline)
-    specs = [
-        ProcessSpec(
-            f"produce:{name}", [*base, "produce", name, *(["--once"] if once else [])], finite=once
-        )
-        for name in pipeline.sources
-    ]
+    lookup_topics = sorted({s.lookup.table_from for s in pipeline.stages.values() if s.lookup})
+    ordered = once and bool(lookup_topics) and bool(pipeline.stages) and done is not None
+    feeders = [n for n, src in pipeline.sources.items() if src.topic in lookup_topics]
+    feeders_done = partial(_all_done, done, [f"produce:{n}" for n in feeders])
+    lookups_read = _LookupsRead(pipeline, lookup_topics)
+    specs = []
+    for name in pipeline.sources:
+        ready = None
+        if ordered and name not in feeders:
+            ready = partial(_both, feeders_done, lookups_read)
+        argv = [*base, "produce", name, *(["--once"] if once else [])]
+        specs.append(ProcessSpec(f"produce:{name}", argv, finite=once, ready=ready))
     produced_by_stages = {stage.to for stage in pipeline.stages.values()}
     if pipeline.stages:
         stage_inputs = {s.from_ for s in pipeline.stages.values()}
-        stage_inputs |= {s.lookup.table_from for s in pipeline.stages.values() if s.lookup}
+        stage_inputs |= set(lookup_topics)
         needed = sorted(stage_inputs - produced_by_stages)
-        specs.append(ProcessSpec("worker", [*base, "worker"], ready=partial(exists, needed)))
+        worker_ready = partial(exists, needed)
+        if ordered:
+            _create_topics(pipeline, [s.topic for n, s in pipeline.sources.items()])
+            worker_ready = partial(_both, feeders_done, worker_ready)
+        specs.append(ProcessSpec("worker", [*base, "worker"], ready=worker_ready))
     for name, sink in pipeline.sinks.items():
         specs.append(
             ProcessSpec(f"sink:{name}", [*base, "sink", name], ready=partial(exists, [sink.from_]))
         )
     return specs
+
+
+def _all_done(done: Callable[[str], bool] | None, names: list[str]) -> bool:
+    return done is not None and all(done(n) for n in names)
+
+
+def _both(first: Callable[[], bool], second: Callable[[], bool]) -> bool:
+    return first() and second()
+
+
+def _create_topics(pipeline: Pipeline, topics: list[str]) -> None:
+    """Create the missing ``topics`` with the broker's default partition count."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from headrace.kafka_clients import client_config
+
+    admin = AdminClient(client_config(pipeline.kafka))
+    have = set(admin.list_topics(timeout=10).topics)
+    missing = sorted(set(topics) - have)
+    if not missing:
+        return
+    for topic, fut in admin.create_topics([NewTopic(t, -1, -1) for t in missing]).items():
+        try:
+            fut.result()
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise HeadraceError(f"run: cannot create topic {topic!r}: {exc}") from exc
+
+
+class _LookupsRead:
+    """True once a consumer group (the worker) reads every lookup topic with lag 0 (asked at
+    most every 2 s, and stays True once it was)."""
+
+    def __init__(self, pipeline: Pipeline, topics: list[str]) -> None:
+        self.pipeline = pipeline
+        self.topics = topics
+        self._ok = False
+        self._last = 0.0
+
+    def __call__(self) -> bool:
+        if self._ok or not self.topics:
+            return True
+        now = time.monotonic()
+        if now - self._last < 2.0:
+            return False
+        self._last = now
+        from headrace.idle import active_group_lag
+
+        lags = active_group_lag(self.pipeline.kafka, self.topics)
+        self._ok = bool(lags) and all(v == 0 for v in lags.values())
+        return self._ok
 
 
 class _TopicProbe:
@@ -174,9 +247,10 @@ def _run(args: argparse.Namespace) -> int:
             f"this version cannot run the pipeline yet: `headrace "
             f"{', '.join(missing)}` not available"
         )
-    sup = Supervisor(
-        _specs(pipeline, file, args.until_idle), out=sys.stdout, restart=not args.no_restart
-    )
+    holder: list[Supervisor] = []
+    specs = _specs(pipeline, file, args.until_idle, done=lambda name: holder[0].is_done(name))
+    sup = Supervisor(specs, out=sys.stdout, restart=not args.no_restart)
+    holder.append(sup)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sup.request_stop())
     deadline = time.monotonic() + args.idle_timeout

@@ -220,3 +220,15 @@ def test_missing_table_is_fatal_or_created() -> None:
     client = FakeDynamo(table=False)
     _writer(client, create=True)
     assert client.created is not None and client.created["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_key_values_take_the_table_key_type() -> None:
+    """An int id written to a table keyed by a string (e.g. one created by ``create: true``)
+    is stored as '42', not refused; and its tombstone deletes that same item."""
+    client = FakeDynamo()
+    w = _writer(client, version_field="v")
+    out = w.write([rec("42", {"id": 42, "v": 1}, 0)])
+    assert out.counts["written"] == 1 and list(client.items) == ["42"]
+    assert client.items["42"]["id"] == "42"
+    w.write([rec("42", None, 1)])
+    assert client.items == {}
