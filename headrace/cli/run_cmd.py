@@ -132,7 +132,9 @@ def _create_topics(pipeline: Pipeline, topics: list[str]) -> None:
 
 class _LookupsRead:
     """True once a consumer group (the worker) reads every lookup topic with lag 0 (asked at
-    most every 2 s, and stays True once it was)."""
+    most every ``every`` seconds, and stays True once it was)."""
+
+    every = 2.0
 
     def __init__(self, pipeline: Pipeline, topics: list[str]) -> None:
         self.pipeline = pipeline
@@ -144,7 +146,7 @@ class _LookupsRead:
         if self._ok or not self.topics:
             return True
         now = time.monotonic()
-        if now - self._last < 2.0:
+        if now - self._last < self.every:
             return False
         self._last = now
         from headrace.idle import active_group_lag

@@ -9,6 +9,7 @@ the current batch finishes, offsets are committed, the worker leaves the group.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from headrace.cli.common import add_file_option, pipeline_path
 
@@ -34,7 +35,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="table store: memory:// (state comes back from the changelog) or rocksdb:// "
         "(needs faust-streaming-rocksdb)",
     )
-    worker.add_argument("--web-port", type=int, default=6066, help="health/web port (6066)")
+    worker.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="port of /healthz and /readyz on 127.0.0.1 (default 6066, or a free port when "
+        "6066 is taken, e.g. by a second worker on this machine; the log says which)",
+    )
     worker.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
     worker.add_argument(
         "--idle-ms", type=int, default=5000, help="idle time before windows close by timer"
@@ -57,10 +64,11 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import WorkerOptions, build_worker
 
     pipeline = load_pipeline(pipeline_path(args))
+    web_port = args.web_port if args.web_port is not None else metrics.free_or(6066)
     options = WorkerOptions(
         app_id=args.app_id,
         store=args.store,
-        web_port=args.web_port,
+        web_port=web_port,
         batch_size=args.batch_size,
         idle_ms=args.idle_ms,
         stall_after=args.stall_after,
@@ -68,7 +76,13 @@ def _worker(args: argparse.Namespace) -> int:
         schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
     )
     app, _runners = build_worker(pipeline, options)
-    metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
+    port = metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
+    print(
+        f"worker: health on http://127.0.0.1:{web_port}/healthz and /readyz, "
+        f"metrics on http://127.0.0.1:{port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
     worker.execute_from_commandline()
     return 0

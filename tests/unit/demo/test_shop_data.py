@@ -1,0 +1,58 @@
+"""The shop dataset and the oracle's own customer parser: deterministic, laid out on windows,
+malformed lines counted the same way the oracle counts them."""
+
+from __future__ import annotations
+
+from headrace.demo.shop_data import PREFIX, WINDOW_MS, generate
+from headrace.demo.shop_verify import expected_customers
+
+NOW = 1_790_000_123_456
+
+
+def test_same_seed_same_data_and_another_seed_differs() -> None:
+    a, b = generate(500, 40, seed=3, now_ms=NOW), generate(500, 40, seed=3, now_ms=NOW)
+    assert a.orders == b.orders and a.updates == b.updates and a.objects == b.objects
+    assert generate(500, 40, seed=4, now_ms=NOW).orders != a.orders
+
+
+def test_orders_fill_whole_windows_in_the_past_in_id_order() -> None:
+    data = generate(2000, 50, seed=1, now_ms=NOW)
+    start, end = data.span
+    assert start % WINDOW_MS == 0 and end % WINDOW_MS == 0
+    assert end <= NOW - 30 * 60_000
+    times = [o.created_ms for o in data.orders]
+    assert times == sorted(times) and start <= times[0] and times[-1] < end
+    # every later update is after its order and before now
+    created = {o.id: o.created_ms for o in data.orders}
+    assert all(created[oid] < ms < NOW for oid, _, _, ms in data.updates)
+    assert {s for _, s, _, _ in data.updates} <= {"shipped", "delivered", "cancelled"}
+
+
+def test_objects_are_jsonl_and_csv_with_malformed_lines_the_oracle_counts() -> None:
+    data = generate(100, 300, seed=7, now_ms=NOW)
+    kinds = {k.rsplit(".", 1)[1] for k in data.objects}
+    assert kinds == {"jsonl", "csv"} and all(k.startswith(PREFIX) for k in data.objects)
+    customers, malformed = expected_customers(data.objects)
+    assert malformed == data.malformed_lines >= 1
+    # every customer is either known or lost to exactly one malformed line
+    assert len(customers) + data.malformed_lines - 1 == data.customers  # one non-customer line
+    assert all(c["tier"] in {"bronze", "silver", "gold", "platinum"} for c in customers.values())
+    # quoted CSV names holding the delimiter survive
+    assert any("," in c["name"] for c in customers.values())
+
+
+def test_oracle_parser_rules() -> None:
+    objects = {
+        "customers/a.jsonl": b'{"customer_id": "c1", "name": "A", "tier": "gold"}\n'
+        b"\n"
+        b'{"customer_id": 5}\n'
+        b"[1, 2]\n"
+        b'{"customer_id": "c2", "name": "B", "tier": "bronze"}\n',
+        "customers/b.csv": b'customer_id,name,tier,city\nc3,"C, D",silver,Lima\nc4,E,gold\n'
+        b"c2,B2,platinum,Lyon\n",
+    }
+    customers, malformed = expected_customers(objects)
+    assert malformed == 3  # a non-string id, a non-object, a short CSV row
+    assert customers["c3"] == {"name": "C, D", "tier": "silver"}
+    assert customers["c2"]["tier"] == "platinum"  # a later object (key order) wins
+    assert set(customers) == {"c1", "c2", "c3"}
