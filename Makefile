@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help setup demo test lint unit integration stack-up stack-down clean
 
 help:
-	@echo "make demo        bring the local stack up and run the demo pipeline end to end"
+	@echo "make demo        bring the local stack up and run the shop demo end to end, verified"
 	@echo "make test        lint, type-check, and run unit + integration tests (stack included)"
 	@echo "make setup       create .venv/ and install headrace with its dev tools"
 	@echo "make lint        ruff (lint + format check) and mypy"
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/headrace demo
+	$(BIN)/headrace demo --verify
 
 stack-up: setup
 	$(BIN)/headrace stack up

@@ -169,13 +169,10 @@ class Supervisor:
                 break
             if now - last_status >= status_every:
                 last_status = now
-                self.say(
-                    "[run] "
-                    + "; ".join(
-                        f"{n}: {s}{f' pid {pid}' if pid else ''}{f', {r} restarts' if r else ''}"
-                        for n, s, pid, r in self.status()
-                    )
-                )
+                width = max(len(n) for n, *_ in self.status())
+                for n, s, pid, r in self.status():
+                    pid_text = f" pid {pid}" if pid else ""
+                    self.say(f"[run] status {n.ljust(width)} {s}{pid_text}, {r} restart(s)")
             self._stopping.wait(poll)
         self.stop()
 

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from headrace.demo.shop_data import ShopData, generate, seed_mysql, seed_s3
 from headrace.demo.shop_verify import DYNAMO_TABLE, MONGO_DB
+from headrace.errors import HeadraceError
 
 __all__ = [
     "PIPELINE_FILE",
@@ -87,19 +88,30 @@ def _reset_kafka(bootstrap: str) -> None:
         deadline = time.monotonic() + 60
         while set(old) & set(admin.list_topics(timeout=10).topics):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Kafka did not delete the old demo topics within 60 s: {old}")
+                raise HeadraceError(f"demo: Kafka did not delete the old topics within 60 s: {old}")
             time.sleep(0.5)
-    listed = admin.list_consumer_groups(request_timeout=10).result()
-    groups = [g.group_id for g in listed.valid if g.group_id.startswith(GROUP_PREFIXES)]
-    if groups:
-        for fut in admin.delete_consumer_groups(groups, request_timeout=30).values():
+    # a member killed without leaving stays in its group until its session times out (45 s)
+    deadline = time.monotonic() + 90
+    while True:
+        listed = admin.list_consumer_groups(request_timeout=10).result()
+        groups = [g.group_id for g in listed.valid if g.group_id.startswith(GROUP_PREFIXES)]
+        if not groups:
+            return
+        busy = []
+        for group, fut in admin.delete_consumer_groups(groups, request_timeout=30).items():
             try:
                 fut.result()
-            except Exception as exc:  # a group with live members is in use: say so
-                raise RuntimeError(
-                    f"cannot reset consumer group of an earlier demo ({exc}); is a "
-                    "`headrace run` of examples/shop/pipeline.yaml still running? Stop it first."
-                ) from exc
+            except Exception as exc:
+                busy.append(f"{group} ({exc})")
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise HeadraceError(
+                f"demo: cannot reset the consumer groups of an earlier demo run, still in use "
+                f"after 90 s: {', '.join(busy)}; is a `headrace run` of {PIPELINE_FILE} still "
+                "running? Stop it first."
+            )
+        time.sleep(3)
 
 
 def _reset_sinks(env: Mapping[str, str]) -> None:
