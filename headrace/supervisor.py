@@ -58,8 +58,11 @@ class Supervisor:
         max_backoff: float = 30.0,
         grace: float = 30.0,
         restart: bool = True,
+        describe: Callable[[list[int]], dict[int, str]] | None = None,
     ) -> None:
         self._procs = [_Proc(s) for s in specs]
+        #: extra status text per running pid (e.g. rates and lag from its /metrics)
+        self.describe = describe
         self._out = out
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -169,12 +172,23 @@ class Supervisor:
                 break
             if now - last_status >= status_every:
                 last_status = now
-                width = max(len(n) for n, *_ in self.status())
-                for n, s, pid, r in self.status():
-                    pid_text = f" pid {pid}" if pid else ""
-                    self.say(f"[run] status {n.ljust(width)} {s}{pid_text}, {r} restart(s)")
+                self._say_status()
             self._stopping.wait(poll)
         self.stop()
+
+    def _say_status(self) -> None:
+        rows = self.status()
+        extra: dict[int, str] = {}
+        if self.describe is not None:
+            try:
+                extra = self.describe([pid for _, _, pid, _ in rows if pid])
+            except Exception as exc:  # status is best effort; never stop supervising for it
+                self.say(f"[run] status details unavailable: {exc}")
+        width = max(len(n) for n, *_ in rows)
+        for n, s, pid, r in rows:
+            pid_text = f" pid {pid}" if pid else ""
+            more = f"; {extra[pid]}" if pid and pid in extra else ""
+            self.say(f"[run] status {n.ljust(width)} {s}{pid_text}, {r} restart(s){more}")
 
     def request_stop(self) -> None:
         """Ask ``run()`` to return (safe from a signal handler)."""

@@ -217,23 +217,32 @@ class _IdleCheck:
         return self.streak >= 3
 
     def _windows_closed(self) -> bool:
-        """No worker of this pipeline reports open window entries (or none is reachable)."""
+        """No worker this run started reports open window entries.
+
+        Only the endpoints of the workers running now count (their target files end in
+        ``-<pid>.json``): a file left by a killed worker names a port nobody answers on.
+        """
         from headrace.status_view import discover_targets, scrape
 
-        folder = Path(
-            os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
-            or stack_paths().conf / "prometheus" / "targets"
-        )
-        for _label, address in discover_targets(folder, f"{self.pipeline.name}-stage-*.json"):
-            try:
-                samples = scrape(address, 2.0)
-            except OSError:
-                return False
-            if any(
-                name == "headrace_window_state_keys" and value > 0
-                for (name, _labels), value in samples.items()
-            ):
-                return False
+        folder = _targets_folder()
+        pids = [pid for name, _, pid, _ in self.sup.status() if name == "worker" and pid]
+        if self.pipeline.stages and not pids:
+            return False  # the worker is between restarts
+        for pid in pids:
+            pattern = f"{self.pipeline.name}-stage-*-{pid}.json"
+            found = discover_targets(folder, pattern)
+            if not found:
+                return False  # not serving metrics yet: its windows are unknown
+            for _label, address in found:
+                try:
+                    samples = scrape(address, 2.0)
+                except OSError:
+                    return False
+                if any(
+                    name == "headrace_window_state_keys" and value > 0
+                    for (name, _labels), value in samples.items()
+                ):
+                    return False
         return True
 
 
@@ -249,9 +258,15 @@ def _run(args: argparse.Namespace) -> int:
             f"this version cannot run the pipeline yet: `headrace "
             f"{', '.join(missing)}` not available"
         )
+    _share_targets_folder()
     holder: list[Supervisor] = []
     specs = _specs(pipeline, file, args.until_idle, done=lambda name: holder[0].is_done(name))
-    sup = Supervisor(specs, out=sys.stdout, restart=not args.no_restart)
+    sup = Supervisor(
+        specs,
+        out=sys.stdout,
+        restart=not args.no_restart,
+        describe=partial(_describe, pipeline.name),
+    )
     holder.append(sup)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sup.request_stop())
@@ -281,6 +296,48 @@ def _run(args: argparse.Namespace) -> int:
         "[run] idle: every source finished, every lag is 0; stopped" if idle else "[run] stopped"
     )
     return 0
+
+
+def _share_targets_folder() -> None:
+    """Make every child register its /metrics endpoint where ``run`` looks for it: the
+    configured ``HEADRACE_PROMETHEUS_TARGETS``, else the local stack's Prometheus targets,
+    else a private temporary folder (no local stack: ``run`` still finds its processes)."""
+    if os.environ.get("HEADRACE_PROMETHEUS_TARGETS"):
+        return
+    folder = stack_paths().conf / "prometheus" / "targets"
+    if not folder.is_dir():
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="headrace-run-targets-"))
+    os.environ["HEADRACE_PROMETHEUS_TARGETS"] = str(folder)
+
+
+def _targets_folder() -> Path:
+    folder = os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
+    return Path(folder) if folder else stack_paths().conf / "prometheus" / "targets"
+
+
+def _describe(pipeline: str, pids: list[int]) -> dict[int, str]:
+    """pid -> "in 1,200/s, out 1,180/s, lag 340, 2 dead letters" from each running process's
+    registered /metrics endpoint (processes without one are left out)."""
+    from headrace.status_view import collect, discover_targets
+
+    by_address: dict[str, int] = {}
+    targets = []
+    for pid in pids:
+        for label, address in discover_targets(_targets_folder(), f"{pipeline}-*-{pid}.json"):
+            targets.append((label, address))
+            by_address[address] = pid
+    out: dict[int, str] = {}
+    for view in collect(targets, interval=1.0, timeout=1.0):
+        if not view.up:
+            continue
+        rates = ", ".join(f"{k} {v:,.0f}/s" for k, v in sorted(view.rates.items()) if v) or "idle"
+        text = f"{rates}, lag {view.lag:,.0f}"
+        if view.dlq_total:
+            text += f", {view.dlq_total:,.0f} dead letters"
+        out[by_address[view.address]] = text
+    return out
 
 
 def _missing_commands(pipeline: Pipeline) -> list[str]:

@@ -218,7 +218,8 @@ def report(env: Mapping[str, str]) -> ShopReport:
     finally:
         client.close()
     ddb = aws_client(env, "dynamodb")
-    rep.dynamo_items = int(ddb.scan(TableName=DYNAMO_TABLE, Select="COUNT")["Count"])
+    pages = ddb.get_paginator("scan").paginate(TableName=DYNAMO_TABLE, Select="COUNT")
+    rep.dynamo_items = sum(int(page["Count"]) for page in pages)  # a scan page stops at 1 MB
     items = ddb.scan(TableName=DYNAMO_TABLE, Limit=3)["Items"]
     rep.orders_sample = [{k: next(iter(v.values())) for k, v in it.items()} for it in items]
     return rep
