@@ -8,8 +8,8 @@ record it reads (the consumer group join, ~1 s, is a start-up cost, not throughp
 at its last commit.
 
 - MongoDB: pymongo ``bulk_write`` of ReplaceOne upserts vs the sink in ``write: replace``
-  mode. Both send at most ``MAX_OPS`` operations per request (FerretDB hangs on bigger update
-  batches here), so the ratio measures our overhead, not the request size.
+  mode. Both send at most ``MAX_OPS`` operations per request (the sink's request size), so
+  the ratio measures our overhead, not the request size.
 - DynamoDB: ``batch_write_item`` in 25s (floats already Decimal) vs the sink without a
   version field (the same BatchWriteItem path; the guarded path uses PutItem).
 """

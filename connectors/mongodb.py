@@ -14,8 +14,10 @@ record matches nothing, its upsert then collides on ``_id`` (E11000) and counts 
 once more before it is called older. Within a batch only the newest record per ``_id`` is
 sent (``superseded`` counts the rest), since unordered bulk writes have no order.
 
-Operations go in requests of at most ``MAX_OPS`` (FerretDB 1.24 hung on larger unordered
-update batches here). Per-document errors other than E11000 reject that record only.
+Operations go in requests of at most ``MAX_OPS``. Upstream FerretDB 1.24 hangs on an update
+command of 100+ statements that match documents; the stack's FerretDB is patched (see
+``headrace/stack/ferretdb_patches.py``), so point the sink at it or at MongoDB, not at an
+unpatched FerretDB 1.x. Per-document errors other than E11000 reject that record only.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from headrace.errors import RetriableError
 
 __all__ = ["MAX_OPS", "Collection", "MongoWriter", "mongo_collection"]
 
-MAX_OPS = 50
+MAX_OPS = 500
 _DUPLICATE = 11000
 _AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 

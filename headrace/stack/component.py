@@ -61,6 +61,11 @@ class Component(ABC):
         """Variables written to the stack's env file for tests, the demo and users."""
         return {}
 
+    def outdated(self, argv: list[str]) -> str | None:
+        """Why a running instance started with ``argv`` is not what this checkout would start
+        (e.g. an older build), or None. ``stack up`` reports it; it never restarts by itself."""
+        return None
+
     def cwd(self) -> Path | None:
         return None
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "command_line",
     "exited",
     "is_alive",
     "port_in_use",
@@ -34,6 +35,15 @@ def _cmdline(pid: int) -> str:
     except OSError:
         return ""
     return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def command_line(pid: int) -> list[str]:
+    """The argv ``pid`` runs (empty if it is gone or exiting)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
 
 def _is_zombie(pid: int) -> bool:

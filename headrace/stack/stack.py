@@ -106,7 +106,9 @@ class Stack:
                 fut.result()
         started: list[Component] = []
         for comp in comps:
-            if self._pid(comp) is not None:
+            pid = self._pid(comp)
+            if pid is not None:
+                self._note_outdated(comp, pid)
                 continue
             self._check_ports_free(comp)
             comp.prepare(self.log)
@@ -126,6 +128,16 @@ class Stack:
         if errors:
             raise StackError("\n".join(errors))
         return self.status([c.name for c in comps])
+
+    def _note_outdated(self, comp: Component, pid: int) -> None:
+        """Say so when a running component is outdated (e.g. an older FerretDB build):
+        ``up`` never restarts a running component by itself."""
+        why = comp.outdated(proc.command_line(pid))
+        if why:
+            self.log(
+                f"{comp.name} (pid {pid}) is outdated: {why}; it is left running; to switch: "
+                f"headrace stack down {comp.name} && headrace stack up {comp.name}"
+            )
 
     def _check_ports_free(self, comp: Component) -> None:
         ports = [comp.port]

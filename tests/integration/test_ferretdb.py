@@ -10,11 +10,15 @@ from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from connectors.mongodb import MAX_OPS
+from headrace.stack.ferretdb import FERRETDB_BUILD
+
 N_DOCS = 500
-# FerretDB 1.24.2 (SQLite backend) never answers an `update` command of 100 or more statements
-# that hit existing documents, and the database stays wedged until a restart (99 work; checked
-# on a private instance). MongoDB has no such limit. So the bulk below goes in chunks.
-CHUNK = 50
+# Upstream FerretDB 1.24.2 (SQLite backend) never answers an `update` command of 100 or more
+# statements that hit existing documents (each statement kept a pooled connection until the
+# command ended); our build is patched (headrace/stack/ferretdb_patches.py), so one request
+# carries as many operations as the MongoDB sink sends (connectors.mongodb.MAX_OPS).
+CHUNK = MAX_OPS
 
 
 @pytest.fixture
@@ -69,6 +73,26 @@ def _bulk(collection: Collection, ops: list[UpdateOne]) -> tuple[int, int, int]:
 
 def test_ping(collection: Collection):
     assert collection.database.client.admin.command("ping")["ok"] == 1.0
+
+
+def test_the_stack_runs_our_patched_build(collection: Collection):
+    info = collection.database.client.admin.command("buildInfo")
+    assert info.get("ferretdbVersion") == FERRETDB_BUILD, (
+        f"FerretDB reports {info.get('ferretdbVersion')!r}, not our patched build "
+        f"{FERRETDB_BUILD!r}: it was started before the patches; restart it with "
+        "`headrace stack down ferretdb && headrace stack up ferretdb`"
+    )
+
+
+def test_id_lookups_use_the_id_index(collection: Collection):
+    """The patched SQLite backend finds documents by ``_id`` through the index, also when
+    the filter has more conditions or is an ``$in`` list (upstream scanned the table)."""
+    collection.insert_many([{"_id": f"o{i}", "v": i} for i in range(50)])
+    for filt in ({"_id": "o7"}, {"_id": "o7", "v": {"$lte": 9}}, {"_id": {"$in": ["o7", "o9"]}}):
+        plan = str(collection.find(filt).explain()["queryPlanner"])
+        assert "USING INDEX" in plan, (filt, plan)
+    assert [d["v"] for d in collection.find({"_id": "o7", "v": {"$lte": 6}})] == []
+    assert sorted(d["v"] for d in collection.find({"_id": {"$in": ["o7", "o9", "x"]}})) == [7, 9]
 
 
 def test_unordered_bulk_upsert_is_idempotent(collection: Collection):

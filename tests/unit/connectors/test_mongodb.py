@@ -161,10 +161,11 @@ def test_tombstones_delete_only_in_delete_mode() -> None:
 
 def test_requests_are_chunked_and_newest_per_id_wins() -> None:
     coll = FakeCollection()
-    batch = [rec(f"k{i % 120}", {"n": i}, i) for i in range(240)]
+    keys = 2 * MAX_OPS + 20
+    batch = [rec(f"k{i % keys}", {"n": i}, i) for i in range(2 * keys)]
     out = _writer(coll).write(batch)
     assert coll.requests == [MAX_OPS, MAX_OPS, 20]
-    assert out.counts["superseded"] == 120 and coll.docs["k5"]["n"] == 125
+    assert out.counts["superseded"] == keys and coll.docs["k5"]["n"] == keys + 5
 
 
 def test_unreachable_server_is_retriable() -> None:
