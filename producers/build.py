@@ -10,7 +10,7 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, producer_config
 from producers.encoder import RecordEncoder, make_codec
 from producers.mysql_source import MySQLRowSource, make_engine
-from producers.runner import Progress, Runner
+from producers.runner import DeliveryReports, Progress, Runner, delivery_settings
 from producers.s3_source import S3ObjectSource
 from schemas import JsonCodec
 
@@ -60,7 +60,7 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     required += [("key", k) for k in cfg.key or ()]
     return MySQLRowSource(
         name,
-        make_engine(cfg.url),
+        make_engine(cfg.url, name),
         mode=cfg.mode,
         table=cfg.table,
         query=cfg.query,
@@ -113,7 +113,8 @@ def build_runner(
     encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
     ensure_topics(pipeline.kafka, {cfg.topic: DEFAULT_PARTITIONS, dlq_topic(cfg.topic): 1})
     store = CheckpointStore(client_config(pipeline.kafka), pipeline.name, name)
-    overrides: dict[str, Any] = {}
+    reports = DeliveryReports()
+    overrides: dict[str, Any] = delivery_settings(reports)
     if cfg.exactly_once:
         overrides["transactional.id"] = f"headrace.{pipeline.name}.{name}"
     producer = Producer(producer_config(pipeline.kafka, **overrides))
@@ -124,6 +125,7 @@ def build_runner(
         encoder=encoder,
         producer=producer,
         store=store,
+        reports=reports,
         exactly_once=cfg.exactly_once,
         checkpoint_interval=checkpoint_interval,
         on_progress=on_progress,

@@ -1,4 +1,4 @@
-"""Turn a source's ``Record`` into Kafka message parts: key bytes, value bytes, timestamp.
+"""Turn a source record's value into Kafka message parts: key bytes, value bytes, timestamp.
 
 The value codec is JSON (orjson) or Avro (Confluent-framed, schema from the schema dir, id
 from the local registry file or ``schemas.registry_url``). A record that cannot be encoded
@@ -9,7 +9,7 @@ field and the reason; the runner sends it to the dead-letter topic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from headrace.errors import ConfigError, PoisonRecord
@@ -18,7 +18,6 @@ from schemas import (
     ConfluentRegistry,
     JsonCodec,
     LocalRegistry,
-    Record,
     Registry,
     SchemaMismatch,
     SchemaNotFound,
@@ -33,20 +32,31 @@ if TYPE_CHECKING:
 __all__ = ["RecordEncoder", "codec_for", "event_time_ms", "make_codec", "make_registry"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def event_time_ms(value: Any) -> int:
     """Milliseconds since the epoch of an event time: a datetime (naive = UTC), a date, an
     ISO-8601 string, or a number (ms). ValueError when it is none of these."""
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+    kind = type(value)
+    if kind is str:
+        value = datetime.fromisoformat(value)  # 3.11: accepts a trailing Z
+        kind = datetime
+    if kind is datetime:
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return (dt - _EPOCH) // _MS  # type: ignore[no-any-return]
+    if kind is int or kind is float:
+        return int(value)
+    if isinstance(value, datetime):  # a subclass
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+        return event_time_ms(datetime(value.year, value.month, value.day, tzinfo=UTC))
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
         return int(value)
-    if isinstance(value, str):
-        return event_time_ms(datetime.fromisoformat(value))  # 3.11: accepts a trailing Z
     raise ValueError(f"{type(value).__name__} {value!r} is not a time")
 
 
@@ -113,24 +123,28 @@ class RecordEncoder:
         self._last_ts_in: Any = None
         self._last_ts_out: int | None = None
 
-    def best_effort(self, record: Record) -> tuple[bytes | None, bytes | None]:
+    def best_effort(
+        self, value: dict[str, Any] | None, raw: bytes | None = None
+    ) -> tuple[bytes | None, bytes | None]:
         """(key, value bytes) of a rejected record for its dead letter: the source bytes
-        when known, else JSON of the value; each None when it cannot be made."""
-        value = record.value or {}
+        ``raw`` when known, else JSON of the value; each None when it cannot be made."""
+        value = value or {}
         try:
             key = encode_key(tuple(value[f] for f in self.key_fields)) if self.key_fields else None
         except (KeyError, TypeError):
             key = None
-        if record.raw is not None:
-            return key, record.raw
+        if raw is not None:
+            return key, raw
         try:
             return key, _PLAIN_JSON.encode(value)
         except TypeError:
             return key, None
 
-    def encode(self, record: Record) -> tuple[bytes | None, bytes, int | None]:
-        """(key, value, timestamp ms or None); PoisonRecord with the field and reason."""
-        value = record.value
+    def encode(
+        self, value: dict[str, Any] | None, raw: bytes | None = None
+    ) -> tuple[bytes | None, bytes, int | None]:
+        """(key, value bytes, timestamp ms or None) of one record whose source bytes are
+        ``raw`` (sent unchanged by a plain JSON codec); PoisonRecord with field and reason."""
         if value is None:
             raise PoisonRecord("a source record has no value")
         key: bytes | None = None
@@ -158,8 +172,8 @@ class RecordEncoder:
                         field=self.timestamp_field,
                     ) from None
                 self._last_ts_in, self._last_ts_out = raw_ts, ts
-        if self._raw_ok and record.raw is not None:
-            return key, record.raw, ts
+        if raw is not None and self._raw_ok:
+            return key, raw, ts
         try:
             data = self.codec.encode(value)
         except SchemaMismatch as exc:

@@ -6,8 +6,19 @@ import gzip
 import io
 
 from producers.batch import Poison
-from producers.s3_formats import parse, read_lines
+from producers.s3_formats import Chunk, parse, read_lines
 from schemas import Record
+
+
+def _flat(chunk: Chunk) -> list[tuple[int, Record | Poison]]:
+    """A chunk as (position, Record | Poison) pairs in position order."""
+    raws = chunk.raws or [None] * len(chunk.values)
+    items: list[tuple[int, Record | Poison]] = [
+        (n, Record(v, position={"key": "k", "etag": "e", "line": n}, raw=r))
+        for v, r, n in zip(chunk.values, raws, chunk.lines, strict=True)
+    ]
+    items += [(p.position["line"], p) for p in chunk.poison]
+    return sorted(items, key=lambda item: item[0])
 
 
 def _items(data: bytes, fmt: str, *, gz: bool = False, skip: int = 0, delimiter: str = ","):
@@ -17,7 +28,7 @@ def _items(data: bytes, fmt: str, *, gz: bool = False, skip: int = 0, delimiter:
     for chunk in parse(
         io.BytesIO(data), fmt, key="k", etag="e", gzipped=gz, skip=skip, delimiter=delimiter
     ):
-        out.extend(chunk)
+        out.extend(_flat(chunk))
     return out
 
 
@@ -89,14 +100,14 @@ def test_unreadable_content_ends_the_object_with_one_poison_item() -> None:
     good = gzip.compress(b"".join(b'{"n": %d}\n' % i for i in range(1, 4)))
     items = []
     for chunk in parse(io.BytesIO(good[:-12]), "jsonl", key="k", etag="e", gzipped=True):
-        items.extend(chunk)
+        items.extend(_flat(chunk))
     assert isinstance(items[-1][1], Poison)
     assert items[-1][1].error_class == "EOFError"
     not_gzip = _items(b'{"n": 1}\n', "jsonl", gz=False)
     assert isinstance(not_gzip[0][1], Record)
     bad = []
     for chunk in parse(io.BytesIO(b"plain"), "jsonl", key="k", etag="e", gzipped=True):
-        bad.extend(chunk)
+        bad.extend(_flat(chunk))
     assert [(n, p.error_class) for n, p in bad] == [(1, "BadGzipFile")]
     latin = _items("id,name\n1,Zo\xeb\n".encode("latin-1"), "csv")
     assert [p.error_class for _, p in latin] == ["UnicodeDecodeError"]
