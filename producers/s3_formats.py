@@ -124,7 +124,17 @@ def _jsonl(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
     chunk = Chunk(raws=[])
     values, raws, lines = chunk.values, chunk.raws, chunk.lines
     n = 0
-    for line in read_lines(body):
+    lines_read = read_lines(body)
+    while True:
+        try:
+            line = next(lines_read)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
         n += 1
         if n <= skip:
             continue
@@ -173,7 +183,16 @@ def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Ite
     width = len(header)
     chunk = Chunk()
     n = 0
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
         if not row:
             continue  # a blank line
         n += 1
@@ -213,7 +232,17 @@ def _json(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
         return
     chunk = Chunk()
     n = 0
-    for value in ijson.items(peek, "item", use_float=True):
+    elements = ijson.items(peek, "item", use_float=True)
+    while True:
+        try:
+            value = next(elements)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
         n += 1
         if n <= skip:
             continue

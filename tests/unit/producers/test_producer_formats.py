@@ -111,3 +111,36 @@ def test_unreadable_content_ends_the_object_with_one_poison_item() -> None:
     assert [(n, p.error_class) for n, p in bad] == [(1, "BadGzipFile")]
     latin = _items("id,name\n1,Zo\xeb\n".encode("latin-1"), "csv")
     assert [p.error_class for _, p in latin] == ["UnicodeDecodeError"]
+
+
+class _CountingStream(io.BytesIO):
+    """Records how far the parser has read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.high = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        out = super().read(size)
+        self.high = self.tell()
+        return out
+
+
+def test_json_array_is_streamed_not_loaded_whole() -> None:
+    data = b"[" + b",".join(b'{"n": %d, "pad": "%s"}' % (i, b"x" * 200) for i in range(30_000))
+    data += b"]"  # ~6.5 MB
+    stream = _CountingStream(data)
+    chunks = parse(stream, "json", key="k", etag="e", gzipped=False)
+    first = next(chunks)
+    assert first.values[0] == {"n": 0, "pad": "x" * 200}
+    assert stream.high < len(data) // 2  # the first records came before the end was read
+    rest = [v["n"] for c in chunks for v in c.values]
+    assert len(first.values) + len(rest) == 30_000 and rest[-1] == 29_999
+
+
+def test_json_array_broken_part_way_keeps_the_good_elements() -> None:
+    items = _items(b'  [{"a": 1}, {"a": 2.5}, {"a": ', "json")
+    assert [i.value for _, i in items if isinstance(i, Record)] == [{"a": 1}, {"a": 2.5}]
+    assert isinstance(items[-1][1], Poison) and items[-1][0] == 3
+    assert _items(b"  \n ", "json") == []
+    assert [i.value for _, i in _items(b'[{"a": 1}]', "json", skip=1)] == []  # type: ignore[union-attr]
