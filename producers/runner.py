@@ -188,20 +188,21 @@ class Runner:
             self._unacked_since = time.perf_counter()
         dlq = self._dlq
         rows = batch.rows()
-        encode = self.encoder.encode
+        enc = self.encoder.encode_many(rows.values, rows.raws)
+        for i, exc in enc.poison.items():
+            raw = rows.raws[i] if rows.raws is not None else None
+            dead_key, dead_value = self.encoder.best_effort(rows.values[i], raw)
+            self._dead_letter(dlq, exc, rows.position(i), dead_value, dead_key)
         produce = self.producer.produce
         topic = self.topic
         sent = 0
         nbytes = 0
-        raws = rows.raws if rows.raws is not None else repeat(None)
-        # the hot path: one encode and one produce call per record, nothing else per record
-        for i, (value, raw) in enumerate(zip(rows.values, raws, strict=False)):
-            try:
-                key, data, ts = encode(value, raw)
-            except PoisonRecord as exc:
-                dead_key, dead_value = self.encoder.best_effort(value, raw)
-                self._dead_letter(dlq, exc, rows.position(i), dead_value, dead_key)
-                continue
+        keys = enc.keys if enc.keys is not None else repeat(None)
+        times = enc.times if enc.times is not None else repeat(None)
+        # the hot path: one produce call per record, nothing else per record
+        for i, (data, key, ts) in enumerate(zip(enc.datas, keys, times, strict=False)):
+            if data is None:
+                continue  # poison, sent to the dead-letter topic above
             try:
                 if ts is None:
                     produce(topic, data, key)

@@ -75,3 +75,26 @@ def test_best_effort_parts_for_dead_letters() -> None:
     enc = RecordEncoder(AvroCodec(SCHEMA, 1), ["id"])
     assert enc.best_effort({"id": 4, "price": "x"}) == (b"4", b'{"id":4,"price":"x"}')
     assert enc.best_effort({"price": "x"}, b"orig") == (None, b"orig")
+
+
+def test_encode_many_equals_encoding_one_by_one_and_finds_the_poison() -> None:
+    enc = RecordEncoder(JsonCodec(), ["id"], "at")
+    good = [
+        {"id": "a", "at": "2024-01-01T00:00:00Z"},
+        {"id": 7, "at": datetime(2024, 1, 1, 0, 0, 1)},
+        {"id": True, "at": 1704067202000, "p": Decimal("1.50")},
+    ]
+    raws = [b'{"id": "a", "at": "2024-01-01T00:00:00Z"}', None, None]
+    fast = enc.encode_many(good, raws)
+    assert not fast.poison
+    one = [enc.encode(v, r) for v, r in zip(good, raws, strict=True)]
+    assert list(zip(fast.keys, fast.datas, fast.times, strict=True)) == one
+    assert fast.keys == [b"a", b"7", b"true"] and fast.datas[0] == raws[0]
+    mixed = [*good, {"at": 0}, {"id": 1, "at": "soon"}, None]
+    out = enc.encode_many(mixed, None)
+    assert sorted(out.poison) == [3, 4, 5]
+    assert "key field 'id'" in str(out.poison[3]) and "timestamp field" in str(out.poison[4])
+    assert out.datas[3:] == [None, None, None]
+    assert out.datas[:3] == [enc.encode(v)[1] for v in good]  # no raws: encoded values
+    plain = RecordEncoder(JsonCodec()).encode_many([{"x": 1}], [b'{"x": 1}'])
+    assert (plain.keys, plain.datas, plain.times) == (None, [b'{"x": 1}'], None)
