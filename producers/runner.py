@@ -4,10 +4,11 @@ Contract:
 
 - Records are produced in source order (acks=all, idempotent producer). A batch's checkpoint
   state is stored only once every record and dead letter of that batch *and of every earlier
-  batch* was acknowledged: at most every ``checkpoint_interval`` the runner waits until the
-  producer has nothing outstanding (a flush barrier, while the source's reader threads keep
-  parsing), then stores the state of the last batch produced. So a restart resumes with no
-  gap and re-sends at most what was produced since the last checkpoint.
+  batch* was acknowledged: after ``checkpoint_interval``, at the first moment the producer has
+  nothing outstanding (or, for a source that never pauses, after ``FORCE_AFTER`` intervals, by
+  waiting for it: a flush barrier, while the source's reader threads keep parsing), the runner
+  stores the state of the last batch produced. So a restart resumes with no gap and re-sends
+  at most what was produced since the last checkpoint.
 - Delivery reports come only for failures (``delivery.report.only.error`` with the producer's
   ``on_delivery`` set to the runner's ``DeliveryReports``, see ``delivery_settings``): a
   per-message callback cost more CPU than producing itself.
@@ -58,6 +59,11 @@ def tune_gc() -> None:
     reference counting frees them; a full collection still runs now and then."""
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+#: A checkpoint waits for outstanding deliveries (a flush) once this many checkpoint intervals
+#: passed without a moment when none was outstanding.
+FORCE_AFTER = 5
 
 
 class DeliveryError(HeadraceError):
@@ -338,7 +344,13 @@ class Runner:
         self.producer.poll(0)
         self._check_deliveries()
         now = time.monotonic()
-        due = block or now - self._last_checkpoint >= self.checkpoint_interval
+        since = now - self._last_checkpoint
+        # due after an interval; waited for only when nothing is outstanding anyway (a source
+        # that reads between bursts), or after FORCE_AFTER intervals (one producing nonstop)
+        due = block or (
+            since >= self.checkpoint_interval
+            and (len(self.producer) == 0 or since >= self.checkpoint_interval * FORCE_AFTER)
+        )
         state = self._produced_state
         if due and state is not None and state is not self._stored_state:
             self._barrier()

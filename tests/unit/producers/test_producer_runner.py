@@ -48,6 +48,9 @@ class FakeProducer:
     def poll(self, timeout=0.0):
         return 0
 
+    def __len__(self) -> int:
+        return len(self.queued)
+
     def flush(self, timeout=0.0):
         if self.hold > 0:
             self.hold -= 1
@@ -253,3 +256,26 @@ def test_a_lost_checkpoint_is_an_error_not_silence() -> None:
         _runner(ListSource([Batch([_rec(1)], {"n": 1})]), producer, store).run(
             once=True, poll_interval=0
         )
+
+
+def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_five_intervals() -> None:
+    producer, store = FakeProducer(), FakeStore()
+    batches = [Batch([_rec(i)], {"n": i}) for i in range(1, 4)]
+    runner = _runner(ListSource(batches), producer, store)
+    runner.checkpoint_interval = 1.0
+    gen = runner.source.batches()
+
+    runner._send(next(gen))
+    runner._last_checkpoint -= 1.5  # due, but a delivery is outstanding: no stall
+    runner._advance(block=False)
+    assert store.saved == [] and len(producer.queued) == 1
+    producer.release()  # a quiet moment: the checkpoint needs no waiting
+    runner._advance(block=False)
+    assert store.saved == [{"n": 1}]
+
+    runner._send(next(gen))
+    runner._send(next(gen))
+    runner._last_checkpoint -= 6.0  # never quiet for five intervals: wait for the acks
+    runner._advance(block=False)
+    assert store.saved == [{"n": 1}, {"n": 3}]
+    assert store.delivered_at_save == [1, 3]
