@@ -60,7 +60,7 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     required += [("key", k) for k in cfg.key or ()]
     return MySQLRowSource(
         name,
-        make_engine(cfg.url, name),
+        make_engine(cfg.url, name, decimals_as_text=cfg.output_format == "json"),
         mode=cfg.mode,
         table=cfg.table,
         query=cfg.query,

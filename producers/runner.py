@@ -63,7 +63,7 @@ def tune_gc() -> None:
 
 #: A checkpoint waits for outstanding deliveries (a flush) once this many checkpoint intervals
 #: passed without a moment when none was outstanding.
-FORCE_AFTER = 5
+FORCE_AFTER = 3
 
 
 class DeliveryError(HeadraceError):
@@ -179,8 +179,10 @@ class Runner:
                 if self.exactly_once:
                     self._transactional(batch)
                 else:
-                    self._send(batch)
+                    # checked before producing: the source just spent its time reading this
+                    # batch, the moment the last one is most likely acknowledged already
                     self._advance(block=False)
+                    self._send(batch)
                 if self._stop.is_set():
                     break
         finally:

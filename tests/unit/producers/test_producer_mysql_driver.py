@@ -55,3 +55,12 @@ def test_conversion_tables_replace_only_datetimes(driver) -> None:
     changed = {k for k in conv if conv[k] is not conversions.get(k)}
     assert changed == {FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP}
     assert conv[FIELD_TYPE.DATETIME]("2024-01-02 03:04:05") == datetime(2024, 1, 2, 3, 4, 5)
+
+
+def test_decimals_stay_exact_text_for_json_output() -> None:
+    from pymysql.constants import FIELD_TYPE
+
+    conv = _conversions("pymysql", decimals_as_text=True)
+    assert conv is not None
+    assert conv[FIELD_TYPE.NEWDECIMAL]("-12345678901.50") == "-12345678901.50"
+    assert conv[FIELD_TYPE.DECIMAL](b"0.10") == "0.10"

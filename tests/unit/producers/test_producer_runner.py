@@ -258,7 +258,7 @@ def test_a_lost_checkpoint_is_an_error_not_silence() -> None:
         )
 
 
-def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_five_intervals() -> None:
+def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_three_intervals() -> None:
     producer, store = FakeProducer(), FakeStore()
     batches = [Batch([_rec(i)], {"n": i}) for i in range(1, 4)]
     runner = _runner(ListSource(batches), producer, store)
@@ -275,7 +275,7 @@ def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_five_inter
 
     runner._send(next(gen))
     runner._send(next(gen))
-    runner._last_checkpoint -= 6.0  # never quiet for five intervals: wait for the acks
+    runner._last_checkpoint -= 3.5  # never quiet for three intervals: wait for the acks
     runner._advance(block=False)
     assert store.saved == [{"n": 1}, {"n": 3}]
     assert store.delivered_at_save == [1, 3]
