@@ -11,6 +11,7 @@ from headrace.kafka_clients import client_config, ensure_topics, producer_config
 from producers.encoder import RecordEncoder, make_codec
 from producers.mysql_source import MySQLRowSource, make_engine
 from producers.runner import DeliveryReports, Progress, Runner, delivery_settings
+from producers.s3_formats import Projection
 from producers.s3_source import S3ObjectSource
 from schemas import JsonCodec
 
@@ -74,7 +75,7 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     )
 
 
-def _s3(name: str, cfg: S3Source) -> S3ObjectSource:
+def _s3(name: str, cfg: S3Source, projection: Projection | None) -> S3ObjectSource:
     return S3ObjectSource(
         name,
         make_s3_client(cfg),
@@ -87,6 +88,7 @@ def _s3(name: str, cfg: S3Source) -> S3ObjectSource:
         concurrency=cfg.concurrency,
         reingest_on_change=cfg.reingest_on_change,
         endpoint=cfg.endpoint_url,
+        projection=projection,
     )
 
 
@@ -104,10 +106,15 @@ def build_runner(
     from headrace.config import MySQLSource
 
     cfg = source_config(pipeline, name)
-    source: MySQLRowSource | S3ObjectSource = (
-        _mysql(name, cfg) if isinstance(cfg, MySQLSource) else _s3(name, cfg)
-    )
     codec = make_codec(pipeline, cfg)
+    source: MySQLRowSource | S3ObjectSource
+    if isinstance(cfg, MySQLSource):
+        source = _mysql(name, cfg)
+    else:
+        # lines sent as read (plain JSON): parse only the fields the key and event time need
+        fields = [*(cfg.key or ()), *([cfg.timestamp_field] if cfg.timestamp_field else [])]
+        plain = type(codec) is JsonCodec and cfg.file_format == "jsonl"
+        source = _s3(name, cfg, Projection(fields) if plain else None)
     if isinstance(cfg, MySQLSource) and type(codec) is JsonCodec:
         codec = JsonCodec(naive_utc=True)  # the source's datetimes are UTC, left naive
     encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)

@@ -26,7 +26,7 @@ from typing import Any
 
 from headrace.errors import HeadraceError
 from producers.batch import Batch, ObjectRows
-from producers.s3_formats import Chunk, parse
+from producers.s3_formats import Chunk, Projection, parse
 from producers.s3_state import S3State
 
 __all__ = ["S3AccessError", "S3ObjectSource"]
@@ -45,7 +45,8 @@ class S3AccessError(HeadraceError):
 
 
 class S3ObjectSource:
-    """One S3 source (see the module docstring). ``client`` is a boto3 S3 client."""
+    """One S3 source (see the module docstring). ``client`` is a boto3 S3 client;
+    ``projection`` (jsonl): records carry only these fields, their lines are sent as read."""
 
     unit = "objects"
 
@@ -64,6 +65,7 @@ class S3ObjectSource:
         reingest_on_change: bool = True,
         endpoint: str | None = None,
         batch_records: int = BATCH_RECORDS,
+        projection: Projection | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -77,6 +79,7 @@ class S3ObjectSource:
         self.reingest_on_change = reingest_on_change
         self.endpoint = endpoint or "AWS S3"
         self.batch_records = batch_records
+        self.projection = projection
         self.position = S3State(reingest_on_change)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -176,6 +179,7 @@ class S3ObjectSource:
                     gzipped=self.gzipped,
                     skip=skip,
                     delimiter=self.delimiter,
+                    projection=self.projection,
                 ):
                     while not cancel.is_set():
                         try:

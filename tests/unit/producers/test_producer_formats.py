@@ -144,3 +144,36 @@ def test_json_array_broken_part_way_keeps_the_good_elements() -> None:
     assert isinstance(items[-1][1], Poison) and items[-1][0] == 3
     assert _items(b"  \n ", "json") == []
     assert [i.value for _, i in _items(b'[{"a": 1}]', "json", skip=1)] == []  # type: ignore[union-attr]
+
+
+def test_jsonl_projection_reads_only_the_needed_fields_and_finds_the_same_poison() -> None:
+    from producers.s3_formats import Projection
+
+    good = b"".join(
+        b'{"id": %d, "at": "2024-01-01T00:00:00Z", "x": [1, {"y": 2}]}\n' % i
+        for i in range(1, 4501)
+    )
+    data = (
+        good
+        + b'{"id": 9}\r\n\n{"id": 10, "at": 1, "x": "\xff"}\nnot json\n[1]\n{"id": 11, "at": 2}'
+    )
+    full = [c for c in parse(io.BytesIO(data), "jsonl", key="k", etag="e", gzipped=False)]
+    proj = Projection(["id", "at", "id"])
+    part = [
+        c
+        for c in parse(io.BytesIO(data), "jsonl", key="k", etag="e", gzipped=False, projection=proj)
+    ]
+    lines = [n for c in full for n in c.lines]
+    assert [n for c in part for n in c.lines] == lines
+    assert [r for c in part for r in (c.raws or [])] == [r for c in full for r in (c.raws or [])]
+    assert [(p.position["line"], p.error_class) for c in part for p in c.poison] == [
+        (4503, "JSONDecodeError"),  # invalid UTF-8 inside a field that is not read
+        (4504, "JSONDecodeError"),
+        (4505, "PoisonRecord"),
+    ]
+    values = [v for c in part for v in c.values]
+    assert values[0] == {"id": 1, "at": "2024-01-01T00:00:00Z"}  # "x" never built
+    assert values[-2:] == [{"id": 9}, {"id": 11, "at": 2}]  # a missing field: the encoder says
+    assert [c.last for c in part] == [c.last for c in full]
+    assert Projection([]).values([b'{"a": 1}', b"[]"]) is None
+    assert Projection([]).values([b'{"a": 1}']) == [{}]
