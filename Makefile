@@ -23,6 +23,13 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: '$(PYTHON)' not found; install Python 3.11+ (or run make PYTHON=/path/to/python3.11)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: headrace needs Python >= 3.11, '$(PYTHON)' is $$($(PYTHON) -V 2>&1); run make PYTHON=/path/to/python3.11"; exit 1; }
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "setup: '$(PYTHON)' lacks venv/ensurepip; fix: apt-get install -y python3-venv"; exit 1; }
+	@pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "setup: installing libmariadb-dev (mysqlclient, the C MySQL driver, builds against it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libmariadb-dev pkg-config >/dev/null; \
+	  else \
+	    echo "setup: mysqlclient needs the MariaDB client library; fix: sudo apt-get install -y libmariadb-dev pkg-config"; exit 1; \
+	  fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

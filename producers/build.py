@@ -10,7 +10,8 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, producer_config
 from producers.encoder import RecordEncoder, make_codec
 from producers.mysql_source import MySQLRowSource, make_engine
-from producers.runner import Progress, Runner
+from producers.runner import DeliveryReports, Progress, Runner, delivery_settings
+from producers.s3_formats import Projection
 from producers.s3_source import S3ObjectSource
 from schemas import JsonCodec
 
@@ -60,7 +61,7 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     required += [("key", k) for k in cfg.key or ()]
     return MySQLRowSource(
         name,
-        make_engine(cfg.url),
+        make_engine(cfg.url, name, decimals_as_text=cfg.output_format == "json"),
         mode=cfg.mode,
         table=cfg.table,
         query=cfg.query,
@@ -74,7 +75,7 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     )
 
 
-def _s3(name: str, cfg: S3Source) -> S3ObjectSource:
+def _s3(name: str, cfg: S3Source, projection: Projection | None) -> S3ObjectSource:
     return S3ObjectSource(
         name,
         make_s3_client(cfg),
@@ -87,6 +88,7 @@ def _s3(name: str, cfg: S3Source) -> S3ObjectSource:
         concurrency=cfg.concurrency,
         reingest_on_change=cfg.reingest_on_change,
         endpoint=cfg.endpoint_url,
+        projection=projection,
     )
 
 
@@ -104,16 +106,22 @@ def build_runner(
     from headrace.config import MySQLSource
 
     cfg = source_config(pipeline, name)
-    source: MySQLRowSource | S3ObjectSource = (
-        _mysql(name, cfg) if isinstance(cfg, MySQLSource) else _s3(name, cfg)
-    )
     codec = make_codec(pipeline, cfg)
+    source: MySQLRowSource | S3ObjectSource
+    if isinstance(cfg, MySQLSource):
+        source = _mysql(name, cfg)
+    else:
+        # lines sent as read (plain JSON): parse only the fields the key and event time need
+        fields = [*(cfg.key or ()), *([cfg.timestamp_field] if cfg.timestamp_field else [])]
+        plain = type(codec) is JsonCodec and cfg.file_format == "jsonl"
+        source = _s3(name, cfg, Projection(fields) if plain else None)
     if isinstance(cfg, MySQLSource) and type(codec) is JsonCodec:
         codec = JsonCodec(naive_utc=True)  # the source's datetimes are UTC, left naive
     encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
     ensure_topics(pipeline.kafka, {cfg.topic: DEFAULT_PARTITIONS, dlq_topic(cfg.topic): 1})
     store = CheckpointStore(client_config(pipeline.kafka), pipeline.name, name)
-    overrides: dict[str, Any] = {}
+    reports = DeliveryReports()
+    overrides: dict[str, Any] = delivery_settings(reports)
     if cfg.exactly_once:
         overrides["transactional.id"] = f"headrace.{pipeline.name}.{name}"
     producer = Producer(producer_config(pipeline.kafka, **overrides))
@@ -124,6 +132,7 @@ def build_runner(
         encoder=encoder,
         producer=producer,
         store=store,
+        reports=reports,
         exactly_once=cfg.exactly_once,
         checkpoint_interval=checkpoint_interval,
         on_progress=on_progress,

@@ -1,4 +1,4 @@
-"""Turn a source's ``Record`` into Kafka message parts: key bytes, value bytes, timestamp.
+"""Turn a source record's value into Kafka message parts: key bytes, value bytes, timestamp.
 
 The value codec is JSON (orjson) or Avro (Confluent-framed, schema from the schema dir, id
 from the local registry file or ``schemas.registry_url``). A record that cannot be encoded
@@ -9,7 +9,8 @@ field and the reason; the runner sends it to the dead-letter topic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from headrace.errors import ConfigError, PoisonRecord
@@ -18,7 +19,6 @@ from schemas import (
     ConfluentRegistry,
     JsonCodec,
     LocalRegistry,
-    Record,
     Registry,
     SchemaMismatch,
     SchemaNotFound,
@@ -30,23 +30,42 @@ if TYPE_CHECKING:
     from headrace.config import Pipeline
     from headrace.config.sources import SourceBase
 
-__all__ = ["RecordEncoder", "codec_for", "event_time_ms", "make_codec", "make_registry"]
+__all__ = [
+    "Encoded",
+    "RecordEncoder",
+    "codec_for",
+    "event_time_ms",
+    "make_codec",
+    "make_registry",
+]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def event_time_ms(value: Any) -> int:
     """Milliseconds since the epoch of an event time: a datetime (naive = UTC), a date, an
     ISO-8601 string, or a number (ms). ValueError when it is none of these."""
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+    kind = type(value)
+    if kind is str:
+        value = datetime.fromisoformat(value)  # 3.11: accepts a trailing Z
+        kind = datetime
+    if kind is datetime:
+        # exact, and faster than timestamp() or timedelta division; naive means UTC
+        delta: timedelta = value - (_EPOCH if value.tzinfo is not None else _NAIVE_EPOCH)
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if kind is int or kind is float:
+        return int(value)
+    if isinstance(value, datetime):  # a subclass
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+        return event_time_ms(datetime(value.year, value.month, value.day, tzinfo=UTC))
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
         return int(value)
-    if isinstance(value, str):
-        return event_time_ms(datetime.fromisoformat(value))  # 3.11: accepts a trailing Z
     raise ValueError(f"{type(value).__name__} {value!r} is not a time")
 
 
@@ -96,6 +115,22 @@ class _ValidatingJson(JsonCodec):
 _PLAIN_JSON = JsonCodec()
 
 
+def _key1(k: Any) -> bytes:
+    return str(k).encode() if type(k) is int else encode_key((k,))
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A batch's Kafka message parts, aligned with its records: ``keys`` (None: no key
+    fields), ``datas`` (None for a poison record), ``times`` (None: no timestamp field), and
+    ``poison`` by record index."""
+
+    keys: list[bytes | None] | None
+    datas: list[bytes | None]
+    times: list[int | None] | None
+    poison: dict[int, PoisonRecord] = field(default_factory=dict)
+
+
 class RecordEncoder:
     """Key, value and timestamp of each record, with one codec. Not thread-safe."""
 
@@ -113,24 +148,88 @@ class RecordEncoder:
         self._last_ts_in: Any = None
         self._last_ts_out: int | None = None
 
-    def best_effort(self, record: Record) -> tuple[bytes | None, bytes | None]:
+    def encode_many(
+        self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None
+    ) -> Encoded:
+        """Every record of a batch at once (``raws[i]``: the source bytes of ``values[i]``,
+        or ``raws`` None). Whole-column comprehensions on the common path; when any record
+        is poison, the batch is encoded record by record and the poison is reported by
+        index (its ``datas`` entry is None)."""
+        try:
+            return Encoded(self._keys(values), self._datas(values, raws), self._times(values))
+        except Exception:  # some record is poison: find which, one by one
+            return self._one_by_one(values, raws)
+
+    def _keys(self, values: Sequence[dict[str, Any] | None]) -> list[bytes | None] | None:
+        fields = self.key_fields
+        if not fields:
+            return None
+        if len(fields) == 1:
+            f = fields[0]
+            # str and int keys are their text (as encode_key makes them), others encode_key
+            return [
+                k.encode() if type(k := v[f]) is str else _key1(k)  # type: ignore[index]
+                for v in values
+            ]
+        return [encode_key(tuple(v[f] for f in fields)) for v in values]  # type: ignore[index]
+
+    def _datas(
+        self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None
+    ) -> list[bytes | None]:
+        encode = self.codec.encode
+        if self._raw_ok and raws is not None:
+            if None in values:
+                raise PoisonRecord("a source record has no value")
+            if None not in raws:
+                return list(raws)
+            return [r if r is not None else encode(v) for v, r in zip(values, raws, strict=True)]  # type: ignore[arg-type]
+        return [encode(v) for v in values]  # type: ignore[arg-type]
+
+    def _times(self, values: Sequence[dict[str, Any] | None]) -> list[int | None] | None:
+        f = self.timestamp_field
+        if f is None:
+            return None
+        return [event_time_ms(v[f]) for v in values]  # type: ignore[index]
+
+    def _one_by_one(
+        self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None
+    ) -> Encoded:
+        out = Encoded([] if self.key_fields else None, [], [] if self.timestamp_field else None)
+        for i, value in enumerate(values):
+            try:
+                key, data, ts = self.encode(value, raws[i] if raws is not None else None)
+            except PoisonRecord as exc:
+                out.poison[i] = exc
+                key, data, ts = None, None, None
+            if out.keys is not None:
+                out.keys.append(key)
+            out.datas.append(data)
+            if out.times is not None:
+                out.times.append(ts)
+        return out
+
+    def best_effort(
+        self, value: dict[str, Any] | None, raw: bytes | None = None
+    ) -> tuple[bytes | None, bytes | None]:
         """(key, value bytes) of a rejected record for its dead letter: the source bytes
-        when known, else JSON of the value; each None when it cannot be made."""
-        value = record.value or {}
+        ``raw`` when known, else JSON of the value; each None when it cannot be made."""
+        value = value or {}
         try:
             key = encode_key(tuple(value[f] for f in self.key_fields)) if self.key_fields else None
         except (KeyError, TypeError):
             key = None
-        if record.raw is not None:
-            return key, record.raw
+        if raw is not None:
+            return key, raw
         try:
             return key, _PLAIN_JSON.encode(value)
         except TypeError:
             return key, None
 
-    def encode(self, record: Record) -> tuple[bytes | None, bytes, int | None]:
-        """(key, value, timestamp ms or None); PoisonRecord with the field and reason."""
-        value = record.value
+    def encode(
+        self, value: dict[str, Any] | None, raw: bytes | None = None
+    ) -> tuple[bytes | None, bytes, int | None]:
+        """(key, value bytes, timestamp ms or None) of one record whose source bytes are
+        ``raw`` (sent unchanged by a plain JSON codec); PoisonRecord with field and reason."""
         if value is None:
             raise PoisonRecord("a source record has no value")
         key: bytes | None = None
@@ -158,8 +257,8 @@ class RecordEncoder:
                         field=self.timestamp_field,
                     ) from None
                 self._last_ts_in, self._last_ts_out = raw_ts, ts
-        if self._raw_ok and record.raw is not None:
-            return key, record.raw, ts
+        if raw is not None and self._raw_ok:
+            return key, raw, ts
         try:
             data = self.codec.encode(value)
         except SchemaMismatch as exc:

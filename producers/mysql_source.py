@@ -3,32 +3,36 @@
 At start the table and every configured column (incrementing, timestamp, key, event time) is
 checked against the database catalog; a wrong name stops with a ``ConfigError`` that lists the
 real columns. Identifiers are then quoted by the dialect; values are always bound parameters.
-Each poll is one SELECT streamed with a server-side cursor (``stream_results``) and fetched
-``batch_size`` rows at a time; see ``mysql_watermark`` for what each mode reads.
+Each poll is one SELECT streamed with the driver's server-side cursor (tuples, no per-row
+SQLAlchemy objects) and fetched ``batch_size`` rows at a time; see ``mysql_watermark`` for
+what each mode reads. ``mysql+mysqldb://`` (mysqlclient, C) reads about 3x faster than
+``mysql+pymysql://``; a URL whose driver is missing is a ConfigError naming the fix.
 
-Types: DECIMAL -> Decimal (exact); DATETIME/TIMESTAMP -> UTC datetime (the session runs
-with ``time_zone='+00:00'``; made tz-aware unless ``aware_datetimes=False``, for an encoder
-that writes naive datetimes as UTC itself); JSON -> the parsed value (JSON output; text for
-Avro); BLOB -> bytes; NULL -> None.
+Types: DECIMAL -> Decimal (exact; for JSON output the server's exact text, which is what JSON
+carries anyway); DATETIME/TIMESTAMP -> UTC datetime (the session runs with
+``time_zone='+00:00'``; made tz-aware unless ``aware_datetimes=False``, for an encoder that
+writes naive datetimes as UTC itself); JSON -> the parsed value (JSON output; text for Avro);
+BLOB -> bytes; NULL -> None.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from headrace.errors import ConfigError, HeadraceError
-from producers.batch import Batch
+from producers.batch import Batch, Rows
 from producers.mysql_watermark import Watermark, WatermarkTracker, where_clause
-from schemas import Record
 
-__all__ = ["MySQLAccessError", "MySQLRowSource", "make_engine"]
+__all__ = ["MySQLAccessError", "MySQLRowSource", "check_driver", "driver_of", "make_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +41,95 @@ class MySQLAccessError(HeadraceError):
     """The database could not be reached or queried."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine whose sessions run in UTC."""
-    engine = create_engine(url, pool_pre_ping=True, pool_size=2)
+#: SQLAlchemy driver name -> (importable module, package that provides it).
+_DRIVERS = {
+    "mysqldb": ("MySQLdb", "mysqlclient"),
+    "pymysql": ("pymysql", "PyMySQL"),
+}
+
+
+def driver_of(url: str) -> str:
+    """The DBAPI driver a SQLAlchemy URL names (``mysql://`` means SQLAlchemy's default,
+    mysqldb)."""
+    scheme = url.split("://", 1)[0]
+    _, _, driver = scheme.partition("+")
+    return driver or "mysqldb"
+
+
+def check_driver(url: str, source: str = "") -> None:
+    """ConfigError naming the driver, its package and the fix when the URL's MySQL driver is
+    not installed (``mysql+mysqldb://`` and ``mysql://`` need mysqlclient, a C extension)."""
+    driver = driver_of(url)
+    module, package = _DRIVERS.get(driver, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return
+    where = f"source {source!r}: " if source else ""
+    if driver == "mysqldb":
+        fix = (
+            "install it with `pip install 'headrace[mysql]'` (it builds against the MariaDB "
+            "client library: `apt-get install libmariadb-dev pkg-config` first), or use the "
+            "pure-Python driver: mysql+pymysql://"
+        )
+    else:
+        fix = f"pip install {package}"
+    raise ConfigError(
+        f"{where}the URL's MySQL driver {driver!r} needs the {package} package, which is not "
+        f"installed; {fix}",
+        key=f"sources.{source}.url" if source else None,
+    )
+
+
+def _fast_datetime(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A DATETIME/TIMESTAMP converter: the C ``datetime.fromisoformat`` (a few times faster
+    than the drivers' Python parsers); anything it does not take (zero dates) goes to the
+    driver's own converter."""
+    fromiso = datetime.fromisoformat
+
+    def convert(text_value: Any) -> Any:
+        try:
+            return fromiso(text_value if type(text_value) is str else text_value.decode())
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return fallback(text_value)
+
+    return convert
+
+
+def _conversions(driver: str, decimals_as_text: bool = False) -> dict[Any, Any] | None:
+    """The driver's conversion table with fast datetime parsing, and DECIMAL left as the
+    server's exact text when ``decimals_as_text`` (what JSON output writes anyway, without a
+    Decimal per value); None: the driver's defaults."""
+    try:
+        if driver == "mysqldb":
+            from MySQLdb.constants import FIELD_TYPE
+            from MySQLdb.converters import conversions
+        elif driver == "pymysql":
+            from pymysql.constants import FIELD_TYPE
+            from pymysql.converters import conversions
+        else:
+            return None
+    except ImportError:
+        return None
+    conv = dict(conversions)
+    for field_type in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
+        conv[field_type] = _fast_datetime(conversions[field_type])
+    if decimals_as_text:
+        for field_type in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL):
+            conv[field_type] = _text
+    return conv
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else bytes(value).decode()
+
+
+def make_engine(url: str, source: str = "", *, decimals_as_text: bool = False) -> Engine:
+    """An engine whose sessions run in UTC, with fast datetime conversion (and DECIMAL as
+    exact text, see :func:`_conversions`); ConfigError when the URL's driver is not installed
+    (see :func:`check_driver`)."""
+    check_driver(url, source)
+    conv = _conversions(driver_of(url), decimals_as_text)
+    connect_args = {"conv": conv} if conv is not None else {}
+    engine = create_engine(url, pool_pre_ping=True, pool_size=2, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _utc(dbapi_conn: Any, _rec: Any) -> None:
@@ -223,39 +313,30 @@ class MySQLRowSource:
                 )
             if "hr_id" in names:
                 params["hr_id"] = self.watermark.id
-            result = conn.execute(text(sql), params)
-            cols = list(result.keys())
+            cols, fetchmany = self._execute(conn, sql, params)
             conv = [(c, f) for c, f in self._converters if c in cols]
             ts_i = cols.index(self.ts_col) if self.ts_col in cols else None
             id_i = cols.index(self.inc_col) if self.inc_col in cols else None
-            see = tracker.see
             bulk = self.mode == "bulk"
-            row_no = 0
+            done_rows = 0
             while True:
-                rows = result.fetchmany(self.batch_size)
+                rows = fetchmany(self.batch_size)
                 if not rows:
                     break
-                records = []
-                for row in rows:
-                    value = dict(zip(cols, row, strict=True))
-                    for c, f in conv:
-                        value[c] = f(value[c])
-                    row_no += 1
-                    ts = row[ts_i] if ts_i is not None else None
-                    rid = row[id_i] if id_i is not None else None
-                    see(ts, rid)
-                    if bulk:
-                        pos: dict[str, Any] = {"row": row_no}
-                    else:
-                        pos = {}
-                        if ts is not None:
-                            pos["ts"] = ts  # JSON-encoded (ISO-8601) only for a dead letter
-                        if rid is not None:
-                            pos["id"] = rid
-                    records.append(Record(value, None, None, [], pos))
+                # the hot path: one dict per row, conversions column by column
+                values = [dict(zip(cols, row, strict=True)) for row in rows]
+                for c, f in conv:
+                    for v in values:
+                        v[c] = f(v[c])
+                tracker.see_batch(
+                    [r[ts_i] for r in rows] if ts_i is not None else (),
+                    [rows[-1][id_i]] if id_i is not None else (),
+                )
                 wm = tracker.safe()
                 self.watermark = wm
-                yield Batch(records, wm.to_state(self.mode))
+                where = self._positions(values, done_rows if bulk else None)
+                done_rows += len(rows)
+                yield Batch(Rows(values, None, where), wm.to_state(self.mode))
             tracker.finish()
             self.watermark = tracker.safe()
             finished = True
@@ -265,6 +346,10 @@ class MySQLRowSource:
                 f"source {self.name!r}: reading {self._what()} failed: "
                 f"{str(getattr(exc, 'orig', exc))[:300]}"
             ) from None
+        except self._dbapi_errors as exc:
+            raise MySQLAccessError(
+                f"source {self.name!r}: reading {self._what()} failed: {str(exc)[:300]}"
+            ) from None
         finally:
             if finished:
                 conn.close()
@@ -272,3 +357,58 @@ class MySQLRowSource:
                 # stopped mid-stream: closing a streaming cursor would read the rest first
                 conn.invalidate()
                 conn.close()
+
+    def _execute(
+        self, conn: Connection, sql: str, params: dict[str, Any]
+    ) -> tuple[list[str], Callable[[int], Sequence[Any]]]:
+        """Run the SELECT streamed; (column names, fetchmany). With a MySQL driver that has a
+        server-side cursor class (PyMySQL, mysqlclient) rows come straight from the driver's
+        ``SSCursor`` as tuples, without SQLAlchemy's per-row objects; else SQLAlchemy's
+        ``stream_results``."""
+        sscursor = _sscursor(self.engine.dialect.dbapi)
+        if sscursor is None:
+            result = conn.execute(text(sql), params)
+            return list(result.keys()), result.fetchmany
+        compiled = text(sql).bindparams(**params).compile(dialect=self.engine.dialect)
+        dbapi_conn: Any = conn.connection.dbapi_connection
+        cursor = dbapi_conn.cursor(sscursor)
+        args: Any = compiled.params
+        if compiled.positional:  # mysqlclient's paramstyle is "format" (%s)
+            args = tuple(compiled.params[n] for n in compiled.positiontup or ())
+        cursor.execute(str(compiled), args)  # args even when empty: unescapes %%
+        cols = [d[0] for d in cursor.description]
+        return cols, cursor.fetchmany
+
+    def _positions(
+        self, values: list[dict[str, Any]], first_row: int | None
+    ) -> Callable[[int], dict[str, Any]]:
+        """Source positions of a batch's rows, made only for a dead letter: the row number
+        in bulk mode (``first_row`` rows came before), else the timestamp and id."""
+        ts_col, inc_col = self.ts_col, self.inc_col
+
+        def where(i: int) -> dict[str, Any]:
+            if first_row is not None:
+                return {"row": first_row + i + 1}
+            pos: dict[str, Any] = {}
+            value = values[i]
+            if ts_col and value.get(ts_col) is not None:
+                pos["ts"] = value[ts_col]  # JSON-encoded (ISO-8601) only for a dead letter
+            if inc_col and value.get(inc_col) is not None:
+                pos["id"] = value[inc_col]
+            return pos
+
+        return where
+
+    @property
+    def _dbapi_errors(self) -> type[Exception]:
+        dbapi = self.engine.dialect.dbapi
+        return getattr(dbapi, "Error", SQLAlchemyError)
+
+
+def _sscursor(dbapi: Any) -> Any:
+    """The driver's server-side (unbuffered) cursor class, or None."""
+    try:
+        module = importlib.import_module(f"{dbapi.__name__}.cursors")
+    except (AttributeError, ImportError):
+        return None
+    return getattr(module, "SSCursor", None)

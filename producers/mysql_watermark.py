@@ -17,6 +17,7 @@ already read is still found as long as it commits within ``timestamp_delay``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,6 +101,21 @@ class WatermarkTracker:
         elif self.mode in ("incrementing", "timestamp+incrementing"):
             self._last = Watermark(ts, row_id)
             self._safe = self._last
+
+    def see_batch(self, ts_values: Sequence[Any], ids: Sequence[Any]) -> None:
+        """The same as ``see`` for every row of a batch in order (``ts_values`` and ``ids``
+        are the batch's columns, or empty when the mode has no such column), in O(ties)."""
+        n = max(len(ts_values), len(ids))
+        if n == 0:
+            return
+        last_ts = ts_values[-1] if ts_values else None
+        if self.mode == "timestamp":
+            i = n - 1
+            while i >= 0 and ts_values[i] == last_ts:
+                i -= 1
+            if i >= 0:
+                self.see(ts_values[i], None)  # the last complete tie group of the batch
+        self.see(last_ts, ids[-1] if ids else None)
 
     def finish(self) -> None:
         if self.mode == "timestamp" and self._group_ts is not None:

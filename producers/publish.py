@@ -8,11 +8,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from headrace.dlq import dlq_topic
 from headrace.kafka_clients import ensure_topics, producer_config
-from producers.batch import Batch, Poison
+from producers.batch import Batch, ObjectRows
 from producers.encoder import RecordEncoder, codec_for
-from producers.runner import Progress, Runner
+from producers.runner import DeliveryReports, Progress, Runner, delivery_settings
 from producers.s3_formats import parse
-from schemas import Record
 
 if TYPE_CHECKING:
     from headrace.config import Pipeline
@@ -39,18 +38,14 @@ class StreamSource:
         """The caller owns the stream."""
 
     def batches(self) -> Generator[Batch, None, None]:
-        records: list[Record] = []
-        poison: list[Poison] = []
+        rows = ObjectRows()
         for chunk in parse(self.stream, self.fmt, key=self.label, etag="", gzipped=False):
-            for _n, item in chunk:
-                if isinstance(item, Record):
-                    records.append(item)
-                else:
-                    poison.append(item)
-            if len(records) + len(poison) >= self.batch:
+            rows.add(self.label, "", chunk.values, chunk.raws, chunk.lines, chunk.poison)
+            if len(rows) >= self.batch:
+                records, poison = rows.take()
                 yield Batch(records, {}, poison)
-                records, poison = [], []
-        if records or poison:
+        if len(rows):
+            records, poison = rows.take()
             yield Batch(records, {}, poison)
 
 
@@ -71,12 +66,14 @@ def publish(
     codec = codec_for(pipeline, schema, "avro" if schema else "json", topic)
     encoder = RecordEncoder(codec, [key] if key else None)
     ensure_topics(pipeline.kafka, {topic: 3, dlq_topic(topic): 1})
+    reports = DeliveryReports()
     runner = Runner(
         pipeline=pipeline.name,
         source=StreamSource(stream, fmt, label),
         topic=topic,
         encoder=encoder,
-        producer=Producer(producer_config(pipeline.kafka)),
+        producer=Producer(producer_config(pipeline.kafka, **delivery_settings(reports))),
         store=None,
+        reports=reports,
     )
     return runner.run(once=True, poll_interval=0)

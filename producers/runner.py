@@ -2,10 +2,16 @@
 
 Contract:
 
-- Records are produced in source order with a delivery callback. A batch's checkpoint state is
-  stored only once every record and dead letter of that batch *and of every earlier batch* was
-  acknowledged (acks=all, idempotent producer), so a restart resumes with no gap and re-sends
-  at most what was not yet acknowledged.
+- Records are produced in source order (acks=all, idempotent producer). A batch's checkpoint
+  state is stored only once every record and dead letter of that batch *and of every earlier
+  batch* was acknowledged: after ``checkpoint_interval``, at the first moment the producer has
+  nothing outstanding (or, for a source that never pauses, after ``FORCE_AFTER`` intervals, by
+  waiting for it: a flush barrier, while the source's reader threads keep parsing), the runner
+  stores the state of the last batch produced. So a restart resumes with no gap and re-sends
+  at most what was produced since the last checkpoint.
+- Delivery reports come only for failures (``delivery.report.only.error`` with the producer's
+  ``on_delivery`` set to the runner's ``DeliveryReports``, see ``delivery_settings``): a
+  per-message callback cost more CPU than producing itself.
 - A poison input (unparsable, wrong CSV field count, schema mismatch, missing key field) goes
   to ``<topic>.dlq`` with its position and the source moves on.
 - ``exactly_once``: each batch and its checkpoint are one Kafka transaction.
@@ -20,10 +26,10 @@ import gc
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -34,7 +40,14 @@ from headrace.errors import HeadraceError, PoisonRecord
 from producers.batch import Batch, Poison, Source
 from producers.encoder import RecordEncoder
 
-__all__ = ["DeliveryError", "Progress", "Runner", "tune_gc"]
+__all__ = [
+    "DeliveryError",
+    "DeliveryReports",
+    "Progress",
+    "Runner",
+    "delivery_settings",
+    "tune_gc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +61,29 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+#: A checkpoint waits for outstanding deliveries (a flush) once this many checkpoint intervals
+#: passed without a moment when none was outstanding.
+FORCE_AFTER = 3
+
+
 class DeliveryError(HeadraceError):
     """The broker did not acknowledge a record; nothing past it was checkpointed."""
+
+
+class DeliveryReports:
+    """The producer's delivery callback: collects failed deliveries (``topic: error``)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append((str(msg.topic()), str(err)))
+
+
+def delivery_settings(reports: DeliveryReports) -> dict[str, Any]:
+    """Producer settings that report only failed deliveries, to ``reports``."""
+    return {"on_delivery": reports, "delivery.report.only.error": True}
 
 
 @dataclass
@@ -64,54 +98,9 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
 
 
-class _Pending:
-    """Outstanding deliveries of one batch."""
-
-    __slots__ = ("errors", "left", "started", "state")
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.left = 0
-        self.state = state
-        self.errors: list[str] = []
-        self.started = time.perf_counter()
-
-    def ack(self, err: KafkaError | None, _msg: Message) -> None:
-        self.left -= 1
-        if err is not None:
-            self.errors.append(str(err))
-
-
-class _Tracked:
-    """A producer view whose ``produce`` counts the message in a batch's deliveries."""
-
-    def __init__(self, producer: Producer, pending: _Pending) -> None:
-        self._p = producer
-        self._pending = pending
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-        **kw: Any,
-    ) -> None:
-        self._p.produce(
-            topic,
-            value=value,
-            key=key,
-            headers=headers,  # type: ignore[arg-type]
-            on_delivery=self._pending.ack,
-            **kw,
-        )
-        self._pending.left += 1
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return int(self._p.poll(timeout))
-
-
 class Runner:
-    """Runs one source into one topic (see the module docstring)."""
+    """Runs one source into one topic (see the module docstring). ``producer`` must be made
+    with ``delivery_settings(reports)``."""
 
     def __init__(
         self,
@@ -122,6 +111,7 @@ class Runner:
         encoder: RecordEncoder,
         producer: Producer,
         store: CheckpointStore | None,
+        reports: DeliveryReports,
         exactly_once: bool = False,
         checkpoint_interval: float = 1.0,
         on_progress: Callable[[Progress], None] | None = None,
@@ -131,16 +121,17 @@ class Runner:
         self.encoder = encoder
         self.producer = producer
         self.store = store
+        self.reports = reports
         self.exactly_once = exactly_once
         self.checkpoint_interval = checkpoint_interval
         self.on_progress = on_progress
         self.progress = Progress()
         self._stop = threading.Event()
-        self._pending: deque[_Pending] = deque()
-        self._acked_state: dict[str, Any] | None = None
+        self._dlq = DeadLetterWriter(cast(Any, producer))
+        self._produced_state: dict[str, Any] | None = None  # of the last batch produced
         self._stored_state: dict[str, Any] | None = None
+        self._unacked_since: float | None = None  # when the oldest unacknowledged batch began
         self._last_checkpoint = time.monotonic()
-        self._checkpoint_errors: list[str] = []
         labels = (pipeline, source.name, "source")
         self._m_produced = metrics.RECORDS.labels(*labels, "produced")
         self._m_dlq_outcome = metrics.RECORDS.labels(*labels, "dlq")
@@ -188,8 +179,10 @@ class Runner:
                 if self.exactly_once:
                     self._transactional(batch)
                 else:
-                    self._send(batch)
+                    # checked before producing: the source just spent its time reading this
+                    # batch, the moment the last one is most likely acknowledged already
                     self._advance(block=False)
+                    self._send(batch)
                 if self._stop.is_set():
                     break
         finally:
@@ -198,54 +191,78 @@ class Runner:
 
     # -- producing ----------------------------------------------------------------------
 
-    def _send(self, batch: Batch) -> _Pending:
-        pending = _Pending(batch.state)
-        tracked = _Tracked(self.producer, pending)
-        dlq = DeadLetterWriter(tracked)
-        encode = self.encoder.encode
+    def _send(self, batch: Batch) -> None:
+        if self._unacked_since is None:
+            self._unacked_since = time.perf_counter()
+        dlq = self._dlq
+        rows = batch.rows()
+        enc = self.encoder.encode_many(rows.values, rows.raws)
+        for i, exc in enc.poison.items():
+            raw = rows.raws[i] if rows.raws is not None else None
+            dead_key, dead_value = self.encoder.best_effort(rows.values[i], raw)
+            self._dead_letter(dlq, exc, rows.position(i), dead_value, dead_key)
         produce = self.producer.produce
         topic = self.topic
-        ack = pending.ack
         sent = 0
         nbytes = 0
-        for rec in batch.records:
+        keys = enc.keys if enc.keys is not None else repeat(None)
+        times = enc.times if enc.times is not None else repeat(None)
+        # the hot path: one produce call per record, nothing else per record
+        for i, (data, key, ts) in enumerate(zip(enc.datas, keys, times, strict=False)):
+            if data is None:
+                continue  # poison, sent to the dead-letter topic above
             try:
-                key, value, ts = encode(rec)
-            except PoisonRecord as exc:
-                dead_key, dead_value = self.encoder.best_effort(rec)
-                self._dead_letter(dlq, exc, rec.position, dead_value, dead_key)
-                continue
-            while True:
+                if ts is None:
+                    produce(topic, data, key)
+                else:
+                    produce(topic, data, key, timestamp=ts)
+            except BufferError:
                 try:
-                    if ts is None:
-                        produce(topic, value, key, on_delivery=ack)
-                    else:
-                        produce(topic, value, key, on_delivery=ack, timestamp=ts)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-                    self._advance(block=False)
+                    self._produce_when_room(topic, data, key, ts)
                 except KafkaException as exc:
-                    # refused locally, e.g. larger than message.max.bytes: a poison record
-                    poison = PoisonRecord(f"{len(value)} bytes refused by the producer: {exc}")
-                    self._dead_letter(dlq, poison, rec.position, None, key)
-                    value = b""
-                    break
-            if not value:
+                    self._refused(dlq, exc, rows.position(i), data, key)
+                    continue
+            except KafkaException as exc:
+                self._refused(dlq, exc, rows.position(i), data, key)
                 continue
             sent += 1
-            nbytes += len(value)
-        pending.left += sent
+            nbytes += len(data)
         for p in batch.poison:
             self._dead_letter(dlq, p, p.position, p.raw, None)
         self.producer.poll(0)
-        self._pending.append(pending)
+        self._produced_state = batch.state
         self.progress.records += sent
         self.progress.bytes += nbytes
         self.progress.units += batch.units
         self._m_produced.inc(sent)
         self._m_bytes.inc(nbytes)
-        return pending
+
+    def _produce_when_room(
+        self, topic: str, data: bytes, key: bytes | None, ts: int | None
+    ) -> None:
+        """The local queue is full: serve deliveries until the record fits (KafkaException
+        when the producer refuses it)."""
+        kw: dict[str, Any] = {} if ts is None else {"timestamp": ts}
+        while True:
+            self.producer.poll(0.05)
+            self._advance(block=False)
+            try:
+                self.producer.produce(topic, data, key, **kw)
+                return
+            except BufferError:
+                continue
+
+    def _refused(
+        self,
+        dlq: DeadLetterWriter,
+        exc: KafkaException,
+        position: dict[str, Any] | None,
+        data: bytes,
+        key: bytes | None,
+    ) -> None:
+        """Refused locally, e.g. larger than message.max.bytes: a poison record."""
+        poison = PoisonRecord(f"{len(data)} bytes refused by the producer: {exc}")
+        self._dead_letter(dlq, poison, position, None, key)
 
     def _dead_letter(
         self,
@@ -284,70 +301,76 @@ class Runner:
     def _transactional(self, batch: Batch) -> None:
         self.producer.begin_transaction()
         try:
-            pending = self._send(batch)
+            self._send(batch)
             if self.store is not None:
                 self.store.save(self.producer, batch.state)
             self.producer.commit_transaction(60)
         except BaseException:
             self.producer.abort_transaction(60)
             raise
-        self._pending.clear()
-        if pending.errors:
-            raise DeliveryError(f"source {self._stage!r}: {pending.errors[0]}")
+        self._check_deliveries()
         self._stored_state = batch.state
         self.progress.checkpoints += 1
-        self._m_batch.observe(time.perf_counter() - pending.started)
+        if self._unacked_since is not None:
+            self._m_batch.observe(time.perf_counter() - self._unacked_since)
+            self._unacked_since = None
         self._m_lag.set(0)
         self._report()
 
     # -- acknowledgements and checkpoints -----------------------------------------------
 
-    def _advance(self, *, block: bool) -> None:
-        """Pop fully acknowledged batches in order; checkpoint at most every interval."""
-        self.producer.poll(0)
-        while self._pending and self._pending[0].left <= 0:
-            done = self._pending.popleft()
-            if done.errors:
-                raise DeliveryError(
-                    f"source {self._stage!r}: the broker did not acknowledge "
-                    f"{len(done.errors)} record(s) of a batch: {done.errors[0]}; nothing past "
-                    "the last checkpoint is stored, a restart sends them again"
-                )
-            self._acked_state = done.state
-            self._m_batch.observe(time.perf_counter() - done.started)
-        now = time.monotonic()
-        due = block or now - self._last_checkpoint >= self.checkpoint_interval
-        fresh = self._acked_state is not None and self._acked_state is not self._stored_state
-        if self._checkpoint_errors:
+    def _check_deliveries(self) -> None:
+        """DeliveryError for the first failed delivery reported so far."""
+        if not self.reports.errors:
+            return
+        topic, error = self.reports.errors[0]
+        if self.store is not None and topic == self.store.topic:
             raise DeliveryError(
-                f"source {self._stage!r}: a checkpoint was not stored in "
-                f"{self.store.topic if self.store else '?'}: {self._checkpoint_errors[0]}"
+                f"source {self._stage!r}: a checkpoint was not stored in {topic}: {error}"
             )
-        if due and fresh and self.store is not None and self._acked_state is not None:
-            self.store.save(self.producer, self._acked_state, self._checkpoint_delivered)
-            self._stored_state = self._acked_state
+        raise DeliveryError(
+            f"source {self._stage!r}: the broker did not acknowledge "
+            f"{len(self.reports.errors)} message(s), the first to {topic}: {error}; nothing "
+            "past the last checkpoint is stored, a restart sends them again"
+        )
+
+    def _barrier(self) -> None:
+        """Wait until every message produced so far is acknowledged (or failed: raise)."""
+        while self.producer.flush(1.0) > 0:
+            self._check_deliveries()
+        self._check_deliveries()
+
+    def _advance(self, *, block: bool) -> None:
+        """Checkpoint the last batch produced, behind a barrier, at most every interval
+        (``block``: now, and wait until the checkpoint itself is acknowledged)."""
+        self.producer.poll(0)
+        self._check_deliveries()
+        now = time.monotonic()
+        since = now - self._last_checkpoint
+        # due after an interval; waited for only when nothing is outstanding anyway (a source
+        # that reads between bursts), or after FORCE_AFTER intervals (one producing nonstop)
+        due = block or (
+            since >= self.checkpoint_interval
+            and (len(self.producer) == 0 or since >= self.checkpoint_interval * FORCE_AFTER)
+        )
+        state = self._produced_state
+        if due and state is not None and state is not self._stored_state:
+            self._barrier()
+            if self._unacked_since is not None:
+                self._m_batch.observe(time.perf_counter() - self._unacked_since)
+                self._unacked_since = None
+            if self.store is not None:
+                self.store.save(self.producer, state)
+                self.progress.checkpoints += 1
+            self._stored_state = state
             self._last_checkpoint = now
-            self.progress.checkpoints += 1
-            if block:
-                self.producer.flush(30)
-                if self._checkpoint_errors:
-                    raise DeliveryError(
-                        f"source {self._stage!r}: the last checkpoint was not stored: "
-                        f"{self._checkpoint_errors[0]}"
-                    )
+        if block:
+            self._barrier()  # the checkpoint itself is acknowledged too
         self._m_lag.set(now - self._last_checkpoint)
         self._report()
 
-    def _checkpoint_delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._checkpoint_errors.append(str(err))
-
     def _drain(self) -> None:
         """Wait for every outstanding delivery, then store the last state."""
-        while self._pending:
-            self.producer.poll(0.1)
-            if self._pending and self._pending[0].left <= 0:
-                self._advance(block=False)
         self._advance(block=True)
 
     def _report(self) -> None:

@@ -1,15 +1,17 @@
 """Streaming parsers for S3 object bodies: ``jsonl``, ``csv`` and ``json``, optionally gzip.
 
-Each parser reads a binary stream and yields chunks (lists) of ``(n, Record | Poison)``,
-where ``n`` is the 1-based position inside the object: the line for jsonl, the data row
-(header excluded) for csv, the array element for json. Items with ``n <= skip`` are not
-yielded (resume inside an object). jsonl and csv stream with bounded memory; json (one
-document or an array) is read whole, so very large files belong in jsonl.
+Each parser reads a binary stream and yields ``Chunk``s: records in columns (values, their
+source bytes for jsonl, their positions) and the poison met among them. A position ``n`` is
+1-based inside the object: the line for jsonl, the data row (header excluded) for csv, the
+array element for json. Items with ``n <= skip`` are not yielded (resume inside an object).
+Every format streams with bounded memory: jsonl and csv line by line, a json array element by
+element (ijson); a json body that is one document is read whole (it is one record).
 
 Poison: a jsonl line that is not a JSON object, a csv row whose field count differs from the
 header's, an array element that is not an object; blank jsonl lines are skipped. Content that
-cannot be read at all (not gzip, truncated gzip, not UTF-8 CSV, broken CSV quoting) ends the
-object with one poison item after the last good one: the source moves on.
+cannot be read at all (not gzip, truncated gzip, not UTF-8 CSV, broken CSV quoting, a json
+array broken part-way) ends the object with one poison item after the last good one: the
+source moves on.
 """
 
 from __future__ import annotations
@@ -18,19 +20,36 @@ import csv
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, TypedDict, cast
 
+import ijson
+import msgspec
 import orjson
 
 from producers.batch import Poison
-from schemas import Record
 
-__all__ = ["Item", "parse", "read_lines"]
+__all__ = ["Chunk", "Projection", "parse", "read_lines"]
 
-Item = tuple[int, Record | Poison]
 CHUNK = 2000
 READ_SIZE = 1 << 20
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Consecutive items of one object: records in columns (``values``, their source
+    ``raws`` or None, their positions ``lines``) and the ``poison`` among them; ``last`` is the
+    position of the chunk's last item, record or poison."""
+
+    values: list[dict[str, Any]] = field(default_factory=list)
+    raws: list[bytes] | None = None
+    lines: list[int] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+    last: int = 0
+
+    def __len__(self) -> int:
+        return len(self.values) + len(self.poison)
 
 
 def _pos(key: str, etag: str, n: int) -> dict[str, Any]:
@@ -38,7 +57,7 @@ def _pos(key: str, etag: str, n: int) -> dict[str, Any]:
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Lines of ``stream`` without their ``\\n`` (and ``\\r``), read in 1 MiB blocks."""
+    """Lines of ``stream`` without their ``\\n``, read in 1 MiB blocks."""
     rest = b""
     while True:
         block = stream.read(READ_SIZE)
@@ -60,11 +79,13 @@ def parse(
     gzipped: bool,
     skip: int = 0,
     delimiter: str = ",",
-) -> Iterator[list[Item]]:
-    """Chunks of parsed items of one object (see the module docstring)."""
+    projection: Projection | None = None,
+) -> Iterator[Chunk]:
+    """Chunks of parsed items of one object (see the module docstring); ``projection``
+    (jsonl only): values hold only its fields, the raws are the lines."""
     body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
     if fmt == "jsonl":
-        return _guarded(_jsonl(body, key, etag, skip), key, etag)
+        return _guarded(_jsonl(body, key, etag, skip, projection), key, etag)
     if fmt == "csv":
         return _guarded(_csv(body, key, etag, skip, delimiter), key, etag)
     if fmt == "json":
@@ -72,83 +93,163 @@ def parse(
     raise ValueError(f"unknown file format {fmt!r} (expected json, jsonl or csv)")
 
 
-#: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting).
-_BAD_CONTENT = (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
+#: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting,
+#: broken JSON inside a streamed array).
+_BAD_CONTENT = (
+    gzip.BadGzipFile,
+    EOFError,
+    zlib.error,
+    UnicodeDecodeError,
+    csv.Error,
+    ijson.JSONError,
+)
 
 
-def _guarded(chunks: Iterator[list[Item]], key: str, etag: str) -> Iterator[list[Item]]:
+def _guarded(chunks: Iterator[Chunk], key: str, etag: str) -> Iterator[Chunk]:
     """Pass ``chunks`` on; unreadable content ends the object with one poison item (after
     the last good position) instead of stopping the source."""
     last = 0
     try:
         for chunk in chunks:
-            last = chunk[-1][0]
+            last = chunk.last
             yield chunk
     except _BAD_CONTENT as exc:
         n = last + 1
         message = f"object unreadable after item {last}: {type(exc).__name__}: {exc}"
-        yield [(n, Poison(b"", type(exc).__name__, message[:500], _pos(key, etag, n)))]
+        poison = Poison(b"", type(exc).__name__, message[:500], _pos(key, etag, n))
+        yield Chunk(poison=[poison], last=n)
 
 
-def _jsonl(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[list[Item]]:
-    loads = orjson.loads
-    chunk: list[Item] = []
+def _jsonl(
+    body: IO[bytes], key: str, etag: str, skip: int, projection: Projection | None = None
+) -> Iterator[Chunk]:
+    # the hot path of the S3 source: per line one decode and three appends, no object per
+    # record (positions are the ``lines`` column); with a projection, one decode per chunk
+    chunk = Chunk(raws=[])
+    pending: list[bytes] = []
+    pending_n: list[int] = []
     n = 0
-    for line in read_lines(body):
+    lines_read = read_lines(body)
+    while True:
+        try:
+            line = next(lines_read)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if pending:
+                _project(projection, pending, pending_n, chunk, key, etag)  # type: ignore[arg-type]
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
         n += 1
         if n <= skip:
             continue
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line.strip():
-            continue
-        try:
-            value = loads(line)
-        except orjson.JSONDecodeError as exc:
-            chunk.append(
-                (
-                    n,
-                    Poison(
-                        line,
-                        "JSONDecodeError",
-                        f"line {n}: not valid JSON: {exc}",
-                        _pos(key, etag, n),
-                    ),
-                )
-            )
+        if projection is None:
+            _classify(line, n, chunk, key, etag, None)
         else:
-            if type(value) is dict:
-                pos = {"key": key, "etag": etag, "line": n}
-                chunk.append((n, Record(value, None, None, [], pos, line)))
-            else:
-                chunk.append(
-                    (
-                        n,
-                        Poison(
-                            line,
-                            "PoisonRecord",
-                            f"line {n}: expected a JSON object, got {type(value).__name__}",
-                            _pos(key, etag, n),
-                        ),
-                    )
-                )
+            pending.append(line)
+            pending_n.append(n)
+            if len(pending) < CHUNK:
+                continue
+            _project(projection, pending, pending_n, chunk, key, etag)
+            pending, pending_n = [], []
         if len(chunk) >= CHUNK:
+            chunk.last = n
             yield chunk
-            chunk = []
-    if chunk:
+            chunk = Chunk(raws=[])
+    if pending:
+        _project(projection, pending, pending_n, chunk, key, etag)  # type: ignore[arg-type]
+    if len(chunk):
+        chunk.last = n
         yield chunk
 
 
-def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Iterator[list[Item]]:
+def _classify(
+    line: bytes, n: int, chunk: Chunk, key: str, etag: str, projection: Projection | None
+) -> None:
+    """Add one jsonl line to ``chunk``: a record (its value, or with a projection only the
+    projected fields), a poison item, or nothing for a blank line."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if line.strip():
+            message = f"line {n}: not valid JSON: {exc}"
+            chunk.poison.append(Poison(line, "JSONDecodeError", message, _pos(key, etag, n)))
+        return
+    if type(value) is not dict:
+        message = f"line {n}: expected a JSON object, got {type(value).__name__}"
+        chunk.poison.append(Poison(line, "PoisonRecord", message, _pos(key, etag, n)))
+        return
+    if projection is not None:
+        value = {f: value[f] for f in projection.fields if f in value}
+    chunk.values.append(value)
+    chunk.raws.append(line)  # type: ignore[union-attr]
+    chunk.lines.append(n)
+
+
+def _project(
+    projection: Projection, lines: list[bytes], ns: list[int], chunk: Chunk, key: str, etag: str
+) -> None:
+    """Add jsonl lines to ``chunk`` through ``projection``: all at once when every line is
+    a JSON object with the projected fields, else line by line (to find the poison)."""
+    values = projection.values(lines)
+    if values is None:
+        for line, n in zip(lines, ns, strict=True):
+            _classify(line, n, chunk, key, etag, projection)
+        return
+    chunk.values.extend(values)
+    chunk.raws.extend(lines)  # type: ignore[union-attr]
+    chunk.lines.extend(ns)
+
+
+class Projection:
+    """Decodes JSONL lines keeping only ``fields``: msgspec checks each line is one JSON
+    object and builds only those fields (several times faster than a full ``orjson.loads``).
+    For sources that send a line's own bytes as the value and read fields only for the key
+    and the event time. Lines are checked to be UTF-8 as a whole; a line that is not a JSON
+    object with every field is left to the caller (``values`` returns None)."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self.fields = tuple(dict.fromkeys(fields))
+        # a TypedDict: msgspec builds the dict of these keys itself, skipping the rest
+        projected = TypedDict("Projected", dict.fromkeys(self.fields, Any))  # type: ignore[misc]
+        self._decoder = msgspec.json.Decoder(projected)
+
+    def values(self, lines: list[bytes]) -> list[dict[str, Any]] | None:
+        """The projected values of ``lines`` (no blank line among them), or None."""
+        buf = b"\n".join(lines)
+        try:
+            buf.decode()
+            values = cast(list[dict[str, Any]], self._decoder.decode_lines(buf))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        if len(values) != len(lines):
+            return None  # a blank line: let the caller number the lines
+        return values
+
+
+def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Iterator[Chunk]:
     text = io.TextIOWrapper(body, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         return
     width = len(header)
-    chunk: list[Item] = []
+    chunk = Chunk()
     n = 0
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
         if not row:
             continue  # a blank line
         n += 1
@@ -156,64 +257,130 @@ def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Ite
             continue
         if len(row) != width:
             raw = delimiter.join(row).encode()
-            chunk.append(
-                (
-                    n,
-                    Poison(
-                        raw,
-                        "PoisonRecord",
-                        f"row {n}: {len(row)} fields, the header has {width}",
-                        _pos(key, etag, n),
-                    ),
+            chunk.poison.append(
+                Poison(
+                    raw,
+                    "PoisonRecord",
+                    f"row {n}: {len(row)} fields, the header has {width}",
+                    _pos(key, etag, n),
                 )
             )
         else:
-            chunk.append(
-                (n, Record(dict(zip(header, row, strict=True)), position=_pos(key, etag, n)))
-            )
+            chunk.values.append(dict(zip(header, row, strict=True)))
+            chunk.lines.append(n)
         if len(chunk) >= CHUNK:
+            chunk.last = n
             yield chunk
-            chunk = []
-    if chunk:
+            chunk = Chunk()
+    if len(chunk):
+        chunk.last = n
         yield chunk
 
 
-def _json(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[list[Item]]:
+def _json(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
+    """One document, or the elements of a top-level array streamed one at a time (ijson),
+    so a large array is never held whole."""
+    peek = _Peek(body)
+    first = peek.first_significant()
+    if first is None:
+        return  # an empty object body
+    if first != b"[":
+        yield from _json_document(peek, key, etag, skip)
+        return
+    chunk = Chunk()
+    n = 0
+    elements = ijson.items(peek, "item", use_float=True)
+    while True:
+        try:
+            value = next(elements)
+        except StopIteration:
+            break
+        except _BAD_CONTENT:
+            if len(chunk):  # hand on what was read before the content went bad
+                chunk.last = n
+                yield chunk
+            raise
+        n += 1
+        if n <= skip:
+            continue
+        if type(value) is dict:
+            chunk.values.append(value)
+            chunk.lines.append(n)
+        else:
+            chunk.poison.append(
+                Poison(
+                    orjson.dumps(value),
+                    "PoisonRecord",
+                    f"element {n}: expected a JSON object, got {type(value).__name__}",
+                    _pos(key, etag, n),
+                )
+            )
+        if len(chunk) >= CHUNK:
+            chunk.last = n
+            yield chunk
+            chunk = Chunk()
+    if len(chunk):
+        chunk.last = n
+        yield chunk
+
+
+def _json_document(body: IO[bytes] | _Peek, key: str, etag: str, skip: int) -> Iterator[Chunk]:
+    """A body that is not an array: one document, read whole (it is one record)."""
     data = body.read()
+    if skip >= 1:
+        return
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if skip < 1:
-            yield [
-                (
-                    1,
-                    Poison(
-                        data[:1000], "JSONDecodeError", f"not valid JSON: {exc}", _pos(key, etag, 1)
-                    ),
-                )
-            ]
+        poison = Poison(
+            data[:1000], "JSONDecodeError", f"not valid JSON: {exc}", _pos(key, etag, 1)
+        )
+        yield Chunk(poison=[poison], last=1)
         return
-    docs = doc if isinstance(doc, list) else [doc]
-    chunk: list[Item] = []
-    for n, value in enumerate(docs, 1):
-        if n <= skip:
-            continue
-        if isinstance(value, dict):
-            chunk.append((n, Record(value, position=_pos(key, etag, n))))
-        else:
-            chunk.append(
-                (
-                    n,
-                    Poison(
-                        orjson.dumps(value),
-                        "PoisonRecord",
-                        f"element {n}: expected a JSON object, got {type(value).__name__}",
-                        _pos(key, etag, n),
-                    ),
-                )
-            )
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    if type(doc) is dict:
+        yield Chunk(values=[doc], lines=[1], last=1)
+    else:
+        poison = Poison(
+            data[:1000],
+            "PoisonRecord",
+            f"element 1: expected a JSON object, got {type(doc).__name__}",
+            _pos(key, etag, 1),
+        )
+        yield Chunk(poison=[poison], last=1)
+
+
+class _Peek(io.RawIOBase):
+    """A readable view of ``body`` that can look at its first non-blank byte first."""
+
+    def __init__(self, body: IO[bytes]) -> None:
+        self._body = body
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def first_significant(self) -> bytes | None:
+        """The first byte that is not whitespace (None: the body is blank)."""
+        while True:
+            block = self._body.read(READ_SIZE)
+            if not block:
+                return None
+            stripped = block.lstrip()
+            if stripped:
+                self._head = stripped
+                return stripped[:1]
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                out = self._head + self._body.read()
+                self._head = b""
+                return out
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._body.read(size)
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)

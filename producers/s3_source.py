@@ -1,12 +1,15 @@
 """``type: s3``: objects under a bucket prefix into records, in key order, resumable.
 
-Listing is paginated (ListObjectsV2). Up to ``concurrency`` objects are read at once by worker
-threads, each parsing into a bounded queue, while records are handed on in listing order and,
-inside an object, in line order. Memory stays bounded: a large object is streamed.
+Listing is paginated (ListObjectsV2, key order). Up to ``concurrency`` objects are read at once
+by worker threads, each parsing into a bounded queue, while records are handed on in listing
+order and, inside an object, in line order. Memory stays bounded: a large object is streamed.
+Many small objects are read concurrently too, so the rate is bounded by the endpoint's GETs.
 
-State (the checkpoint): ``{"done": {key: etag}, "current": {"key", "etag", "line"} | None}``.
-An object whose key is done with the same ETag is skipped; with ``reingest_on_change`` one with
-a new ETag is read again from its first line. ``current`` resumes inside a partly sent object.
+State (the checkpoint) is an ``S3State``: a high-water key for the current sweep over the
+bucket, the sweep times and a small set of ETag digests (see ``producers.s3_state``), so its
+size does not grow with the number of objects. An object already read is skipped; with
+``reingest_on_change`` one rewritten since (new ETag) is read again from its first line.
+``current`` resumes inside a partly sent object.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import queue
 import threading
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from headrace.errors import HeadraceError
-from producers.batch import Batch, Poison
-from producers.s3_formats import Item, parse
-from schemas import Record
+from producers.batch import Batch, ObjectRows
+from producers.s3_formats import Chunk, Projection, parse
+from producers.s3_state import S3State
 
 __all__ = ["S3AccessError", "S3ObjectSource"]
 
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 _END = object()
 BATCH_RECORDS = 5000
 QUEUE_CHUNKS = 4
+#: Most listed objects held ahead of the one being handed on (skipped ones included).
+WINDOW = 1000
 
 
 class S3AccessError(HeadraceError):
@@ -38,7 +45,8 @@ class S3AccessError(HeadraceError):
 
 
 class S3ObjectSource:
-    """One S3 source (see the module docstring). ``client`` is a boto3 S3 client."""
+    """One S3 source (see the module docstring). ``client`` is a boto3 S3 client;
+    ``projection`` (jsonl): records carry only these fields, their lines are sent as read."""
 
     unit = "objects"
 
@@ -57,6 +65,7 @@ class S3ObjectSource:
         reingest_on_change: bool = True,
         endpoint: str | None = None,
         batch_records: int = BATCH_RECORDS,
+        projection: Projection | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -70,23 +79,23 @@ class S3ObjectSource:
         self.reingest_on_change = reingest_on_change
         self.endpoint = endpoint or "AWS S3"
         self.batch_records = batch_records
-        self.done: dict[str, str] = {}
-        self.current: dict[str, Any] | None = None
+        self.projection = projection
+        self.position = S3State(reingest_on_change)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Resume from a checkpoint state (None: every object is new)."""
-        self.done = dict((state or {}).get("done") or {})
-        self.current = (state or {}).get("current")
+        self.position = S3State.from_state(state, reingest=self.reingest_on_change)
 
     def close(self) -> None:
         """Nothing held between passes."""
 
     def state(self, line: int | None = None, key: str = "", etag: str = "") -> dict[str, Any]:
-        """A checkpoint state: the done objects and, if given, the current object's line."""
-        current = None if line is None else {"key": key, "etag": etag, "line": line}
-        return {"done": dict(self.done), "current": current}
+        """A checkpoint state: the position and, if given, the current object's line."""
+        out = self.position.to_state()
+        out["current"] = None if line is None else {"key": key, "etag": etag, "line": line}
+        return out
 
     # -- listing --------------------------------------------------------------------------
 
@@ -101,16 +110,29 @@ class S3ObjectSource:
             f"{code}: {exc}; {fix}"
         )
 
-    def list_objects(self) -> Iterator[tuple[str, str]]:
-        """(key, etag) of every matching object, in key order, across all pages."""
+    def list_objects(
+        self, after: str | None = None, on_first_page: Any = None
+    ) -> Iterator[tuple[str, str, datetime | None]]:
+        """(key, etag, last modified) of every matching object after key ``after``, in key
+        order, across all pages; ``on_first_page(server_time)`` is called before the first
+        object with the endpoint's clock (the response's Date header, else ours)."""
         paginator = self.client.get_paginator("list_objects_v2")
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        if after is not None:
+            args["StartAfter"] = after
+        first = True
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in paginator.paginate(**args):
+                if first and on_first_page is not None:
+                    on_first_page(_server_time(page))
+                first = False
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     if key.endswith("/") or not self._matches(key):
                         continue
-                    yield key, obj["ETag"].strip('"')
+                    yield key, obj["ETag"].strip('"'), obj.get("LastModified")
+            if first and on_first_page is not None:
+                on_first_page(datetime.now(UTC))  # no page at all (a fake client)
         except Exception as exc:
             if isinstance(exc, HeadraceError):
                 raise
@@ -123,17 +145,21 @@ class S3ObjectSource:
         name = key.rsplit("/", 1)[-1]
         return any(fnmatch.fnmatchcase(k, self.glob) for k in (key, rel, name))
 
-    def todo(self, listing: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str, int]]:
-        """(key, etag, lines to skip) of the objects to read now, in listing order."""
-        cur = self.current
-        for key, etag in listing:
-            seen = self.done.get(key)
-            if seen == etag or (seen is not None and not self.reingest_on_change):
+    def todo(
+        self, listing: Iterator[tuple[str, str, datetime | None]]
+    ) -> Iterator[tuple[str, str, datetime | None, int]]:
+        """(key, etag, last modified, lines to skip) of each listed object in listing order;
+        skip is -1 for an object not to read now (already read, or for the next sweep)."""
+        pos = self.position
+        cur = pos.current
+        for key, etag, modified in listing:
+            if not pos.wanted(key, etag, modified):
+                yield key, etag, modified, -1
                 continue
             skip = 0
             if cur is not None and cur.get("key") == key and cur.get("etag") == etag:
                 skip = int(cur.get("line") or 0)
-            yield key, etag, skip
+            yield key, etag, modified, skip
 
     # -- reading --------------------------------------------------------------------------
 
@@ -153,6 +179,7 @@ class S3ObjectSource:
                     gzipped=self.gzipped,
                     skip=skip,
                     delimiter=self.delimiter,
+                    projection=self.projection,
                 ):
                     while not cancel.is_set():
                         try:
@@ -169,30 +196,42 @@ class S3ObjectSource:
             out.put(exc)
 
     def batches(self) -> Generator[Batch, None, None]:
-        """One pass: every new or changed object, as batches of up to ``batch_records``."""
-        listing = self.todo(self.list_objects())
+        """One pass: the rest of the current sweep (every new or changed object), as batches
+        of up to ``batch_records``; the last batch's state completes the sweep."""
+        pos = self.position
+        listing = self.todo(self.list_objects(pos.resume(), pos.begin))
         cancel = threading.Event()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"s3-{self.name}")
-        window: list[tuple[str, str, queue.Queue[Any]]] = []
-        records: list[Record] = []
-        poison: list[Poison] = []
+        # objects in listing order: (key, etag, modified, queue or None for a skipped one)
+        window: list[tuple[str, str, datetime | None, queue.Queue[Any] | None]] = []
+        rows = ObjectRows()
         units = 0
+        reading = 0
 
         def fill() -> None:
-            while len(window) < self.concurrency:
+            nonlocal reading
+            while reading < self.concurrency and len(window) < WINDOW:
                 nxt = next(listing, None)
                 if nxt is None:
                     return
-                key, etag, skip = nxt
+                key, etag, modified, skip = nxt
+                if skip < 0:
+                    window.append((key, etag, modified, None))
+                    continue
                 q: queue.Queue[Any] = queue.Queue(QUEUE_CHUNKS)
                 pool.submit(self._read, key, etag, skip, q, cancel)
-                window.append((key, etag, q))
+                window.append((key, etag, modified, q))
+                reading += 1
 
         try:
             fill()
             while window:
-                key, etag, q = window[0]
-                last = 0
+                key, etag, modified, q = window.pop(0)
+                if q is None:
+                    pos.passed(key)  # already read, or left to the next sweep
+                    fill()
+                    continue
+                reading -= 1
                 complete = True
                 while True:
                     chunk = q.get()
@@ -201,27 +240,25 @@ class S3ObjectSource:
                     if isinstance(chunk, Exception):
                         complete = self._object_failed(key, chunk)
                         break
-                    items: list[Item] = chunk
-                    for _n, item in items:
-                        if type(item) is Record:
-                            records.append(item)
-                        else:
-                            poison.append(item)  # type: ignore[arg-type]
-                    last = items[-1][0]
-                    if len(records) + len(poison) >= self.batch_records:
-                        yield Batch(records, self.state(last, key, etag), poison, units)
-                        records, poison, units = [], [], 0
-                window.pop(0)
+                    c: Chunk = chunk
+                    rows.add(key, etag, c.values, c.raws, c.lines, c.poison)
+                    if len(rows) >= self.batch_records:
+                        records, poison = rows.take()
+                        yield Batch(records, self.state(c.last, key, etag), poison, units)
+                        units = 0
                 if complete:
-                    self.done[key] = etag
+                    pos.read(key, etag, modified)
                     units += 1
-                self.current = None
+                else:
+                    pos.passed(key)  # changed or vanished: the next sweep sees its new version
                 fill()
-                if len(records) + len(poison) >= self.batch_records:
+                if len(rows) >= self.batch_records:
+                    records, poison = rows.take()
                     yield Batch(records, self.state(), poison, units)
-                    records, poison, units = [], [], 0
-            if records or poison or units:
-                yield Batch(records, self.state(), poison, units)
+                    units = 0
+            pos.complete()
+            records, poison = rows.take()
+            yield Batch(records, self.state(), poison, units)
         finally:
             cancel.set()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -242,3 +279,14 @@ class S3ObjectSource:
         if code is not None:
             raise self._error(exc)
         raise S3AccessError(f"source {self.name!r}: reading object {key!r} failed: {exc}")
+
+
+def _server_time(page: dict[str, Any]) -> datetime:
+    """The endpoint's clock from a listing response's Date header (our clock without one)."""
+    date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if date:
+        try:
+            return parsedate_to_datetime(date).astimezone(UTC)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(UTC)

@@ -63,12 +63,10 @@ def describe_checkpoint(state: dict[str, Any] | None) -> str:
     """One line saying what a stored state holds (used before a reset)."""
     if not state:
         return "no stored position"
-    if "done" in state:
-        cur = state.get("current")
-        text = f"{len(state['done'])} objects done"
-        if cur:
-            text += f", inside {cur['key']!r} at line {cur['line']}"
-        return text
+    if "done" in state or "finished" in state:  # an S3 source (old or current format)
+        from producers.s3_state import S3State
+
+        return S3State.from_state(state).describe()
     return f"mode {state.get('mode')}, timestamp {state.get('ts')}, id {state.get('id')}"
 
 

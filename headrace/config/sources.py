@@ -67,7 +67,8 @@ class MySQLSource(SourceBase):
     type: Literal["mysql"] = Field(description="Source type: mysql.")
     url: str = Field(
         description="SQLAlchemy URL, e.g. mysql+pymysql://user:password@host:3306/db "
-        "(use ${ENV} or enc:<token> for the password)."
+        "(use ${ENV} or enc:<token> for the password); mysql+mysqldb:// uses the C driver "
+        "(headrace[mysql]), about 3x faster."
     )
     table: str | None = Field(default=None, description="Table to read (exclusive with query).")
     query: str | None = Field(
@@ -164,7 +165,9 @@ class S3Source(SourceBase):
         default=10.0, description="Pause between listings once caught up."
     )
     reingest_on_change: bool = Field(
-        default=True, description="Ingest an object again when it is rewritten (new ETag)."
+        default=True,
+        description="Ingest an object again when it is rewritten (new ETag). false: read each "
+        "key once, moving forward in key order (new keys must sort after the last one read).",
     )
     concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
         default=8, description="Objects read at the same time."

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from producers.bench_data import create_orders_table
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
-ROWS = max(20_000, int(100_000 * SCALE))
+# large enough that a kill lands mid-backfill: the source reads ~50-60k rows/s here
+ROWS = max(20_000, int(300_000 * SCALE))
 
 
 @pytest.fixture
@@ -133,14 +135,14 @@ def test_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_after_
     assert len(repeated) <= at_kill - last_id
     assert store.load() == {
         "mode": "timestamp+incrementing",
-        "ts": "2024-01-01T00:00:00".replace("00:00:00", _ts_of(ROWS)),
+        "ts": _ts_of(ROWS),
         "id": ROWS,
     }
 
 
 def _ts_of(row: int) -> str:
-    seconds = row // 3
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    """updated_at of ``row`` as create_orders_table makes it (three rows per second)."""
+    return (datetime(2024, 1, 1) + timedelta(seconds=row // 3)).isoformat()
 
 
 def test_sigterm_flushes_checkpoints_and_exits_zero(

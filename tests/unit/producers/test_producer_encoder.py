@@ -10,7 +10,7 @@ import pytest
 
 from headrace.errors import PoisonRecord
 from producers.encoder import RecordEncoder, event_time_ms
-from schemas import AvroCodec, JsonCodec, Record
+from schemas import AvroCodec, JsonCodec
 
 SCHEMA = {
     "type": "record",
@@ -30,6 +30,8 @@ def test_event_time_from_every_shape() -> None:
     assert event_time_ms(datetime(2024, 1, 1)) == 1704067200000  # naive = UTC
     assert event_time_ms(date(2024, 1, 1)) == 1704067200000
     assert event_time_ms("2024-01-01T00:00:00Z") == 1704067200000
+    assert event_time_ms("2024-01-01T01:00:00.123+01:00") == 1704067200123
+    assert event_time_ms(1704067200000.0) == 1704067200000
     assert event_time_ms(1704067200000) == 1704067200000
     for bad in (None, True, "yesterday"):
         with pytest.raises(ValueError):
@@ -39,7 +41,7 @@ def test_event_time_from_every_shape() -> None:
 def test_json_key_value_and_timestamp() -> None:
     enc = RecordEncoder(JsonCodec(), ["id", "kind"], "at")
     key, value, ts = enc.encode(
-        Record({"id": 7, "kind": "a", "at": "2024-01-01T00:00:00Z", "p": Decimal("0.30")})
+        {"id": 7, "kind": "a", "at": "2024-01-01T00:00:00Z", "p": Decimal("0.30")}
     )
     assert key == b'[7,"a"]'
     assert orjson.loads(value)["p"] == "0.30"
@@ -47,12 +49,10 @@ def test_json_key_value_and_timestamp() -> None:
 
 
 def test_raw_bytes_are_sent_unchanged_by_plain_json_only() -> None:
-    rec = Record({"id": 1, "p": 0.1}, raw=b'{"id": 1, "p": 0.100000000000000000001}')
-    assert RecordEncoder(JsonCodec(), ["id"]).encode(rec)[1] == rec.raw
+    raw = b'{"id": 1, "p": 0.100000000000000000001}'
+    assert RecordEncoder(JsonCodec(), ["id"]).encode({"id": 1, "p": 0.1}, raw)[1] == raw
     avro = RecordEncoder(AvroCodec(SCHEMA, 3), ["id"])
-    assert (
-        avro.encode(Record({"id": 1, "price": "2.50"}, raw=b"{}"))[1][:5] == b"\x00\x00\x00\x00\x03"
-    )
+    assert avro.encode({"id": 1, "price": "2.50"}, b"{}")[1][:5] == b"\x00\x00\x00\x00\x03"
 
 
 @pytest.mark.parametrize(
@@ -66,12 +66,35 @@ def test_raw_bytes_are_sent_unchanged_by_plain_json_only() -> None:
 def test_poison_names_the_field(value, field, reason) -> None:
     enc = RecordEncoder(AvroCodec(SCHEMA, 1), ["id"], "at")
     with pytest.raises(PoisonRecord) as err:
-        enc.encode(Record(value))
+        enc.encode(value)
     assert reason in str(err.value)
     assert err.value.field == field
 
 
 def test_best_effort_parts_for_dead_letters() -> None:
     enc = RecordEncoder(AvroCodec(SCHEMA, 1), ["id"])
-    assert enc.best_effort(Record({"id": 4, "price": "x"})) == (b"4", b'{"id":4,"price":"x"}')
-    assert enc.best_effort(Record({"price": "x"}, raw=b"orig")) == (None, b"orig")
+    assert enc.best_effort({"id": 4, "price": "x"}) == (b"4", b'{"id":4,"price":"x"}')
+    assert enc.best_effort({"price": "x"}, b"orig") == (None, b"orig")
+
+
+def test_encode_many_equals_encoding_one_by_one_and_finds_the_poison() -> None:
+    enc = RecordEncoder(JsonCodec(), ["id"], "at")
+    good = [
+        {"id": "a", "at": "2024-01-01T00:00:00Z"},
+        {"id": 7, "at": datetime(2024, 1, 1, 0, 0, 1)},
+        {"id": True, "at": 1704067202000, "p": Decimal("1.50")},
+    ]
+    raws = [b'{"id": "a", "at": "2024-01-01T00:00:00Z"}', None, None]
+    fast = enc.encode_many(good, raws)
+    assert not fast.poison
+    one = [enc.encode(v, r) for v, r in zip(good, raws, strict=True)]
+    assert list(zip(fast.keys, fast.datas, fast.times, strict=True)) == one
+    assert fast.keys == [b"a", b"7", b"true"] and fast.datas[0] == raws[0]
+    mixed = [*good, {"at": 0}, {"id": 1, "at": "soon"}, None]
+    out = enc.encode_many(mixed, None)
+    assert sorted(out.poison) == [3, 4, 5]
+    assert "key field 'id'" in str(out.poison[3]) and "timestamp field" in str(out.poison[4])
+    assert out.datas[3:] == [None, None, None]
+    assert out.datas[:3] == [enc.encode(v)[1] for v in good]  # no raws: encoded values
+    plain = RecordEncoder(JsonCodec()).encode_many([{"x": 1}], [b'{"x": 1}'])
+    assert (plain.keys, plain.datas, plain.times) == (None, [b'{"x": 1}'], None)

@@ -6,8 +6,19 @@ import gzip
 import io
 
 from producers.batch import Poison
-from producers.s3_formats import parse, read_lines
+from producers.s3_formats import Chunk, parse, read_lines
 from schemas import Record
+
+
+def _flat(chunk: Chunk) -> list[tuple[int, Record | Poison]]:
+    """A chunk as (position, Record | Poison) pairs in position order."""
+    raws = chunk.raws or [None] * len(chunk.values)
+    items: list[tuple[int, Record | Poison]] = [
+        (n, Record(v, position={"key": "k", "etag": "e", "line": n}, raw=r))
+        for v, r, n in zip(chunk.values, raws, chunk.lines, strict=True)
+    ]
+    items += [(p.position["line"], p) for p in chunk.poison]
+    return sorted(items, key=lambda item: item[0])
 
 
 def _items(data: bytes, fmt: str, *, gz: bool = False, skip: int = 0, delimiter: str = ","):
@@ -17,7 +28,7 @@ def _items(data: bytes, fmt: str, *, gz: bool = False, skip: int = 0, delimiter:
     for chunk in parse(
         io.BytesIO(data), fmt, key="k", etag="e", gzipped=gz, skip=skip, delimiter=delimiter
     ):
-        out.extend(chunk)
+        out.extend(_flat(chunk))
     return out
 
 
@@ -89,14 +100,80 @@ def test_unreadable_content_ends_the_object_with_one_poison_item() -> None:
     good = gzip.compress(b"".join(b'{"n": %d}\n' % i for i in range(1, 4)))
     items = []
     for chunk in parse(io.BytesIO(good[:-12]), "jsonl", key="k", etag="e", gzipped=True):
-        items.extend(chunk)
+        items.extend(_flat(chunk))
     assert isinstance(items[-1][1], Poison)
     assert items[-1][1].error_class == "EOFError"
     not_gzip = _items(b'{"n": 1}\n', "jsonl", gz=False)
     assert isinstance(not_gzip[0][1], Record)
     bad = []
     for chunk in parse(io.BytesIO(b"plain"), "jsonl", key="k", etag="e", gzipped=True):
-        bad.extend(chunk)
+        bad.extend(_flat(chunk))
     assert [(n, p.error_class) for n, p in bad] == [(1, "BadGzipFile")]
     latin = _items("id,name\n1,Zo\xeb\n".encode("latin-1"), "csv")
     assert [p.error_class for _, p in latin] == ["UnicodeDecodeError"]
+
+
+class _CountingStream(io.BytesIO):
+    """Records how far the parser has read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.high = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        out = super().read(size)
+        self.high = self.tell()
+        return out
+
+
+def test_json_array_is_streamed_not_loaded_whole() -> None:
+    data = b"[" + b",".join(b'{"n": %d, "pad": "%s"}' % (i, b"x" * 200) for i in range(30_000))
+    data += b"]"  # ~6.5 MB
+    stream = _CountingStream(data)
+    chunks = parse(stream, "json", key="k", etag="e", gzipped=False)
+    first = next(chunks)
+    assert first.values[0] == {"n": 0, "pad": "x" * 200}
+    assert stream.high < len(data) // 2  # the first records came before the end was read
+    rest = [v["n"] for c in chunks for v in c.values]
+    assert len(first.values) + len(rest) == 30_000 and rest[-1] == 29_999
+
+
+def test_json_array_broken_part_way_keeps_the_good_elements() -> None:
+    items = _items(b'  [{"a": 1}, {"a": 2.5}, {"a": ', "json")
+    assert [i.value for _, i in items if isinstance(i, Record)] == [{"a": 1}, {"a": 2.5}]
+    assert isinstance(items[-1][1], Poison) and items[-1][0] == 3
+    assert _items(b"  \n ", "json") == []
+    assert [i.value for _, i in _items(b'[{"a": 1}]', "json", skip=1)] == []  # type: ignore[union-attr]
+
+
+def test_jsonl_projection_reads_only_the_needed_fields_and_finds_the_same_poison() -> None:
+    from producers.s3_formats import Projection
+
+    good = b"".join(
+        b'{"id": %d, "at": "2024-01-01T00:00:00Z", "x": [1, {"y": 2}]}\n' % i
+        for i in range(1, 4501)
+    )
+    data = (
+        good
+        + b'{"id": 9}\r\n\n{"id": 10, "at": 1, "x": "\xff"}\nnot json\n[1]\n{"id": 11, "at": 2}'
+    )
+    full = [c for c in parse(io.BytesIO(data), "jsonl", key="k", etag="e", gzipped=False)]
+    proj = Projection(["id", "at", "id"])
+    part = [
+        c
+        for c in parse(io.BytesIO(data), "jsonl", key="k", etag="e", gzipped=False, projection=proj)
+    ]
+    lines = [n for c in full for n in c.lines]
+    assert [n for c in part for n in c.lines] == lines
+    assert [r for c in part for r in (c.raws or [])] == [r for c in full for r in (c.raws or [])]
+    assert [(p.position["line"], p.error_class) for c in part for p in c.poison] == [
+        (4503, "JSONDecodeError"),  # invalid UTF-8 inside a field that is not read
+        (4504, "JSONDecodeError"),
+        (4505, "PoisonRecord"),
+    ]
+    values = [v for c in part for v in c.values]
+    assert values[0] == {"id": 1, "at": "2024-01-01T00:00:00Z"}  # "x" never built
+    assert values[-2:] == [{"id": 9}, {"id": 11, "at": 2}]  # a missing field: the encoder says
+    assert [c.last for c in part] == [c.last for c in full]
+    assert Projection([]).values([b'{"a": 1}', b"[]"]) is None
+    assert Projection([]).values([b'{"a": 1}']) == [{}]

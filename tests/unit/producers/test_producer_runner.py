@@ -10,40 +10,51 @@ from headrace.checkpoints import decode_checkpoint
 from headrace.dlq import HEADER_POSITION
 from producers.batch import Batch, Poison
 from producers.encoder import RecordEncoder
-from producers.runner import DeliveryError, Runner
+from producers.runner import DeliveryError, DeliveryReports, Runner
 from schemas import JsonCodec, Record
 
 
 class FakeMsg:
-    pass
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
 
 
 class FakeProducer:
-    """Holds deliveries until ``release()``; ``fail`` makes deliveries to a topic fail."""
+    """Holds deliveries until ``release()``; ``fail`` makes deliveries to a topic fail (reported
+    to ``reports``, as librdkafka does with delivery.report.only.error); ``hold`` keeps
+    deliveries outstanding for that many flush calls."""
 
     def __init__(self) -> None:
+        self.reports = DeliveryReports()
         self.queued: list = []
         self.delivered: list = []
-        self.hold = False
+        self.hold = 0
         self.fail: str | None = None
 
     def produce(self, topic, value=None, key=None, on_delivery=None, headers=None, **kw):
-        self.queued.append((topic, value, key, headers, kw, on_delivery))
+        assert on_delivery is None  # no per-message callbacks: they cost more than producing
+        self.queued.append((topic, value, key, headers, kw))
 
     def release(self) -> None:
         queued, self.queued = self.queued, []
         for item in queued:
-            topic, *_, cb = item
             self.delivered.append(item)
-            if cb is not None:
-                cb("broker said no" if topic == self.fail else None, FakeMsg())
+            if item[0] == self.fail:
+                self.reports("broker said no", FakeMsg(item[0]))
 
     def poll(self, timeout=0.0):
-        if not self.hold:
-            self.release()
         return 0
 
+    def __len__(self) -> int:
+        return len(self.queued)
+
     def flush(self, timeout=0.0):
+        if self.hold > 0:
+            self.hold -= 1
+            return len(self.queued)
         self.release()
         return 0
 
@@ -55,6 +66,7 @@ class FakeStore:
     def __init__(self, state=None) -> None:
         self.state = state
         self.saved: list = []
+        self.delivered_at_save: list = []
         self.topic = "_cp"
 
     def load(self):
@@ -62,6 +74,7 @@ class FakeStore:
 
     def save(self, producer, state, on_delivery=None):
         self.saved.append(state)
+        self.delivered_at_save.append(len(producer.topics("t")))
         producer.produce("_cp", value=orjson.dumps(state), key=b"src", on_delivery=on_delivery)
 
 
@@ -101,6 +114,7 @@ def _runner(source, producer, store, **kw) -> Runner:
         encoder=enc,
         producer=producer,
         store=store,
+        reports=producer.reports,
         checkpoint_interval=0.0,
         **kw,
     )
@@ -113,6 +127,7 @@ def test_records_in_order_and_last_checkpoint_after_everything_acked() -> None:
     assert source.restored == {"n": 0}
     assert [orjson.loads(d[1])["id"] for d in producer.topics("t")] == [1, 2, 3]
     assert [d[2] for d in producer.topics("t")] == [b"1", b"2", b"3"]
+    assert store.delivered_at_save[-1] == 3  # every record acknowledged before the checkpoint
     assert store.saved[-1] == {"n": 3}
     assert progress.records == 3
     assert source.closed
@@ -120,21 +135,23 @@ def test_records_in_order_and_last_checkpoint_after_everything_acked() -> None:
 
 def test_no_checkpoint_while_a_batch_is_unacknowledged() -> None:
     producer = FakeProducer()
-    producer.hold = True
+    producer.hold = 3  # three flushes find deliveries still outstanding
     store = FakeStore()
-    seen_at_batch: list = []
-    source = ListSource(
-        [Batch([_rec(1)], {"n": 1}), Batch([_rec(2)], {"n": 2})],
-        on_batch=lambda i: seen_at_batch.append(list(store.saved)),
-    )
+    source = ListSource([Batch([_rec(1), _rec(2)], {"n": 2}), Batch([_rec(3)], {"n": 3})])
     runner = _runner(source, producer, store)
     gen = source.batches()
     runner._send(next(gen))
-    runner._advance(block=False)
-    assert store.saved == []  # batch 1 not acknowledged yet
-    producer.release()
-    runner._advance(block=False)
-    assert store.saved == [{"n": 1}]
+    assert producer.delivered == [] and store.saved == []
+    runner._advance(block=False)  # the barrier waits until batch 1 is acknowledged
+    assert store.saved == [{"n": 2}]
+    assert store.delivered_at_save == [2]  # both records were acknowledged before the save
+    runner.checkpoint_interval = 60.0
+    runner._send(next(gen))
+    runner._advance(block=False)  # not due: no barrier, no checkpoint
+    assert store.saved == [{"n": 2}]
+    runner._drain()
+    assert store.saved == [{"n": 2}, {"n": 3}]
+    assert store.delivered_at_save == [2, 3]
 
 
 def test_poison_and_unencodable_records_go_to_the_dlq_with_positions() -> None:
@@ -189,13 +206,15 @@ def test_metrics_are_counted_per_source() -> None:
     before = sample("headrace_records_total", outcome="produced")
     batches = [Batch([_rec(1), _rec(2), Record({"v": 1})], {"n": 1})]
     enc = RecordEncoder(JsonCodec(), ["id"], None)
+    producer = FakeProducer()
     Runner(
         pipeline="metricsp",
         source=ListSource(batches),
         topic="t",
         encoder=enc,
-        producer=FakeProducer(),
+        producer=producer,
         store=FakeStore(),
+        reports=producer.reports,
         checkpoint_interval=0.0,
     ).run(once=True, poll_interval=0)
     assert sample("headrace_records_total", outcome="produced") - before == 2
@@ -237,3 +256,26 @@ def test_a_lost_checkpoint_is_an_error_not_silence() -> None:
         _runner(ListSource([Batch([_rec(1)], {"n": 1})]), producer, store).run(
             once=True, poll_interval=0
         )
+
+
+def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_three_intervals() -> None:
+    producer, store = FakeProducer(), FakeStore()
+    batches = [Batch([_rec(i)], {"n": i}) for i in range(1, 4)]
+    runner = _runner(ListSource(batches), producer, store)
+    runner.checkpoint_interval = 1.0
+    gen = runner.source.batches()
+
+    runner._send(next(gen))
+    runner._last_checkpoint -= 1.5  # due, but a delivery is outstanding: no stall
+    runner._advance(block=False)
+    assert store.saved == [] and len(producer.queued) == 1
+    producer.release()  # a quiet moment: the checkpoint needs no waiting
+    runner._advance(block=False)
+    assert store.saved == [{"n": 1}]
+
+    runner._send(next(gen))
+    runner._send(next(gen))
+    runner._last_checkpoint -= 3.5  # never quiet for three intervals: wait for the acks
+    runner._advance(block=False)
+    assert store.saved == [{"n": 1}, {"n": 3}]
+    assert store.delivered_at_save == [1, 3]

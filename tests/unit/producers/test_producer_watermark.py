@@ -149,3 +149,21 @@ def test_state_round_trip_and_mode_change_starts_over() -> None:
     assert Watermark.from_state(state, "timestamp+incrementing") == wm
     assert Watermark.from_state(state, "incrementing") == Watermark()
     assert Watermark.from_state(None, "timestamp") == Watermark()
+
+
+@pytest.mark.parametrize("mode", ["incrementing", "timestamp", "timestamp+incrementing", "bulk"])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7])
+def test_see_batch_equals_seeing_every_row(mode: str, size: int) -> None:
+    # what the source calls per batch must leave the tracker where per-row calls would
+    rows = [(t(1), 1), (t(1), 2), (t(1), 3), (t(2), 4), (t(2), 5), (t(3), 6), (t(4), 7)]
+    start = Watermark(t(0), 0)
+    one, many = WatermarkTracker(mode, start), WatermarkTracker(mode, start)
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
+        for ts, rid in chunk:
+            one.see(ts, rid)
+        many.see_batch([r[0] for r in chunk], [chunk[-1][1]])
+        assert many.safe() == one.safe()
+    one.finish()
+    many.finish()
+    assert many.safe() == one.safe()
