@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from headrace.bench import BenchFigure
+from headrace.bench import BenchFigure, reset_peak_rss
 from headrace.cli.common import print_table, stack_paths
 from headrace.errors import HeadraceError
 
@@ -23,6 +23,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "produce": ("producers.bench", "S3 and MySQL sources vs plain confluent-kafka / SQLAlchemy"),
     "stream": ("streams.bench", "our stages vs a naive Faust agent on the same topic"),
     "sink": ("connectors.bench", "MongoDB and DynamoDB sinks vs the raw clients"),
+    "e2e": (
+        "headrace.bench_e2e",
+        "p50/p99 latency, MariaDB -> source -> stage -> DynamoDB sink at a steady 5,000/s",
+    ),
 }
 
 
@@ -35,8 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=textwrap.fill(
             "Run benchmarks on the local stack (started if needed). Every figure is measured "
             "together with its raw baseline in the same run, on the same data, and reported "
-            "as records/s and a ratio (ours / baseline), with peak memory. Results are "
-            "written to bench/results/ as JSON and Markdown.",
+            "as records/s and a ratio (ours / baseline), with the peak memory of the process "
+            "that did the work; latency figures add p50_ms and p99_ms. Results are written "
+            "to bench/results/ as JSON and Markdown (latest-quick.md / latest-full.md).",
             width=90,
         )
         + f"\n\nsuites:\n{lines}",
@@ -51,6 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes: under a minute per suite")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object per figure instead of a table"
+    )
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=5000,
+        help="e2e: records/s offered steadily at the source (default 5000, the target)",
     )
     p.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
     p.set_defaults(func=_bench)
@@ -73,7 +84,9 @@ def _bench(args: argparse.Namespace) -> int:
                 raise
             raise HeadraceError(f"bench {suite}: not available yet in this version") from None
         print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
-        for fig in module.run(env, args.quick):
+        reset_peak_rss()
+        options = {"rate": args.rate} if suite == "e2e" else {}
+        for fig in module.run(env, args.quick, **options):
             figures.append(fig)
             if args.json:
                 print(fig.json_line(), flush=True)
@@ -83,22 +96,47 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_HEADERS = ["figure", "records", "ours/s", "baseline", "baseline/s", "ratio", "peak MiB"]
+_LATENCY = ["p50 ms", "p99 ms"]
+
+
+def _row(f: BenchFigure, latency: bool) -> list[str]:
+    row = [
+        f.name,
+        f"{f.records:,}",
+        f"{f.ours_per_s:,.0f}",
+        f.baseline,
+        f"{f.baseline_per_s:,.0f}",
+        f"{f.ratio:.2f}",
+        f"{f.peak_rss_mb:.0f}",
+    ]
+    if latency:
+        row += ["-" if v is None else f"{v:,.0f}" for v in (f.p50_ms, f.p99_ms)]
+    return row
+
+
+def _has_latency(figures: list[BenchFigure]) -> bool:
+    return any(f.p99_ms is not None for f in figures)
+
+
 def _table(figures: list[BenchFigure]) -> None:
-    print_table(
-        ["figure", "records", "ours/s", "baseline", "baseline/s", "ratio", "peak MiB"],
-        [
-            [
-                f.name,
-                f.records,
-                f"{f.ours_per_s:,.0f}",
-                f.baseline,
-                f"{f.baseline_per_s:,.0f}",
-                f"{f.ratio:.2f}",
-                f"{f.peak_rss_mb:.0f}",
-            ]
-            for f in figures
-        ],
+    latency = _has_latency(figures)
+    print_table(_HEADERS + (_LATENCY if latency else []), [_row(f, latency) for f in figures])
+
+
+def markdown(figures: list[BenchFigure], title: str) -> str:
+    """The Markdown report: one table row per figure, then each figure's note."""
+    latency = _has_latency(figures)
+    headers = _HEADERS + (_LATENCY if latency else [])
+    align = ["---", "---:", "---:", "---", "---:", "---:", "---:"] + (
+        ["---:", "---:"] if latency else []
     )
+    lines = [f"# {title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_row(f, latency)) + " |" for f in figures]
+    notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    return "\n".join(lines) + "\n"
 
 
 def _write(folder: Path, figures: list[BenchFigure], quick: bool) -> None:
@@ -107,16 +145,7 @@ def _write(folder: Path, figures: list[BenchFigure], quick: bool) -> None:
     kind = "quick" if quick else "full"
     data = [f.as_dict() for f in figures]
     (folder / f"{stamp}-{kind}.json").write_text(json.dumps(data, indent=2) + "\n")
-    rows = [
-        "| figure | records | ours/s | baseline | baseline/s | ratio | peak MiB |",
-        "|---|---:|---:|---|---:|---:|---:|",
-    ]
-    rows += [
-        f"| {f.name} | {f.records} | {f.ours_per_s:,.0f} | {f.baseline} | "
-        f"{f.baseline_per_s:,.0f} | {f.ratio:.2f} | {f.peak_rss_mb:.0f} |"
-        for f in figures
-    ]
-    text = f"# headrace bench ({kind}, {stamp})\n\n" + "\n".join(rows) + "\n"
+    text = markdown(figures, f"headrace bench ({kind}, {stamp})")
     (folder / f"{stamp}-{kind}.md").write_text(text)
     (folder / f"latest-{kind}.md").write_text(text)
     print(f"bench: results in {folder}/{stamp}-{kind}.json and .md", file=sys.stderr)
