@@ -14,6 +14,10 @@ DynamoDB (moto; the MongoDB sink on FerretDB sustains only a few hundred writes/
    ``headrace_end_to_end_seconds`` histogram (what production reports) and takes p50 and p99
    of the rows of step 2, interpolated within buckets as PromQL's ``histogram_quantile``.
 
+Where the time goes: a probe consumer in the bench reads both topics as the rows pass and
+notes, per topic, when it saw each row's message, exactly (p50/p99 of "in the raw topic" and
+"in the clean topic" after the commit), next to the sink's figure.
+
 The figure: ``ours_per_s`` is rows written / (first insert to last write), ``baseline_per_s``
 the rate actually offered (rows inserted / insert time), so a ratio near 1 means the pipeline
 kept up. ``peak_rss_mb`` is the largest peak RSS of the three processes (each read from
@@ -27,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +111,8 @@ class E2EResult:
     p50_s: float | None
     p99_s: float | None
     peak_rss_mb: dict[str, float]
+    #: hop (raw topic, clean topic) -> (p50 s, p99 s) of the time from commit to seen there
+    hops: dict[str, tuple[float, float]]
 
 
 class _Process:
@@ -136,6 +143,58 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+class _HopProbe:
+    """Reads ``topics`` from the start in a thread; for each message with a timestamp at or
+    after ``since_ms``, keeps (seen - timestamp) seconds per topic."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._hop = topics  # topic -> hop name
+        self.since_ms = float("inf")
+        self.seen: dict[str, list[float]] = {hop: [] for hop in topics.values()}
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-e2e-probe-{uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 20,
+            }
+        )
+        parts = []
+        for topic in topics:
+            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
+        self._consumer.assign(parts)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-e2e-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(1000, 0.05):
+                if msg.error() is not None:
+                    continue
+                now_ms = time.time() * 1000
+                _kind, ts = msg.timestamp()
+                if ts >= self.since_ms:
+                    self.seen[self._hop[str(msg.topic())]].append(max(0.0, now_ms - ts) / 1000)
+
+    def close(self) -> dict[str, tuple[float, float]]:
+        """Stop; (p50, p99) seconds per hop that saw anything."""
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+        return {hop: _percentiles(v) for hop, v in self.seen.items() if v}
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p99) of ``values``: the nearest-rank percentiles."""
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return ordered[min(last, int(0.5 * len(ordered)))], ordered[min(last, int(0.99 * len(ordered)))]
 
 
 def _sink_buckets(address: str, sink: str) -> dict[float, float]:
@@ -237,6 +296,10 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
     sink_port = _free_port()
     address = f"127.0.0.1:{sink_port}"
     procs: list[_Process] = []
+    probe = _HopProbe(
+        bootstrap, {f"{name}.orders.raw": "raw topic", f"{name}.orders.clean": "clean topic"}
+    )
+    hops: dict[str, tuple[float, float]] = {}
     try:
         procs.append(
             _Process(
@@ -274,6 +337,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         before = _sink_buckets(address, "orders_dynamo")
         primed = before.get(float("inf"), 0.0)
         started = time.perf_counter()
+        probe.since_ms = time.time() * 1000 - 1  # the steady rows' commit times, not priming
         rows, insert_s = _insert_steadily(cursor, rate, seconds)
         drain_timeout = max(60.0, seconds)
         try:
@@ -289,6 +353,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         delta = {le: n - before.get(le, 0.0) for le, n in after.items()}
         done = int(delta.get(float("inf"), 0.0))
     finally:
+        hops = probe.close()
         for p in reversed(procs):
             p.stop()
         _cleanup(
@@ -302,6 +367,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         p50_s=histogram_quantile(0.5, delta),
         p99_s=histogram_quantile(0.99, delta),
         peak_rss_mb={p.name: p.peak_mb for p in procs},
+        hops=hops,
     )
 
 
@@ -355,7 +421,13 @@ def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]
     result = run_e2e(env, rate, seconds, work)
     shutil.rmtree(work, ignore_errors=True)
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in result.peak_rss_mb.items())
-    note = f"MariaDB -> source -> stage -> DynamoDB sink (moto); peak RSS MiB: {peaks}"
+    hops = ", ".join(
+        f"{hop} {p50 * 1000:.0f}/{p99 * 1000:.0f}" for hop, (p50, p99) in result.hops.items()
+    )
+    note = (
+        f"MariaDB -> source -> stage -> DynamoDB sink (moto); commit to seen in, p50/p99 ms: "
+        f"{hops or 'n/a'}; peak RSS MiB: {peaks}"
+    )
     if result.written < result.rows:
         note += (
             f"; did not keep up: {result.written} of {result.rows} rows written by the end, "
