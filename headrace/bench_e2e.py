@@ -111,8 +111,8 @@ class E2EResult:
     p50_s: float | None
     p99_s: float | None
     peak_rss_mb: dict[str, float]
-    #: hop (raw topic, clean topic) -> (p50 s, p99 s) of the time from commit to seen there
-    hops: dict[str, tuple[float, float]]
+    #: hop (raw topic, clean topic) -> (rows seen, p50 s, p99 s) of commit to seen there
+    hops: dict[str, tuple[int, float, float]]
 
 
 class _Process:
@@ -182,19 +182,19 @@ class _HopProbe:
                 if ts >= self.since_ms:
                     self.seen[self._hop[str(msg.topic())]].append(max(0.0, now_ms - ts) / 1000)
 
-    def close(self) -> dict[str, tuple[float, float]]:
-        """Stop; (p50, p99) seconds per hop that saw anything."""
+    def close(self) -> dict[str, tuple[int, float, float]]:
+        """Stop; (rows, p50 s, p99 s) per hop that saw anything."""
         self._stop.set()
         self._thread.join(10)
         self._consumer.close()
         return {hop: _percentiles(v) for hop, v in self.seen.items() if v}
 
 
-def _percentiles(values: list[float]) -> tuple[float, float]:
-    """(p50, p99) of ``values``: the nearest-rank percentiles."""
+def _percentiles(values: list[float]) -> tuple[int, float, float]:
+    """(count, p50, p99) of ``values``: nearest-rank percentiles."""
     ordered = sorted(values)
-    last = len(ordered) - 1
-    return ordered[min(last, int(0.5 * len(ordered)))], ordered[min(last, int(0.99 * len(ordered)))]
+    n = len(ordered)
+    return n, ordered[min(n - 1, int(0.5 * n))], ordered[min(n - 1, int(0.99 * n))]
 
 
 def _sink_buckets(address: str, sink: str) -> dict[float, float]:
@@ -299,7 +299,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
     probe = _HopProbe(
         bootstrap, {f"{name}.orders.raw": "raw topic", f"{name}.orders.clean": "clean topic"}
     )
-    hops: dict[str, tuple[float, float]] = {}
+    hops: dict[str, tuple[int, float, float]] = {}
     try:
         procs.append(
             _Process(
@@ -422,7 +422,7 @@ def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]
     shutil.rmtree(work, ignore_errors=True)
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in result.peak_rss_mb.items())
     hops = ", ".join(
-        f"{hop} {p50 * 1000:.0f}/{p99 * 1000:.0f}" for hop, (p50, p99) in result.hops.items()
+        f"{hop} {p50 * 1000:.0f}/{p99 * 1000:.0f}" for hop, (_n, p50, p99) in result.hops.items()
     )
     note = (
         f"MariaDB -> source -> stage -> DynamoDB sink (moto); commit to seen in, p50/p99 ms: "
