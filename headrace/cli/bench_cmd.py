@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "together with its raw baseline in the same run, on the same data, and reported "
             "as records/s and a ratio (ours / baseline), with the peak memory of the process "
             "that did the work; latency figures add p50_ms and p99_ms. Results are written "
-            "to bench/results/ as JSON and Markdown (latest-quick.md / latest-full.md).",
+            "to bench/results/ as JSON and Markdown (also as latest-quick|full.json|md).",
             width=90,
         )
         + f"\n\nsuites:\n{lines}",
@@ -144,7 +144,8 @@ def _write(folder: Path, figures: list[BenchFigure], quick: bool) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     kind = "quick" if quick else "full"
     data = [f.as_dict() for f in figures]
-    (folder / f"{stamp}-{kind}.json").write_text(json.dumps(data, indent=2) + "\n")
+    for name in (f"{stamp}-{kind}.json", f"latest-{kind}.json"):
+        (folder / name).write_text(json.dumps(data, indent=2) + "\n")
     text = markdown(figures, f"headrace bench ({kind}, {stamp})")
     (folder / f"{stamp}-{kind}.md").write_text(text)
     (folder / f"latest-{kind}.md").write_text(text)
