@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["ProcessView", "collect", "discover_targets", "histogram_quantile", "scrape"]
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 _E2E_BUCKET = "headrace_end_to_end_seconds_bucket"
 
 
@@ -103,11 +102,12 @@ def collect(
         view.stalled = sum(_sum(after, "headrace_stalled_partitions").values())
         health = _sum(after, "headrace_healthy")
         view.healthy = None if not health else all(v >= 1 for v in health.values())
-        buckets = {
-            le: v - _sum(before or {}, _E2E_BUCKET, by="le").get(le, 0.0)
-            for le, v in _sum(after, _E2E_BUCKET, by="le").items()
+        earlier = _sum(before or {}, _E2E_BUCKET, by="le")
+        increase = {
+            float(le): n - earlier.get(le, 0.0)
+            for le, n in _sum(after, _E2E_BUCKET, by="le").items()
         }
-        view.e2e_p99 = histogram_quantile(0.99, {float(le): n for le, n in buckets.items()})
+        view.e2e_p99 = histogram_quantile(0.99, increase)
         views.append(view)
     return views
 
