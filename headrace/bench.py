@@ -47,6 +47,12 @@ class BenchFigure:
                 del data[key]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchFigure:
+        """The figure of one ``--json`` line (``ratio`` is derived, so it is dropped)."""
+        fields = {k: v for k, v in data.items() if k != "ratio"}
+        return cls(**fields)
+
     def json_line(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=False)
 

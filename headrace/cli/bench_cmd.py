@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 import textwrap
 import time
@@ -64,6 +65,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="e2e: records/s offered steadily at the source (default 5000, the target)",
     )
     p.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
+    p.add_argument(
+        "--no-save", action="store_true", help="print only; write nothing to the results folder"
+    )
     p.set_defaults(func=_bench)
 
 
@@ -75,25 +79,57 @@ def _bench(args: argparse.Namespace) -> int:
     env = read_env_file(stack.paths.env_file)
     chosen = list(SUITES) if args.suite == "all" else [args.suite]
     figures: list[BenchFigure] = []
+    failed: list[str] = []
     for suite in chosen:
-        module_name, _ = SUITES[suite]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            raise HeadraceError(f"bench {suite}: not available yet in this version") from None
-        print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
-        reset_peak_rss()
-        options = {"rate": args.rate} if suite == "e2e" else {}
-        for fig in module.run(env, args.quick, **options):
+        # Several suites: each in its own process, so a figure's peak memory is its own and
+        # not what earlier suites left in this process's heap; a failing suite does not
+        # lose the others' figures.
+        if len(chosen) > 1:
+            suite_figures, ok = _suite_in_child(suite, args)
+            if not ok:
+                failed.append(suite)
+        else:
+            print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
+            suite_figures = _suite_here(suite, env, args)
+        for fig in suite_figures:
             figures.append(fig)
             if args.json:
                 print(fig.json_line(), flush=True)
     if not args.json:
         _table(figures)
-    _write(Path(args.out), figures, args.quick)
+    if not args.no_save:
+        _write(Path(args.out), figures, args.quick)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)} (see their output above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _suite_here(suite: str, env: dict[str, str], args: argparse.Namespace) -> list[BenchFigure]:
+    module_name, _ = SUITES[suite]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise HeadraceError(f"bench {suite}: not available yet in this version") from None
+    reset_peak_rss()
+    options = {"rate": args.rate} if suite == "e2e" else {}
+    figures: list[BenchFigure] = module.run(env, args.quick, **options)
+    return figures
+
+
+def _suite_in_child(suite: str, args: argparse.Namespace) -> tuple[list[BenchFigure], bool]:
+    """Run one suite as ``headrace bench SUITE --json --no-save``; (its figures, exit 0?)."""
+    argv = [sys.executable, "-m", "headrace.cli.main", "bench", suite, "--json", "--no-save"]
+    argv += ["--rate", str(args.rate)] + (["--quick"] if args.quick else [])
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    figures = [
+        BenchFigure.from_dict(json.loads(line))
+        for line in done.stdout.splitlines()
+        if line.startswith("{")
+    ]
+    return figures, done.returncode == 0
 
 
 _HEADERS = ["figure", "records", "ours/s", "baseline", "baseline/s", "ratio", "peak MiB"]
