@@ -54,8 +54,10 @@ __all__ = [
 _STAGE = ["pipeline", "stage", "kind"]
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: end-to-end spans source polls, stages and sink batching: 10 ms to an hour (a replay or a
-#: backlog), with a bucket edge at the 2 s target so "share under 2 s" is exact
-_E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+#: backlog), finer around the 2 s target, with an edge at 2 s so "share under 2 s" is exact
+_E2E_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10, 30, 60, 300, 900, 3600
+)  # fmt: skip
 
 RECORDS = Counter(
     "headrace_records",
