@@ -20,8 +20,10 @@ notes, per topic, when it saw each row's message, exactly (p50/p99 of "in the ra
 
 The figure: ``ours_per_s`` is rows written / (first insert to last write), ``baseline_per_s``
 the rate actually offered (rows inserted / insert time), so a ratio near 1 means the pipeline
-kept up. ``peak_rss_mb`` is the largest peak RSS of the three processes (each read from
-/proc/<pid>/status before it stops); the note has each.
+kept up (for a short run the last rows' latency weighs on it; the note also says when more
+than 2 s of input was still unwritten as the last row was inserted). ``peak_rss_mb`` is the
+largest peak RSS of the three processes (each read from /proc/<pid>/status before it stops);
+the note has each.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class E2EResult:
 
     rows: int
     written: int
+    #: rows not yet written when the last one was inserted
+    backlog: int
     offered_per_s: float
     written_per_s: float
     p50_s: float | None
@@ -339,6 +343,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         started = time.perf_counter()
         probe.since_ms = time.time() * 1000 - 1  # the steady rows' commit times, not priming
         rows, insert_s = _insert_steadily(cursor, rate, seconds)
+        backlog = rows - int(written() - primed)
         drain_timeout = max(60.0, seconds)
         try:
             finished = _wait_for(
@@ -362,6 +367,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
     return E2EResult(
         rows=rows,
         written=done,
+        backlog=backlog,
         offered_per_s=rows / insert_s,
         written_per_s=done / (finished - started),
         p50_s=histogram_quantile(0.5, delta),
@@ -428,6 +434,11 @@ def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]
         f"MariaDB -> source -> stage -> DynamoDB sink (moto); commit to seen in, p50/p99 ms: "
         f"{hops or 'n/a'}; peak RSS MiB: {peaks}"
     )
+    if result.backlog > 2 * rate:
+        note += (
+            f"; fell behind: {result.backlog} rows ({result.backlog / rate:.0f} s of input) "
+            "not yet written when the last was inserted"
+        )
     if result.written < result.rows:
         note += (
             f"; did not keep up: {result.written} of {result.rows} rows written by the end, "

@@ -20,6 +20,7 @@ def test_steady_rows_are_all_written_and_measured(
 
     assert result.rows == int(rate * seconds)
     assert result.written == result.rows  # the sink's histogram counted each steady row once
+    assert 0 <= result.backlog <= result.rows
     assert set(result.hops) == {"raw topic", "clean topic"}
     for hop, (seen, p50, p99) in result.hops.items():
         assert seen == result.rows, hop
