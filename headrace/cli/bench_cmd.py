@@ -26,7 +26,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "sink": ("connectors.bench", "MongoDB and DynamoDB sinks vs the raw clients"),
     "e2e": (
         "headrace.bench_e2e",
-        "p50/p99 latency, MariaDB -> source -> stage -> DynamoDB sink at a steady 5,000/s",
+        "p50/p99 latency, MariaDB -> source -> stage -> DynamoDB sink, steady --rate",
     ),
 }
 
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=[*SUITES, "all"],
         help="which benchmarks (default all)",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes: under a minute per suite")
+    p.add_argument("--quick", action="store_true", help="small sizes: about a minute per suite")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object per figure instead of a table"
     )
