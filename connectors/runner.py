@@ -242,6 +242,8 @@ class SinkRunner:
         started = self._clock()
         good, letters = self._decode(records)
         outcome = self._write_with_retry(good, deadline)
+        rejected = outcome.rejected
+        self._metrics.visible(r.timestamp_ms for i, r in enumerate(good) if i not in rejected)
         for index, reason in sorted(outcome.rejected.items()):
             letters.append((good[index], reason))
         for record, reason in letters:

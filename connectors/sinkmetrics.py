@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from headrace import metrics as m
 
@@ -19,6 +19,7 @@ class SinkMetrics:
         self._batch_size = m.BATCH_SIZE.labels(**self._labels)
         self._dlq = m.DLQ_RECORDS.labels(**self._labels)
         self._throttles = m.THROTTLES.labels(**self._labels)
+        self._e2e = m.E2E_LATENCY.labels(**self._labels)
         self._last_commit = time.monotonic()
         m.CHECKPOINT_LAG.labels(**self._labels).set_function(
             lambda: time.monotonic() - self._last_commit
@@ -32,6 +33,10 @@ class SinkMetrics:
     def batch(self, size: int, seconds: float) -> None:
         self._batch_size.observe(size)
         self._batch_seconds.observe(seconds)
+
+    def visible(self, timestamps_ms: Iterable[int | None]) -> None:
+        """Records (by message timestamp) whose write just returned: end-to-end latency."""
+        m.observe_end_to_end(self._e2e, timestamps_ms)
 
     def dead_letter(self) -> None:
         self._dlq.inc()

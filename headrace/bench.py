@@ -8,13 +8,15 @@ reported (JSON lines and a Markdown table), and targets are read from them by pe
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchFigure", "peak_rss_mb", "timed"]
+__all__ = ["BenchFigure", "peak_rss_mb", "process_peak_rss_mb", "reset_peak_rss", "timed"]
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,52 @@ class BenchFigure:
                 del data[key]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchFigure:
+        """The figure of one ``--json`` line (``ratio`` is derived, so it is dropped)."""
+        fields = {k: v for k, v in data.items() if k != "ratio"}
+        return cls(**fields)
+
     def json_line(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=False)
 
 
 def peak_rss_mb(children: bool = False) -> float:
-    """Peak resident memory of this process (or of its waited-for children), in MiB."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss / 1024.0
+    """Peak resident memory of this process since the previous call, in MiB.
+
+    Each figure calls it once when it is done, so the figure reports its own peak, not the
+    largest of every figure before it in the same ``headrace bench`` run: on Linux the peak
+    (VmHWM) is read and then reset to the current RSS (``/proc/self/clear_refs``). Where that
+    is not possible, the lifetime peak. ``children=True``: the largest peak of any
+    waited-for child process (lifetime; prefer ``process_peak_rss_mb(pid)`` per child).
+    """
+    if children:
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    peak = process_peak_rss_mb("self")
+    if peak is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    reset_peak_rss()
+    return peak
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS over at its current RSS (Linux; elsewhere a no-op).
+    ``headrace bench`` calls it before each suite, once the previous one's data is freed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS (VmHWM)
+    except OSError:
+        pass
+
+
+def process_peak_rss_mb(pid: int | str) -> float | None:
+    """Peak resident memory (VmHWM) of a running process, in MiB; None when it is gone or
+    there is no /proc. Read it before the process exits (then it is too late)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024.0 if found else None
 
 
 def timed(fn: Callable[[], int]) -> tuple[int, float]:

@@ -2,7 +2,9 @@
 
 Processes announce themselves through file-based service discovery (``headrace.metrics.serve``
 writes ``<targets dir>/<pipeline>-<kind>-<name>-<pid>.json``). ``collect`` scrapes each target
-twice, ``interval`` seconds apart, and turns the counters into rates.
+twice, ``interval`` seconds apart, and turns the counters into rates, and the end-to-end
+latency histogram's increase between the two scrapes into a p99 (as PromQL's
+``histogram_quantile`` does), so it reflects the last ``interval`` seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["ProcessView", "collect", "discover_targets", "scrape"]
+__all__ = ["ProcessView", "collect", "discover_targets", "histogram_quantile", "scrape"]
+
+_E2E_BUCKET = "headrace_end_to_end_seconds_bucket"
 
 
 @dataclass
@@ -31,6 +35,8 @@ class ProcessView:
     dlq_total: float = 0.0
     healthy: bool | None = None
     stalled: float = 0.0
+    #: p99 end-to-end latency (s) of the records written between the scrapes; None if none
+    e2e_p99: float | None = None
 
 
 def discover_targets(folder: Path, pattern: str = "*.json") -> list[tuple[str, str]]:
@@ -96,5 +102,34 @@ def collect(
         view.stalled = sum(_sum(after, "headrace_stalled_partitions").values())
         health = _sum(after, "headrace_healthy")
         view.healthy = None if not health else all(v >= 1 for v in health.values())
+        earlier = _sum(before or {}, _E2E_BUCKET, by="le")
+        increase = {
+            float(le): n - earlier.get(le, 0.0)
+            for le, n in _sum(after, _E2E_BUCKET, by="le").items()
+        }
+        view.e2e_p99 = histogram_quantile(0.99, increase)
         views.append(view)
     return views
+
+
+def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:
+    """The ``q`` quantile of a histogram given as {upper bound: cumulative count}, linearly
+    interpolated inside its bucket like PromQL's ``histogram_quantile``; None if empty.
+
+    A quantile in the ``+Inf`` bucket is reported as the largest finite bound.
+    """
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    rank = q * cumulative[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower

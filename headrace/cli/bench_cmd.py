@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from headrace.bench import BenchFigure
+from headrace.bench import BenchFigure, reset_peak_rss
 from headrace.cli.common import print_table, stack_paths
 from headrace.errors import HeadraceError
 
@@ -23,6 +24,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "produce": ("producers.bench", "S3 and MySQL sources vs plain confluent-kafka / SQLAlchemy"),
     "stream": ("streams.bench", "our stages vs a naive Faust agent on the same topic"),
     "sink": ("connectors.bench", "MongoDB and DynamoDB sinks vs the raw clients"),
+    "e2e": (
+        "headrace.bench_e2e",
+        "p50/p99 latency, MariaDB -> source -> stage -> DynamoDB sink, steady --rate",
+    ),
 }
 
 
@@ -35,8 +40,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=textwrap.fill(
             "Run benchmarks on the local stack (started if needed). Every figure is measured "
             "together with its raw baseline in the same run, on the same data, and reported "
-            "as records/s and a ratio (ours / baseline), with peak memory. Results are "
-            "written to bench/results/ as JSON and Markdown.",
+            "as records/s and a ratio (ours / baseline), with the peak memory of the process "
+            "that did the work; latency figures add p50_ms and p99_ms. Results are written "
+            "to bench/results/ as JSON and Markdown (also as latest-quick|full.json|md).",
             width=90,
         )
         + f"\n\nsuites:\n{lines}",
@@ -48,11 +54,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=[*SUITES, "all"],
         help="which benchmarks (default all)",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes: under a minute per suite")
+    p.add_argument("--quick", action="store_true", help="small sizes: about a minute per suite")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object per figure instead of a table"
     )
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=5000,
+        help="e2e: records/s offered steadily at the source (default 5000, the target)",
+    )
     p.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
+    p.add_argument(
+        "--no-save", action="store_true", help="print only; write nothing to the results folder"
+    )
     p.set_defaults(func=_bench)
 
 
@@ -64,41 +79,100 @@ def _bench(args: argparse.Namespace) -> int:
     env = read_env_file(stack.paths.env_file)
     chosen = list(SUITES) if args.suite == "all" else [args.suite]
     figures: list[BenchFigure] = []
+    failed: list[str] = []
     for suite in chosen:
-        module_name, _ = SUITES[suite]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            raise HeadraceError(f"bench {suite}: not available yet in this version") from None
-        print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
-        for fig in module.run(env, args.quick):
+        # Several suites: each in its own process, so a figure's peak memory is its own and
+        # not what earlier suites left in this process's heap; a failing suite does not
+        # lose the others' figures.
+        if len(chosen) > 1:
+            suite_figures, ok = _suite_in_child(suite, args)
+            if not ok:
+                failed.append(suite)
+        else:
+            print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
+            suite_figures = _suite_here(suite, env, args)
+        for fig in suite_figures:
             figures.append(fig)
             if args.json:
                 print(fig.json_line(), flush=True)
     if not args.json:
         _table(figures)
-    _write(Path(args.out), figures, args.quick)
+    if not args.no_save:
+        _write(Path(args.out), figures, args.quick)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)} (see their output above)", file=sys.stderr)
+        return 1
     return 0
 
 
+def _suite_here(suite: str, env: dict[str, str], args: argparse.Namespace) -> list[BenchFigure]:
+    module_name, _ = SUITES[suite]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise HeadraceError(f"bench {suite}: not available yet in this version") from None
+    reset_peak_rss()
+    options = {"rate": args.rate} if suite == "e2e" else {}
+    figures: list[BenchFigure] = module.run(env, args.quick, **options)
+    return figures
+
+
+def _suite_in_child(suite: str, args: argparse.Namespace) -> tuple[list[BenchFigure], bool]:
+    """Run one suite as ``headrace bench SUITE --json --no-save``; (its figures, exit 0?)."""
+    argv = [sys.executable, "-m", "headrace.cli.main", "bench", suite, "--json", "--no-save"]
+    argv += ["--rate", str(args.rate)] + (["--quick"] if args.quick else [])
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    figures = [
+        BenchFigure.from_dict(json.loads(line))
+        for line in done.stdout.splitlines()
+        if line.startswith("{")
+    ]
+    return figures, done.returncode == 0
+
+
+_HEADERS = ["figure", "records", "ours/s", "baseline", "baseline/s", "ratio", "peak MiB"]
+_LATENCY = ["p50 ms", "p99 ms"]
+
+
+def _row(f: BenchFigure, latency: bool) -> list[str]:
+    row = [
+        f.name,
+        f"{f.records:,}",
+        f"{f.ours_per_s:,.0f}",
+        f.baseline,
+        f"{f.baseline_per_s:,.0f}",
+        f"{f.ratio:.2f}",
+        f"{f.peak_rss_mb:.0f}",
+    ]
+    if latency:
+        row += ["-" if v is None else f"{v:,.0f}" for v in (f.p50_ms, f.p99_ms)]
+    return row
+
+
+def _has_latency(figures: list[BenchFigure]) -> bool:
+    return any(f.p99_ms is not None for f in figures)
+
+
 def _table(figures: list[BenchFigure]) -> None:
-    print_table(
-        ["figure", "records", "ours/s", "baseline", "baseline/s", "ratio", "peak MiB"],
-        [
-            [
-                f.name,
-                f.records,
-                f"{f.ours_per_s:,.0f}",
-                f.baseline,
-                f"{f.baseline_per_s:,.0f}",
-                f"{f.ratio:.2f}",
-                f"{f.peak_rss_mb:.0f}",
-            ]
-            for f in figures
-        ],
+    latency = _has_latency(figures)
+    print_table(_HEADERS + (_LATENCY if latency else []), [_row(f, latency) for f in figures])
+
+
+def markdown(figures: list[BenchFigure], title: str) -> str:
+    """The Markdown report: one table row per figure, then each figure's note."""
+    latency = _has_latency(figures)
+    headers = _HEADERS + (_LATENCY if latency else [])
+    align = ["---", "---:", "---:", "---", "---:", "---:", "---:"] + (
+        ["---:", "---:"] if latency else []
     )
+    lines = [f"# {title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_row(f, latency)) + " |" for f in figures]
+    notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    return "\n".join(lines) + "\n"
 
 
 def _write(folder: Path, figures: list[BenchFigure], quick: bool) -> None:
@@ -106,17 +180,9 @@ def _write(folder: Path, figures: list[BenchFigure], quick: bool) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     kind = "quick" if quick else "full"
     data = [f.as_dict() for f in figures]
-    (folder / f"{stamp}-{kind}.json").write_text(json.dumps(data, indent=2) + "\n")
-    rows = [
-        "| figure | records | ours/s | baseline | baseline/s | ratio | peak MiB |",
-        "|---|---:|---:|---|---:|---:|---:|",
-    ]
-    rows += [
-        f"| {f.name} | {f.records} | {f.ours_per_s:,.0f} | {f.baseline} | "
-        f"{f.baseline_per_s:,.0f} | {f.ratio:.2f} | {f.peak_rss_mb:.0f} |"
-        for f in figures
-    ]
-    text = f"# headrace bench ({kind}, {stamp})\n\n" + "\n".join(rows) + "\n"
+    for name in (f"{stamp}-{kind}.json", f"latest-{kind}.json"):
+        (folder / name).write_text(json.dumps(data, indent=2) + "\n")
+    text = markdown(figures, f"headrace bench ({kind}, {stamp})")
     (folder / f"{stamp}-{kind}.md").write_text(text)
     (folder / f"latest-{kind}.md").write_text(text)
     print(f"bench: results in {folder}/{stamp}-{kind}.json and .md", file=sys.stderr)

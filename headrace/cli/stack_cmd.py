@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from headrace.cli.common import print_table, stack_paths
@@ -59,8 +60,17 @@ def _up(args: argparse.Namespace) -> int:
     stack = _stack()
     rows = stack.up(args.names)
     _print_status(rows)
+    _prune_targets(stack.paths.conf / "prometheus" / "targets")
     print(f"\nendpoints: {stack.paths.env_file}  (source it, or let tests and the demo read it)")
     return 0
+
+
+def _prune_targets(folder: Path) -> None:
+    """Scrape targets left by headrace processes that were killed would show as down."""
+    from headrace.metrics import prune_stale_targets
+
+    if folder.is_dir() and (removed := prune_stale_targets(folder)):
+        print(f"prometheus: removed {len(removed)} stale target file(s) of processes that are gone")
 
 
 def _down(args: argparse.Namespace) -> int:

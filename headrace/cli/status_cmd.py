@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="rates, lags, dead letters and health of every running headrace process",
         description="Scrape the /metrics endpoint of every running headrace process (found "
         "through the Prometheus target files in $HEADRACE_PROMETHEUS_TARGETS, default "
-        ".stack/conf/prometheus/targets) twice and print one line per process.",
+        ".stack/conf/prometheus/targets) twice and print one line per process: record "
+        "rates, consumer lag, dead letters, the p99 end-to-end latency of what sinks wrote "
+        "between the scrapes, and health. Target files of processes that are gone are "
+        "removed first.",
     )
     p.add_argument(
         "--interval",
@@ -32,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from headrace.metrics import prune_stale_targets
     from headrace.status_view import collect, discover_targets
 
     folder = Path(
@@ -39,6 +43,8 @@ def _status(args: argparse.Namespace) -> int:
         or os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
         or stack_paths().conf / "prometheus" / "targets"
     )
+    if folder.is_dir() and (removed := prune_stale_targets(folder)):
+        print(f"removed {len(removed)} stale target file(s) of processes that are gone")
     targets = discover_targets(folder)
     if not targets:
         print(f"no running headrace process found (no target files in {folder})")
@@ -58,8 +64,12 @@ def _status(args: argparse.Namespace) -> int:
                 rates if v.up else "-",
                 f"{v.lag:,.0f}",
                 f"{v.dlq_total:,.0f}",
+                "-" if v.e2e_p99 is None else f"{v.e2e_p99 * 1000:,.0f} ms",
                 health,
             ]
         )
-    print_table(["process", "metrics", "state", "records", "lag", "dead letters", "health"], rows)
+    print_table(
+        ["process", "metrics", "state", "records", "lag", "dead letters", "e2e p99", "health"],
+        rows,
+    )
     return 0 if all(v.up for v in views) else 1

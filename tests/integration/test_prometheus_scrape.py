@@ -62,19 +62,30 @@ def test_prometheus_sees_every_process_and_the_kafka_count(
         f'count(up{{job="headrace"}} == 1 and on(instance) '
         f'headrace_process_info{{pipeline="{unique}"}})'
     )
+    # every record the sink wrote has its end-to-end latency observed, all in the same run
+    written = f'sum(headrace_records_total{{pipeline="{unique}",kind="sink",outcome!="dlq"}})'
+    e2e = f'sum(headrace_end_to_end_seconds_count{{pipeline="{unique}",kind="sink"}})'
+    kept = sum(1 for r in rows if r["s"] != "cancelled" and r["q"] > 0)
+
+    def value(promql: str) -> float:
+        res = _query(prom, promql)
+        return float(res[0]["value"][1]) if res else 0.0
+
     try:
         deadline = time.monotonic() + 120
-        seen_up = produced_n = 0.0
+        seen_up = produced_n = written_n = e2e_n = 0.0
         while time.monotonic() < deadline:
-            res = _query(prom, up)
-            seen_up = float(res[0]["value"][1]) if res else 0.0
-            res = _query(prom, produced)
-            produced_n = float(res[0]["value"][1]) if res else 0.0
-            if seen_up >= 3 and produced_n >= len(rows):
+            seen_up, produced_n = value(up), value(produced)
+            written_n, e2e_n = value(written), value(e2e)
+            if seen_up >= 3 and produced_n >= len(rows) and e2e_n == written_n == kept:
                 break
             time.sleep(2)
         assert seen_up == 3, f"Prometheus scrapes {seen_up} of the 3 processes"
         assert produced_n == _kafka_count(kafka_bootstrap, f"{unique}.orders.raw") == len(rows)
+        assert e2e_n == written_n == kept, (e2e_n, written_n, kept)
+        buckets = f'headrace_end_to_end_seconds_bucket{{pipeline="{unique}"}}'
+        # timestamps are the produce times (no timestamp_field): written seconds later
+        assert 0 < value(f"histogram_quantile(0.99, sum by (le) ({buckets}))") < 60
     finally:
         run.terminate()
         try:

@@ -158,6 +158,9 @@ class QuietMetrics:
     def batch(self, size: int, seconds: float) -> None:
         self._add("batches")
 
+    def visible(self, timestamps_ms: Any) -> None:
+        self._add("visible", sum(1 for _ in timestamps_ms))
+
     def dead_letter(self) -> None:
         self._add("dlq")
 

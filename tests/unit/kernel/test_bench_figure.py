@@ -38,3 +38,10 @@ def test_timed_and_rss() -> None:
     count, rate = timed(lambda: sum(1 for _ in range(10_000)))
     assert count == 10_000 and rate > 0
     assert peak_rss_mb() > 1
+
+
+def test_a_json_line_reads_back_as_the_same_figure() -> None:
+    fig = BenchFigure("e2e @500/s", 2500, 490.5, "offered", 500.0, 90.0, 600.0, 990.0, "moto")
+    assert BenchFigure.from_dict(json.loads(fig.json_line())) == fig
+    plain = BenchFigure("sink.dynamodb", 4000, 900.0, "boto3", 1000.0, 80.0)
+    assert BenchFigure.from_dict(json.loads(plain.json_line())) == plain

@@ -63,3 +63,38 @@ def test_a_dead_target_is_reported_down(tmp_path: Path) -> None:
     )
     [view] = collect(discover_targets(tmp_path), interval=0.01, timeout=0.5)
     assert view.process == "stage/x" and not view.up
+
+
+def test_histogram_quantile_interpolates_like_promql() -> None:
+    from headrace.status_view import histogram_quantile
+
+    inf = float("inf")
+    assert histogram_quantile(0.99, {0.1: 0, 1.0: 0, inf: 0}) is None
+    # 100 records: 50 under 0.1 s, 100 under 1 s -> p99 is 98% of the way from 0.1 to 1
+    assert histogram_quantile(0.99, {0.1: 50, 1.0: 100, inf: 100}) == 0.1 + 0.9 * 49 / 50
+    assert histogram_quantile(0.5, {0.1: 50, 1.0: 100, inf: 100}) == 0.1
+    assert histogram_quantile(0.99, {0.1: 0, 1.0: 10, inf: 20}) == 1.0  # +Inf: largest bound
+
+
+def test_status_shows_the_sinks_end_to_end_p99(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_PROMETHEUS_TARGETS", str(tmp_path))
+    metrics.serve("e2estatus", "sink", "orders_dynamo", 0)
+    child = metrics.E2E_LATENCY.labels(pipeline="e2estatus", stage="orders_dynamo", kind="sink")
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            metrics.observe_end_to_end(child, [int(time.time() * 1000) - 300] * 10)
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        views = collect(discover_targets(tmp_path, "e2estatus-*.json"), interval=0.5)
+    finally:
+        stop.set()
+        writer.join()
+    [view] = views
+    assert view.e2e_p99 is not None and 0.25 < view.e2e_p99 <= 0.5  # in the 0.25-0.5 s bucket

@@ -82,6 +82,7 @@ def test_every_dashboard_panel_queries_existing_metrics() -> None:
     [
         "Throughput per stage",
         "End-to-end latency",
+        "End-to-end within 2 s",
         "Consumer lag",
         "Dead letters",
         "Rate-limit waits",
