@@ -354,7 +354,7 @@ class Runner:
             and (len(self.producer) == 0 or since >= self.checkpoint_interval * FORCE_AFTER)
         )
         state = self._produced_state
-        if due and state is not None and state is not self._stored_state:
+        if due and state is not None and state != self._stored_state:
             self._barrier()
             if self._unacked_since is not None:
                 self._m_batch.observe(time.perf_counter() - self._unacked_since)

@@ -279,3 +279,18 @@ def test_checkpoints_wait_for_a_quiet_moment_or_force_a_barrier_after_three_inte
     runner._advance(block=False)
     assert store.saved == [{"n": 1}, {"n": 3}]
     assert store.delivered_at_save == [1, 3]
+
+
+def test_an_unchanged_position_is_not_stored_again() -> None:
+    """A caught-up source polls and reports the same position each time (a new but equal
+    object): the checkpoint topic gets nothing new."""
+    producer, store = FakeProducer(), FakeStore()
+    batches = [Batch([_rec(1)], {"n": 1}), Batch([], {"n": 1}), Batch([], {"n": 1})]
+    runner = _runner(ListSource(batches), producer, store)
+    gen = runner.source.batches()
+    for _ in range(3):
+        runner._send(next(gen))
+        producer.release()
+        runner._last_checkpoint -= 5.0
+        runner._advance(block=False)
+    assert store.saved == [{"n": 1}]
