@@ -158,8 +158,8 @@ def _print_report(env: dict[str, str]) -> None:
 
 
 def _verify(env: dict[str, str]) -> int:
-    from headrace.demo.shop import aws_client
     from headrace.demo.shop_verify import verify
+    from headrace.stack import aws_client
 
     print("\nverify: recomputing the expected results from MariaDB and S3 ...")
     verdict = verify(env, aws_client(env, "s3"), aws_client(env, "dynamodb"))

@@ -21,11 +21,11 @@ from typing import IO, Any
 from headrace.demo.shop_data import ShopData, generate, seed_mysql, seed_s3
 from headrace.demo.shop_verify import DYNAMO_TABLE, MONGO_DB
 from headrace.errors import HeadraceError
+from headrace.stack import aws_client
 
 __all__ = [
     "PIPELINE_FILE",
     "ShopReport",
-    "aws_client",
     "prepare",
     "report",
     "start_run",
@@ -44,19 +44,6 @@ STAGE_TOPICS = (
     ("top10: rank changes", "shop.top10"),
     ("order_status", "shop.orders.status"),
 )
-
-
-def aws_client(env: Mapping[str, str], service: str) -> Any:
-    """A boto3 client for ``service`` on the stack's moto endpoint."""
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=env["HEADRACE_AWS_ENDPOINT"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
 
 
 def prepare(

@@ -84,10 +84,9 @@ def run_smoke(
 
 
 def _engine(env: dict[str, str], db: str = "") -> Any:
-    import sqlalchemy as sa
+    from headrace.demo.shop_data import mysql_engine
 
-    base = env["HEADRACE_MYSQL_URL"].rsplit("/", 1)[0]
-    return sa.create_engine(f"{base}/{db}")
+    return mysql_engine(env["HEADRACE_MYSQL_URL"], db)
 
 
 def _seed_mysql(env: dict[str, str], rows: list[tuple[int, str, Decimal]]) -> None:
@@ -120,15 +119,9 @@ def _sql_counts(env: dict[str, str]) -> dict[str, int]:
 
 
 def _s3(env: dict[str, str], service: str) -> Any:
-    import boto3
+    from headrace.stack import aws_client
 
-    return boto3.client(
-        service,
-        endpoint_url=env["HEADRACE_AWS_ENDPOINT"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
+    return aws_client(env, service)
 
 
 def _seed_s3(env: dict[str, str], customers: int) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from headrace.demo.shop import PIPELINE_FILE, aws_client, prepare, start_run
+from headrace.demo.shop import PIPELINE_FILE, prepare, start_run
 from headrace.demo.shop_verify import DYNAMO_TABLE, verify
+from headrace.stack import aws_client
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 ORDERS = max(2000, int(50_000 * SCALE))
