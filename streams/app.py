@@ -2,8 +2,10 @@
 
 ``build_worker(pipeline, options)`` returns the ``faust.App`` and its ``StageRunner``s:
 
-- every stage reads its ``from`` topic through a ``BatchTopic`` (raw bytes, batch hand-off)
-  and runs in its own asyncio task: concurrency 1 per stage, input offsets acked only after
+- every stage reads its ``from`` topic through a ``BatchTopic``: raw aiokafka records handed
+  over a fetched batch at a time by ``streams.consumer.BatchConsumer`` (no per-message task or
+  event); one stage per input topic in a worker (``ConfigError`` otherwise); each stage runs in
+  its own asyncio task: concurrency 1 per stage, input offsets acked only after
   the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
@@ -30,6 +32,7 @@ from headrace.config import Pipeline, Stage
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from streams.batch_topic import BatchBuffer, BatchTopic
+from streams.consumer import BatchApp
 from streams.health import Health
 from streams.lookup import LookupRunner
 from streams.runner import StageRunner
@@ -89,7 +92,7 @@ def _prepare_topics(pipeline: Pipeline, stages: dict[str, Stage]) -> dict[str, i
     return counts
 
 
-def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App, list[StageRunner]]:
+def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, list[StageRunner]]:
     """The app and its stage loops (not started); ConfigError for an unusable pipeline."""
     chosen = options.stages or tuple(pipeline.stages)
     unknown = [s for s in chosen if s not in pipeline.stages]
@@ -100,7 +103,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App,
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
-    app = faust.App(
+    app = BatchApp(
         app_id,
         broker=f"kafka://{pipeline.kafka.bootstrap_servers}",
         store=options.store,
@@ -109,7 +112,6 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=10_000,
-        stream_wait_empty=False,
         topic_disable_leader=True,
     )
     producer = make_producer(pipeline.kafka, **{"linger.ms": 5})
@@ -167,8 +169,14 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App,
     return app, runners
 
 
-def _batch_topic(app: faust.App, name: str, options: WorkerOptions) -> BatchTopic:
+def _batch_topic(app: BatchApp, name: str, options: WorkerOptions) -> BatchTopic:
+    if name in app.batch_buffers:
+        raise ConfigError(
+            f"two stages of this worker read topic {name!r}; run them in separate workers "
+            "(headrace worker --stage NAME) or chain them"
+        )
     buffer = BatchBuffer(maxsize=options.batch_size * 4, batch_size=options.batch_size)
+    app.batch_buffers[name] = buffer
     topic = BatchTopic(
         app, topics=[name], key_serializer="raw", value_serializer="raw", buffer=buffer
     )
