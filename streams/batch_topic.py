@@ -62,14 +62,14 @@ class BatchBuffer:
             self.ready.set()
         return True
 
-    async def take(self, within: float) -> list[Any]:
-        """Everything buffered, waiting at most ``within`` s for ``batch_size`` records.
-
-        The buffer is busy from here until ``done()``."""
+    async def take(self, within: float, limit: int | None = None) -> list[Any]:
+        """Everything buffered (at most ``limit``), waiting at most ``within`` s for
+        ``batch_size`` records. The buffer is busy from here until ``done()``."""
         if self.closed:
             await asyncio.sleep(within)
             return []
-        if len(self.items) < self.batch_size:
+        wanted = self.batch_size if limit is None else min(limit, self.batch_size)
+        if len(self.items) < wanted:
             self.ready.clear()
             try:
                 await asyncio.wait_for(self.ready.wait(), timeout=within)
@@ -77,7 +77,10 @@ class BatchBuffer:
                 pass
         if self.closed:
             return []
-        items, self.items = self.items, []
+        if limit is not None and len(self.items) > limit:
+            items, self.items = self.items[:limit], self.items[limit:]
+        else:
+            items, self.items = self.items, []
         self.ready.clear()
         self.space.set()
         self._idle.clear()

@@ -1,7 +1,7 @@
 """Worker health: ``/healthz``, ``/readyz`` and the stall watchdog.
 
 - ``/readyz``: 200 when the worker holds partitions, is not rebalancing, and table recovery
-  is done; 503 (with the reason) otherwise.
+  is done (the body lists the partitions held, ``topic[n]``); 503 (with the reason) otherwise.
 - ``/healthz``: 200 while no assigned partition is stalled and no stage loop died; 503 otherwise.
 - The watchdog (``check``, run by a timer) calls a partition *stalled* when it has lag
   (high watermark beyond the last processed offset) and its position did not advance for
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from headrace import metrics
@@ -41,7 +42,10 @@ class Health:
         """One watchdog round (see the module doc)."""
         now = time.monotonic() if now is None else now
         consumer = self.app.consumer
-        assignment = set(consumer.assignment())
+        try:
+            assignment = set(consumer.assignment())
+        except ConsumerNotStarted:  # starting up: nothing assigned, nothing stalled
+            return
         for tp in list(self.assigned_at):
             if tp not in assignment:
                 del self.assigned_at[tp]
@@ -82,7 +86,10 @@ class Health:
         return 200, {"status": "ok"}
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        try:
+            assignment = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return 503, {"ready": False, "reason": "consumer not started yet"}
         if not assignment:
             return 503, {"ready": False, "reason": "no partitions assigned yet"}
         if self.app.rebalancing:
@@ -90,7 +97,8 @@ class Health:
         recovery = getattr(self.app.tables, "recovery", None)
         if recovery is not None and not recovery.completed.is_set():
             return 503, {"ready": False, "reason": "table recovery in progress"}
-        return 200, {"ready": True, "partitions": len(assignment)}
+        held = sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment)
+        return 200, {"ready": True, "partitions": len(assignment), "assigned": held}
 
     def install(self, interval: float = 5.0) -> None:
         """Register the web pages and the watchdog timer on the app."""

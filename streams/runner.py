@@ -130,7 +130,7 @@ class StageRunner:
         """The stage loop; runs until the app stops (task cancelled between batches)."""
         buffer = self.topic.buffer
         while True:
-            records = await buffer.take(self.within)
+            records = await buffer.take(self.within, self.processor.batch_limit())
             try:
                 await self.handle(records)
             finally:
@@ -174,10 +174,8 @@ class StageRunner:
             if out.wait_s > 0:
                 metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(out.wait_s)
                 await asyncio.sleep(out.wait_s)
-            for msg in out.messages:
-                self._produce(msg)
-            for msg in out.dead:
-                self._produce(msg)
+            self._produce_all(out.messages)
+            self._produce_all(out.dead)
             produced = produced or bool(out.messages or out.dead)
         if produced:
             await self._flush()
@@ -256,19 +254,28 @@ class StageRunner:
             self._errors.append(str(err))
 
     def _produce(self, msg: OutMessage, on_delivery: Any = None) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": on_delivery or self._on_delivery}
-        if msg.timestamp_ms is not None:
-            kwargs["timestamp"] = msg.timestamp_ms
-        if msg.headers:
-            kwargs["headers"] = msg.headers
-        if msg.partition is not None:
-            kwargs["partition"] = msg.partition
-        while True:
-            try:
-                self.producer.produce(msg.topic, msg.value, msg.key, **kwargs)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        self._produce_all([msg], on_delivery)
+
+    def _produce_all(self, msgs: list[OutMessage], on_delivery: Any = None) -> None:
+        """Queue ``msgs`` in the producer (waiting for room when its queue is full)."""
+        produce = self.producer.produce
+        callback = on_delivery or self._on_delivery
+        for msg in msgs:
+            partition = -1 if msg.partition is None else msg.partition  # -1: by key
+            while True:
+                try:
+                    produce(
+                        msg.topic,
+                        msg.value,
+                        msg.key,
+                        partition=partition,
+                        on_delivery=callback,
+                        timestamp=msg.timestamp_ms or 0,  # 0: now
+                        headers=msg.headers or None,  # type: ignore[arg-type]
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
 
     async def _flush(self) -> None:
         remaining = await asyncio.to_thread(self.producer.flush, 60.0)

@@ -138,5 +138,8 @@ class RankStage:
                 self._change(out, part, member, row)
         self.reemit[partition] = out.messages
 
+    def batch_limit(self) -> int | None:
+        return None
+
     def state_size(self) -> int:
         return sum(len(t.where) for t in self.tops.values())
