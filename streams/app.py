@@ -33,6 +33,7 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
+from streams.datadir import worker_data_dir
 from streams.health import Health
 from streams.lookup import LookupRunner
 from streams.runner import StageRunner
@@ -55,6 +56,7 @@ class WorkerOptions:
     stall_after: float = 30.0
     stages: tuple[str, ...] = ()  # empty: every stage
     schemas_dir: Path | None = None
+    data_dir: Path | None = None  # base folder of the worker's datadir (streams.datadir)
 
 
 def _partitions(admin: AdminClient, topic: str) -> int | None:
@@ -107,6 +109,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         app_id,
         broker=f"kafka://{pipeline.kafka.bootstrap_servers}",
         store=options.store,
+        datadir=str(worker_data_dir(app_id, options.data_dir)),
         web_port=options.web_port,
         web_host="127.0.0.1",
         producer_acks=-1,

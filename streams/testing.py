@@ -44,6 +44,8 @@ class WorkerProcess:
     ) -> None:
         self.log = log
         self.web_port = free_port()
+        if "--data-dir" not in (args or []):  # state next to the log, not in the cwd
+            args = [*(args or []), "--data-dir", str(log.parent / "worker-data")]
         argv = [
             sys.executable,
             "-m",

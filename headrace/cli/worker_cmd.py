@@ -9,6 +9,7 @@ the current batch finishes, offsets are committed, the worker leaves the group.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from headrace.cli.common import add_file_option, pipeline_path
 
@@ -33,6 +34,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="memory://",
         help="table store: memory:// (state comes back from the changelog) or rocksdb:// "
         "(needs faust-streaming-rocksdb)",
+    )
+    worker.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="base folder of the worker's local state (DIR/<app id>; RocksDB stores with "
+        "--store rocksdb://); default $HEADRACE_DATA_DIR, else "
+        "$XDG_STATE_HOME/headrace/workers or ~/.local/state/headrace/workers",
     )
     worker.add_argument("--web-port", type=int, default=6066, help="health/web port (6066)")
     worker.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
@@ -66,6 +75,7 @@ def _worker(args: argparse.Namespace) -> int:
         stall_after=args.stall_after,
         stages=tuple(args.stage),
         schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
     )
     app, _runners = build_worker(pipeline, options)
     metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
