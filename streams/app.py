@@ -54,6 +54,7 @@ class WorkerOptions:
     within: float = 0.2
     idle_ms: int = 5000
     stall_after: float = 30.0
+    recovery_timeout: float = 600.0
     stages: tuple[str, ...] = ()  # empty: every stage
     schemas_dir: Path | None = None
     data_dir: Path | None = None  # base folder of the worker's datadir (streams.datadir)
@@ -168,7 +169,13 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
             )
         )
     _wire(app, runners, lookups, counts)
-    Health(app, runners, pipeline.name, stall_after=options.stall_after).install()
+    Health(
+        app,
+        runners,
+        pipeline.name,
+        stall_after=options.stall_after,
+        recovery_timeout=options.recovery_timeout,
+    ).install()
     return app, runners
 
 

@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--stall-after", type=float, default=30.0, help="seconds without progress = stalled"
     )
     worker.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=600.0,
+        help="seconds table recovery may take before the worker reports it failed (600)",
+    )
+    worker.add_argument(
         "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
     )
     worker.set_defaults(func=_worker)
@@ -73,6 +79,7 @@ def _worker(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         idle_ms=args.idle_ms,
         stall_after=args.stall_after,
+        recovery_timeout=args.recovery_timeout,
         stages=tuple(args.stage),
         schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
         data_dir=Path(args.data_dir) if args.data_dir else None,
