@@ -9,6 +9,8 @@ the current batch finishes, offsets are committed, the worker leaves the group.
 from __future__ import annotations
 
 import argparse
+import logging
+import socket
 from pathlib import Path
 
 from headrace.cli.common import add_file_option, pipeline_path
@@ -16,6 +18,24 @@ from headrace.cli.common import add_file_option, pipeline_path
 __all__ = ["COMMANDS", "register"]
 
 COMMANDS = ("worker",)
+DEFAULT_WEB_PORT = 6066
+
+log = logging.getLogger(__name__)
+
+
+def web_port(requested: int | None) -> int:
+    """``requested``, else ``DEFAULT_WEB_PORT`` if free on 127.0.0.1, else a free port."""
+    if requested is not None:
+        return requested
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DEFAULT_WEB_PORT))
+            return DEFAULT_WEB_PORT
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    log.warning("web port %d is in use; /healthz and /readyz are on %d", DEFAULT_WEB_PORT, port)
+    return port
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +63,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--store rocksdb://); default $HEADRACE_DATA_DIR, else "
         "$XDG_STATE_HOME/headrace/workers or ~/.local/state/headrace/workers",
     )
-    worker.add_argument("--web-port", type=int, default=6066, help="health/web port (6066)")
+    worker.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help=f"health/web port on 127.0.0.1 (default {DEFAULT_WEB_PORT}, or a free port when "
+        "that one is taken, e.g. by another worker on the machine; the log says which)",
+    )
     worker.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
     worker.add_argument(
         "--idle-ms", type=int, default=5000, help="idle time before windows close by timer"
@@ -75,7 +101,7 @@ def _worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(
         app_id=args.app_id,
         store=args.store,
-        web_port=args.web_port,
+        web_port=web_port(args.web_port),
         batch_size=args.batch_size,
         idle_ms=args.idle_ms,
         stall_after=args.stall_after,
