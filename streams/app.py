@@ -4,9 +4,9 @@
 
 - every stage reads its ``from`` topic through a ``BatchTopic``: raw aiokafka records handed
   over a fetched batch at a time by ``streams.consumer.BatchConsumer`` (no per-message task or
-  event); one stage per input topic in a worker (``ConfigError`` otherwise); each stage runs in
-  its own asyncio task: concurrency 1 per stage, input offsets acked only after
-  the batch's output is acknowledged (see ``streams.runner``);
+  event; stages reading the same topic each get every record, and an offset is committed once
+  all of them acked it); each stage runs in its own asyncio task: concurrency 1 per stage,
+  input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
   (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
@@ -181,13 +181,8 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
 
 
 def _batch_topic(app: BatchApp, name: str, options: WorkerOptions) -> BatchTopic:
-    if name in app.batch_buffers:
-        raise ConfigError(
-            f"two stages of this worker read topic {name!r}; run them in separate workers "
-            "(headrace worker --stage NAME) or chain them"
-        )
     buffer = BatchBuffer(maxsize=options.batch_size * 4, batch_size=options.batch_size)
-    app.batch_buffers[name] = buffer
+    app.add_reader(name, buffer)
     topic = BatchTopic(
         app, topics=[name], key_serializer="raw", value_serializer="raw", buffer=buffer
     )

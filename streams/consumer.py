@@ -4,12 +4,14 @@
 stays: the consumer group and its assignor, seeking to committed offsets, table recovery
 from changelogs, commits of acked offsets, the web server and timers. Only the fetcher's
 ``_drain_messages`` loop changes: a fetched partition batch of a topic in
-``BatchApp.batch_buffers`` goes to that topic's ``BatchBuffer`` in one call, as the raw
-aiokafka records (no ``Message``/``Event`` objects, no task per message). Every other topic
-(table changelogs during recovery, user agents) takes Faust's own per-message path unchanged.
+``BatchApp.batch_buffers`` goes to the ``BatchBuffer`` of each of that topic's readers (stage
+loops, lookups) in one call, as the raw aiokafka records (no ``Message``/``Event`` objects, no
+task per message). Every other topic (table changelogs during recovery, user agents) takes
+Faust's own per-message path unchanged.
 
 Acks: the stage acks a batch with ``ack_offsets`` once its output is acknowledged by the
-broker; Faust's commit timer then commits the consecutive acked offsets, as for ``Event.ack``.
+broker; an offset of a topic with several readers counts as acked once all of them acked it.
+Faust's commit timer then commits the consecutive acked offsets, as for ``Event.ack``.
 Offsets skipped inside a fetched batch (compaction, transaction markers) are recorded as gaps
 exactly as Faust does, so they do not hold the commit back.
 
@@ -43,10 +45,14 @@ class BatchApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["stream_wait_empty"] = True  # our wait_empty waits for batches, not events
         super().__init__(*args, **kwargs)
-        #: topic name -> the buffer its fetched records go to
-        self.batch_buffers: dict[str, BatchBuffer] = {}
+        #: topic name -> the buffers of its readers (stage loops, lookups) in this worker
+        self.batch_buffers: dict[str, list[BatchBuffer]] = {}
         #: seconds a shutdown or rebalance waits for the batch in flight
         self.drain_timeout = 60.0
+
+    def add_reader(self, topic: str, buffer: BatchBuffer) -> None:
+        """Deliver ``topic``'s records to ``buffer`` too (one buffer per reader)."""
+        self.batch_buffers.setdefault(topic, []).append(buffer)
 
     def _new_consumer(self) -> BatchConsumer:
         transport = self.transport
@@ -63,11 +69,32 @@ class BatchApp(faust.App):
 class BatchConsumer(AIOKafkaConsumer):
     """See the module doc."""
 
-    def _buffers(self) -> dict[str, BatchBuffer]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: per partition of a topic with several readers: offset -> readers that acked it
+        self._fanout_acks: dict[TP, dict[int, int]] = {}
+
+    def _buffers(self) -> dict[str, list[BatchBuffer]]:
         return cast(BatchApp, self.app).batch_buffers
 
+    def _all_buffers(self) -> list[BatchBuffer]:
+        return [b for readers in self._buffers().values() for b in readers]
+
     def ack_offsets(self, tp: TP, offsets: Iterable[int]) -> int:
-        """Mark ``offsets`` of ``tp`` as processed (committable); returns how many were new."""
+        """One reader is done with ``offsets`` of ``tp``. They become committable once every
+        reader of the topic in this worker acked them; returns how many became so."""
+        readers = len(self._buffers().get(tp.topic, ()))
+        if readers > 1:
+            fanout = self._fanout_acks.setdefault(tp, {})
+            done = []
+            for o in offsets:
+                n = fanout.get(o, 0) + 1
+                if n >= readers:
+                    fanout.pop(o, None)
+                    done.append(o)
+                else:
+                    fanout[o] = n
+            offsets = done
         with ack_lock:
             committed = self._committed_offset[tp]
             index = self._acked_index[tp]
@@ -82,24 +109,27 @@ class BatchConsumer(AIOKafkaConsumer):
     async def wait_batches_done(self, timeout: float) -> list[str]:
         """Wait until no stage has a batch in flight; the topics still busy after ``timeout``."""
         busy = []
-        for topic, buffer in self._buffers().items():
-            if not await buffer.idle(timeout):
-                busy.append(topic)
+        for topic, readers in self._buffers().items():
+            for buffer in readers:
+                if not await buffer.idle(timeout):
+                    busy.append(topic)
         return busy
 
     async def wait_empty(self) -> None:
         """At a rebalance or shutdown: drop what waits, let the batches in flight finish and
         ack, then Faust's commit (needs ``stream_wait_empty=True``, which ``BatchApp`` sets)."""
-        for buffer in self._buffers().values():
+        for buffer in self._all_buffers():
             buffer.clear()
         busy = await self.wait_batches_done(cast(BatchApp, self.app).drain_timeout)
         if busy:
             self.log.warning("committing with a batch still in flight for %s", ", ".join(busy))
+        # offsets only some readers acked are fetched again after the seek, for every reader
+        self._fanout_acks.clear()
         await super().wait_empty()
 
     async def on_stop(self) -> None:
         """Shutdown: no new batches (``close``), then ``wait_empty`` and the final commit."""
-        for buffer in self._buffers().values():
+        for buffer in self._all_buffers():
             buffer.close()
         await super().on_stop()
 
@@ -132,11 +162,12 @@ class BatchConsumer(AIOKafkaConsumer):
                     fresh = batch if last is None else [r for r in batch if r.offset >= last]
                     if not fresh:
                         continue
-                    buffer = buffers.get(tp.topic)
-                    if buffer is not None:
+                    readers = buffers.get(tp.topic)
+                    if readers:
                         if acks_enabled_for(tp.topic):
                             await self._record_gaps(tp, last, [r.offset for r in fresh])
-                        if await buffer.put_many(fresh, valid):
+                        delivered = [await b.put_many(fresh, valid) for b in readers]
+                        if all(delivered):
                             read_offset[tp] = fresh[-1].offset
                         continue
                     for record in fresh:  # Faust's own path, one message at a time

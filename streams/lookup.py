@@ -16,7 +16,6 @@ import orjson
 from faust.types import TP
 
 from headrace.config import Lookup
-from headrace.errors import ConfigError
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp, BatchConsumer
 
@@ -36,15 +35,9 @@ class LookupRunner:
     def create(
         cls, app: BatchApp, stage: str, spec: Lookup, *, partitions: int, within: float = 0.2
     ) -> LookupRunner:
-        """The runner for ``stage``'s lookup; ConfigError if another reader of this worker
-        already reads ``spec.table_from``."""
-        if spec.table_from in app.batch_buffers:
-            raise ConfigError(
-                f"stage {stage!r}: lookup topic {spec.table_from!r} is read by another stage "
-                "of this worker; run them in separate workers (headrace worker --stage NAME)"
-            )
+        """The runner for ``stage``'s lookup (another reader of ``spec.table_from``)."""
         buffer = BatchBuffer(maxsize=20_000, batch_size=5_000)
-        app.batch_buffers[spec.table_from] = buffer
+        app.add_reader(spec.table_from, buffer)
         topic = BatchTopic(
             app,
             topics=[spec.table_from],

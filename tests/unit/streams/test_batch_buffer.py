@@ -57,16 +57,34 @@ def test_close_stops_handing_out_batches() -> None:
     asyncio.run(run())
 
 
-def test_ack_offsets_marks_new_offsets_at_or_after_the_committed_one() -> None:
-    tp = TP("t", 0)
-    fake = SimpleNamespace(
-        _committed_offset=defaultdict(lambda: None, {tp: 10}),
+def _consumer(readers: int, committed: int | None = None) -> SimpleNamespace:
+    """The state ``BatchConsumer.ack_offsets`` works on, for topic ``t``."""
+    buffers = {"t": [BatchBuffer(10, 10) for _ in range(readers)]}
+    return SimpleNamespace(
+        _buffers=lambda: buffers,
+        _fanout_acks={},
+        _committed_offset=defaultdict(lambda: None, {TP("t", 0): committed}),
         _acked_index=defaultdict(set),
         _acked=defaultdict(list),
         _n_acked=0,
         _waiting_for_ack=None,
     )
+
+
+def test_ack_offsets_marks_new_offsets_at_or_after_the_committed_one() -> None:
+    tp = TP("t", 0)
+    fake = _consumer(1, committed=10)
     assert BatchConsumer.ack_offsets(fake, tp, [8, 10, 11, 12]) == 3  # type: ignore[arg-type]
     assert BatchConsumer.ack_offsets(fake, tp, [12, 13]) == 1  # type: ignore[arg-type]
     assert fake._acked[tp] == [10, 11, 12, 13]
     assert fake._n_acked == 4
+
+
+def test_an_offset_read_by_two_stages_is_acked_once_both_acked_it() -> None:
+    tp = TP("t", 0)
+    fake = _consumer(2)
+    assert BatchConsumer.ack_offsets(fake, tp, [0, 1, 2]) == 0  # type: ignore[arg-type]
+    assert fake._acked[tp] == []
+    assert BatchConsumer.ack_offsets(fake, tp, [0, 1]) == 2  # type: ignore[arg-type]
+    assert fake._acked[tp] == [0, 1]
+    assert fake._fanout_acks[tp] == {2: 1}  # still waiting for the second reader
