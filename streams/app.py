@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,9 @@ from streams.runner import StageRunner
 from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
 from streams.stages.repartition import RepartitionStage
 
-__all__ = ["WorkerOptions", "build_worker"]
+__all__ = ["WorkerOptions", "build_worker", "stage_loop"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,14 +173,15 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 within=options.within,
             )
         )
-    _wire(app, runners, lookups, counts)
-    Health(
+    health = Health(
         app,
         runners,
         pipeline.name,
         stall_after=options.stall_after,
         recovery_timeout=options.recovery_timeout,
-    ).install()
+    )
+    _wire(app, runners, lookups, counts, health)
+    health.install()
     return app, runners
 
 
@@ -204,10 +209,12 @@ def _wire(
     runners: list[StageRunner],
     lookups: list[LookupRunner],
     counts: dict[str, int],
+    health: Health,
 ) -> None:
-    loops: list[StageRunner | LookupRunner] = [*runners, *lookups]
-    for each in loops:
-        app.task(_loop(each))
+    for runner in runners:
+        app.task(stage_loop(runner.run, runner.labels[1], health))
+    for lookup in lookups:
+        app.task(stage_loop(lookup.run, f"{lookup.table.name} (lookup)", health))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Iterable[TP], **kwargs: Any) -> None:
@@ -225,9 +232,21 @@ def _wire(
                 processor.set_share(mine, counts[source])
 
 
-def _loop(runner: StageRunner | LookupRunner) -> Any:
-    async def loop() -> None:
-        await runner.run()
+def stage_loop(run: Callable[[], Awaitable[None]], name: str, health: Health) -> Any:
+    """The app task running ``run``. A loop that raises is logged at ERROR and listed in
+    ``health.dead`` (so /healthz answers 503 at once and ``headrace_healthy`` is 0 from the
+    next watchdog round, instead of the input silently piling up), then the error goes on to
+    Faust."""
 
-    loop.__name__ = f"stage_{id(runner)}"
+    async def loop() -> None:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stage loop %r died; the worker is unhealthy", name)
+            health.dead.append(name)
+            raise
+
+    loop.__name__ = f"stage_{name}"
     return loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -58,3 +59,20 @@ def test_finished_recovery_clears_the_clock() -> None:
     recovery.in_recovery = True
     health.check(now=100.0)  # a new recovery: its own 60 s
     assert health.recovery_problem is None
+
+
+def test_a_stage_loop_that_raises_makes_the_worker_unhealthy() -> None:
+    from streams.app import stage_loop
+
+    health = _health(_recovery(in_recovery=False))
+
+    async def broken() -> None:
+        raise RuntimeError("delivery failed")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(stage_loop(broken, "clean", health)())
+    assert health.dead == ["clean"]
+    assert health.healthz() == (
+        503,
+        {"status": "unhealthy", "stalled": {}, "dead": ["clean"]},
+    )
