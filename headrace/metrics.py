@@ -143,15 +143,6 @@ def serve(pipeline: str, kind: str, name: str, port: int = 0) -> int:
     return actual
 
 
-def free_or(port: int) -> int:
-    """``port`` if nothing listens on it on 127.0.0.1, else a free port."""
-    if not _busy(port):
-        return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _busy(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

@@ -2,9 +2,11 @@
 
 ``build_worker(pipeline, options)`` returns the ``faust.App`` and its ``StageRunner``s:
 
-- every stage reads its ``from`` topic through a ``BatchTopic`` (raw bytes, batch hand-off)
-  and runs in its own asyncio task: concurrency 1 per stage, input offsets acked only after
-  the batch's output is acknowledged (see ``streams.runner``);
+- every stage reads its ``from`` topic through a ``BatchTopic``: raw aiokafka records handed
+  over a fetched batch at a time by ``streams.consumer.BatchConsumer`` (no per-message task or
+  event; stages reading the same topic each get every record, and an offset is committed once
+  all of them acked it); each stage runs in its own asyncio task: concurrency 1 per stage,
+  input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
   (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
@@ -17,7 +19,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +34,17 @@ from headrace.config import Pipeline, Stage
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from streams.batch_topic import BatchBuffer, BatchTopic
+from streams.consumer import BatchApp
+from streams.datadir import worker_data_dir
 from streams.health import Health
 from streams.lookup import LookupRunner
 from streams.runner import StageRunner
 from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
 from streams.stages.repartition import RepartitionStage
 
-__all__ = ["WorkerOptions", "build_worker"]
+__all__ = ["WorkerOptions", "build_worker", "stage_loop"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,10 @@ class WorkerOptions:
     within: float = 0.2
     idle_ms: int = 5000
     stall_after: float = 30.0
+    recovery_timeout: float = 600.0
     stages: tuple[str, ...] = ()  # empty: every stage
     schemas_dir: Path | None = None
+    data_dir: Path | None = None  # base folder of the worker's datadir (streams.datadir)
 
 
 def _partitions(admin: AdminClient, topic: str) -> int | None:
@@ -89,7 +99,7 @@ def _prepare_topics(pipeline: Pipeline, stages: dict[str, Stage]) -> dict[str, i
     return counts
 
 
-def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App, list[StageRunner]]:
+def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, list[StageRunner]]:
     """The app and its stage loops (not started); ConfigError for an unusable pipeline."""
     chosen = options.stages or tuple(pipeline.stages)
     unknown = [s for s in chosen if s not in pipeline.stages]
@@ -100,17 +110,17 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App,
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
-    app = faust.App(
+    app = BatchApp(
         app_id,
         broker=f"kafka://{pipeline.kafka.bootstrap_servers}",
         store=options.store,
+        datadir=str(worker_data_dir(app_id, options.data_dir)),
         web_port=options.web_port,
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=10_000,
-        stream_wait_empty=False,
         topic_disable_leader=True,
     )
     producer = make_producer(pipeline.kafka, **{"linger.ms": 5})
@@ -163,13 +173,21 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[faust.App,
                 within=options.within,
             )
         )
-    _wire(app, runners, lookups, counts)
-    Health(app, runners, pipeline.name, stall_after=options.stall_after).install()
+    health = Health(
+        app,
+        runners,
+        pipeline.name,
+        stall_after=options.stall_after,
+        recovery_timeout=options.recovery_timeout,
+    )
+    _wire(app, runners, lookups, counts, health)
+    health.install()
     return app, runners
 
 
-def _batch_topic(app: faust.App, name: str, options: WorkerOptions) -> BatchTopic:
+def _batch_topic(app: BatchApp, name: str, options: WorkerOptions) -> BatchTopic:
     buffer = BatchBuffer(maxsize=options.batch_size * 4, batch_size=options.batch_size)
+    app.add_reader(name, buffer)
     topic = BatchTopic(
         app, topics=[name], key_serializer="raw", value_serializer="raw", buffer=buffer
     )
@@ -191,10 +209,12 @@ def _wire(
     runners: list[StageRunner],
     lookups: list[LookupRunner],
     counts: dict[str, int],
+    health: Health,
 ) -> None:
-    loops: list[StageRunner | LookupRunner] = [*runners, *lookups]
-    for each in loops:
-        app.task(_loop(each))
+    for runner in runners:
+        app.task(stage_loop(runner.run, runner.labels[1], health))
+    for lookup in lookups:
+        app.task(stage_loop(lookup.run, f"{lookup.table.name} (lookup)", health))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Iterable[TP], **kwargs: Any) -> None:
@@ -212,9 +232,21 @@ def _wire(
                 processor.set_share(mine, counts[source])
 
 
-def _loop(runner: StageRunner | LookupRunner) -> Any:
-    async def loop() -> None:
-        await runner.run()
+def stage_loop(run: Callable[[], Awaitable[None]], name: str, health: Health) -> Any:
+    """The app task running ``run``. A loop that raises is logged at ERROR and listed in
+    ``health.dead`` (so /healthz answers 503 at once and ``headrace_healthy`` is 0 from the
+    next watchdog round, instead of the input silently piling up), then the error goes on to
+    Faust."""
 
-    loop.__name__ = f"stage_{id(runner)}"
+    async def loop() -> None:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stage loop %r died; the worker is unhealthy", name)
+            health.dead.append(name)
+            raise
+
+    loop.__name__ = f"stage_{name}"
     return loop

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import faust
 from prometheus_client import Counter, start_http_server
+
+from streams.datadir import worker_data_dir
 
 __all__ = ["main"]
 
@@ -27,11 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["stateless", "table"], required=True)
     parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, default=None, help="base of the datadir")
     args = parser.parse_args(argv)
     app = faust.App(
         args.app_id,
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
+        datadir=str(worker_data_dir(args.app_id, args.data_dir)),
         web_port=args.web_port,
         web_host="127.0.0.1",
         topic_partitions=1,

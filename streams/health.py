@@ -1,8 +1,16 @@
 """Worker health: ``/healthz``, ``/readyz`` and the stall watchdog.
 
 - ``/readyz``: 200 when the worker holds partitions, is not rebalancing, and table recovery
-  is done; 503 (with the reason) otherwise.
-- ``/healthz``: 200 while no assigned partition is stalled and no stage loop died; 503 otherwise.
+  is done (the body lists the partitions held, ``topic[n]``); 503 (with the reason) otherwise.
+- ``/healthz``: 200 while no assigned partition is stalled, no stage loop died and table
+  recovery has not failed; 503 otherwise.
+- Table recovery (restoring the tables from their changelogs after an assignment) fails
+  silently in Faust: its changelog reader logs a warning and stops, leaving the worker in
+  recovery for good (issues #651/#432), or the recovery service crashes. ``check`` calls a
+  recovery *failed* when the service crashed or when it has been running for longer than
+  ``recovery_timeout`` seconds; then the worker is not ready and not healthy
+  (``headrace_healthy`` 0 for every stage), the reason is in both pages, and it is logged at
+  ERROR once. A restart of the worker (an operator or supervisor decides) recovers again.
 - The watchdog (``check``, run by a timer) calls a partition *stalled* when it has lag
   (high watermark beyond the last processed offset) and its position did not advance for
   ``stall_after`` seconds; it sets ``headrace_stalled_partitions``, ``headrace_healthy`` and
@@ -12,17 +20,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from headrace import metrics
 from streams.runner import StageRunner
 
 __all__ = ["Health"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,12 +48,50 @@ class Health:
     stalled: dict[str, list[str]] = field(default_factory=dict)
     dead: list[str] = field(default_factory=list)
     assigned_at: dict[TP, float] = field(default_factory=dict)
+    recovery_timeout: float = 600.0
+    recovery_problem: str | None = None
+    _recovery_since: float | None = None
+
+    def check_recovery(self, now: float | None = None) -> str | None:
+        """Whether table recovery failed (see the module doc); the reason, or None."""
+        now = time.monotonic() if now is None else now
+        recovery = getattr(self.app.tables, "recovery", None)
+        problem = None
+        if recovery is None:
+            self._recovery_since = None
+        elif getattr(recovery, "crashed", False):
+            problem = f"table recovery crashed: {getattr(recovery, 'crash_reason', None)!r}"
+        elif getattr(recovery, "in_recovery", False):
+            if self._recovery_since is None:
+                self._recovery_since = now
+            elapsed = now - self._recovery_since
+            if elapsed > self.recovery_timeout:
+                problem = (
+                    f"table recovery has not finished after {elapsed:.0f} s (limit "
+                    f"{self.recovery_timeout:.0f} s, --recovery-timeout): the changelog reader "
+                    "may have stopped (see the log); restart the worker"
+                )
+        else:
+            self._recovery_since = None
+        if problem is not None and self.recovery_problem is None:
+            log.error("worker of pipeline %r: %s", self.pipeline, problem)
+        elif problem is None and self.recovery_problem is not None:
+            log.warning("worker of pipeline %r: table recovery finished after all", self.pipeline)
+        self.recovery_problem = problem
+        return problem
 
     def check(self, now: float | None = None) -> None:
         """One watchdog round (see the module doc)."""
         now = time.monotonic() if now is None else now
+        failed = self.check_recovery(now) is not None
+        if failed:
+            for runner in self.runners:
+                metrics.HEALTHY.labels(self.pipeline, runner.labels[1], "stage").set(0)
         consumer = self.app.consumer
-        assignment = set(consumer.assignment())
+        try:
+            assignment = set(consumer.assignment())
+        except ConsumerNotStarted:  # starting up: nothing assigned, nothing stalled
+            return
         for tp in list(self.assigned_at):
             if tp not in assignment:
                 del self.assigned_at[tp]
@@ -73,24 +123,36 @@ class Health:
             metrics.STALLED_PARTITIONS.labels(*labels).set(len(stalled))
             if stalled:
                 self.stalled[runner.labels[1]] = sorted(stalled)
-            healthy = not stalled and runner.labels[1] not in self.dead
+            healthy = not stalled and runner.labels[1] not in self.dead and not failed
             metrics.HEALTHY.labels(*labels).set(1 if healthy else 0)
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
-        if self.stalled or self.dead:
-            return 503, {"status": "unhealthy", "stalled": self.stalled, "dead": self.dead}
+        if self.stalled or self.dead or self.recovery_problem:
+            body: dict[str, Any] = {"status": "unhealthy", "stalled": self.stalled}
+            body["dead"] = self.dead
+            if self.recovery_problem:
+                body["recovery"] = self.recovery_problem
+            return 503, body
         return 200, {"status": "ok"}
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        if self.recovery_problem:
+            return 503, {"ready": False, "reason": self.recovery_problem}
+        try:
+            assignment = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return 503, {"ready": False, "reason": "consumer not started yet"}
         if not assignment:
             return 503, {"ready": False, "reason": "no partitions assigned yet"}
         if self.app.rebalancing:
             return 503, {"ready": False, "reason": "rebalancing"}
         recovery = getattr(self.app.tables, "recovery", None)
-        if recovery is not None and not recovery.completed.is_set():
+        if recovery is not None and (
+            not recovery.completed.is_set() or getattr(recovery, "in_recovery", False)
+        ):
             return 503, {"ready": False, "reason": "table recovery in progress"}
-        return 200, {"ready": True, "partitions": len(assignment)}
+        held = sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment)
+        return 200, {"ready": True, "partitions": len(assignment), "assigned": held}
 
     def install(self, interval: float = 5.0) -> None:
         """Register the web pages and the watchdog timer on the app."""

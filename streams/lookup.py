@@ -9,13 +9,15 @@ same bytes a headrace source writes as the message key.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
+from faust.types import TP
 
 from headrace.config import Lookup
 from streams.batch_topic import BatchBuffer, BatchTopic
+from streams.consumer import BatchApp, BatchConsumer
 
 __all__ = ["LookupRunner"]
 
@@ -23,7 +25,7 @@ __all__ = ["LookupRunner"]
 class LookupRunner:
     """See the module doc."""
 
-    def __init__(self, app: faust.App, topic: BatchTopic, table: Any, within: float) -> None:
+    def __init__(self, app: BatchApp, topic: BatchTopic, table: Any, within: float) -> None:
         self.app = app
         self.topic = topic
         self.table = table
@@ -31,9 +33,11 @@ class LookupRunner:
 
     @classmethod
     def create(
-        cls, app: faust.App, stage: str, spec: Lookup, *, partitions: int, within: float = 0.2
+        cls, app: BatchApp, stage: str, spec: Lookup, *, partitions: int, within: float = 0.2
     ) -> LookupRunner:
+        """The runner for ``stage``'s lookup (another reader of ``spec.table_from``)."""
         buffer = BatchBuffer(maxsize=20_000, batch_size=5_000)
+        app.add_reader(spec.table_from, buffer)
         topic = BatchTopic(
             app,
             topics=[spec.table_from],
@@ -57,23 +61,32 @@ class LookupRunner:
         return value if isinstance(value, dict) else None
 
     async def run(self) -> None:
+        """Apply each batch to the table (changelog first), then ack its offsets."""
+        buffer = self.topic.buffer
         while True:
-            events = await self.topic.buffer.take(self.within)
-            if not events:
+            records = await buffer.take(self.within)
+            try:
+                if records:
+                    await self._apply(records)
+            finally:
+                buffer.done()
+
+    async def _apply(self, records: list[Any]) -> None:
+        data = self.table.data
+        offsets: dict[int, list[int]] = {}
+        for r in records:
+            offsets.setdefault(r.partition, []).append(r.offset)
+            if r.key is None:
                 continue
-            data = self.table.data
-            for ev in events:
-                m = ev.message
-                if m.key is None:
-                    continue
-                # text keys/values: what Faust's recovery gives back (see streams.runner)
-                key = bytes(m.key).decode(errors="replace")
-                value = None if m.value is None else bytes(m.value).decode(errors="replace")
-                self.table.send_changelog(m.partition, key, value)
-                if value is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = value
-            await self.app.producer.flush()
-            for ev in events:
-                ev.ack()
+            # text keys/values: what Faust's recovery gives back (see streams.runner)
+            key = bytes(r.key).decode(errors="replace")
+            value = None if r.value is None else bytes(r.value).decode(errors="replace")
+            self.table.send_changelog(r.partition, key, value)
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        await self.app.producer.flush()
+        consumer = cast(BatchConsumer, self.app.consumer)
+        for partition, done in offsets.items():
+            consumer.ack_offsets(TP(self.topic.get_topic_name(), partition), done)

@@ -2,8 +2,9 @@
 
 Per batch (one asyncio task per stage, so concurrency is 1 by construction):
 
-1. take up to ``batch_size`` events from the stage's ``BatchTopic`` (or what came within
-   ``within`` seconds);
+1. take the records waiting in the stage's ``BatchBuffer`` (filled by
+   ``streams.consumer.BatchConsumer`` a fetched batch at a time; at least ``batch_size``, or
+   what came within ``within`` seconds);
 2. per input partition, rebuild the processor's state from the table the first time the
    partition is seen since assignment (the table is recovered from its changelog before
    Faust hands out events), then ``process`` the partition's messages in offset order; then
@@ -13,7 +14,8 @@ Per batch (one asyncio task per stage, so concurrency is 1 by construction):
 4. sleep ``wait_s`` if the rate limit says so (backpressure), produce outputs, dead letters
    and overflow, and wait until the broker acknowledged every one;
 5. persist the processor's ``after`` state writes (e.g. tombstones of closed windows) and wait
-   for them too, then ack the events: Faust commits only acked offsets.
+   for them too, then ack the offsets (``BatchConsumer.ack_offsets``): Faust commits only
+   acked offsets.
 
 A failed delivery raises, so the worker stops without committing and a restart reprocesses
 the batch (at-least-once; the state skips offsets it already applied).
@@ -46,15 +48,16 @@ import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 from confluent_kafka import KafkaError, Producer
-from faust.types import TP, EventT
+from faust.types import TP
 
 from headrace import metrics
 from streams.batch_topic import BatchTopic
+from streams.consumer import BatchConsumer
 from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcessor, StateWrite
 
 __all__ = ["StageRunner"]
@@ -127,25 +130,28 @@ class StageRunner:
         """The stage loop; runs until the app stops (task cancelled between batches)."""
         buffer = self.topic.buffer
         while True:
-            events = await buffer.take(self.within)
-            await self.handle(events)
+            records = await buffer.take(self.within, self.processor.batch_limit())
+            try:
+                await self.handle(records)
+            finally:
+                buffer.done()
 
-    async def handle(self, events: list[EventT[Any]]) -> None:
-        """Process, produce, wait for acknowledgement, then ack ``events``."""
+    async def handle(self, records: list[Any]) -> None:
+        """Process ``records`` (aiokafka ``ConsumerRecord``s), produce, wait for the broker's
+        acknowledgement, then ack their offsets."""
         started = time.perf_counter()
         wall_ms = int(time.time() * 1000)
         by_partition: dict[int, list[InMessage]] = defaultdict(list)
-        for ev in events:
-            m = ev.message
-            by_partition[m.partition].append(
+        for r in records:
+            by_partition[r.partition].append(
                 InMessage(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key,
-                    m.value,
-                    round(m.timestamp * 1000),
-                    _headers(m.headers),
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    tuple(r.headers) if r.headers else (),
                 )
             )
         outputs: list[BatchOutput] = []
@@ -168,22 +174,20 @@ class StageRunner:
             if out.wait_s > 0:
                 metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(out.wait_s)
                 await asyncio.sleep(out.wait_s)
-            for msg in out.messages:
-                self._produce(msg)
-            for msg in out.dead:
-                self._produce(msg)
+            self._produce_all(out.messages)
+            self._produce_all(out.dead)
             produced = produced or bool(out.messages or out.dead)
         if produced:
             await self._flush()
         await self._persist([w for o in outputs for w in o.after])
-        for ev in events:
-            ev.ack()
+        consumer = cast(BatchConsumer, self.app.consumer)
         now = time.monotonic()
         for partition, batch in by_partition.items():
             tp = TP(self.processor.source, partition)
+            consumer.ack_offsets(tp, [m.offset for m in batch])
             self.position[tp] = batch[-1].offset
             self.progress_at[tp] = now
-        self._count(len(events), outputs, time.perf_counter() - started)
+        self._count(len(records), outputs, time.perf_counter() - started)
         self.batches += 1
 
     def _caught_up(self) -> frozenset[int]:
@@ -250,19 +254,28 @@ class StageRunner:
             self._errors.append(str(err))
 
     def _produce(self, msg: OutMessage, on_delivery: Any = None) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": on_delivery or self._on_delivery}
-        if msg.timestamp_ms is not None:
-            kwargs["timestamp"] = msg.timestamp_ms
-        if msg.headers:
-            kwargs["headers"] = msg.headers
-        if msg.partition is not None:
-            kwargs["partition"] = msg.partition
-        while True:
-            try:
-                self.producer.produce(msg.topic, msg.value, msg.key, **kwargs)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        self._produce_all([msg], on_delivery)
+
+    def _produce_all(self, msgs: list[OutMessage], on_delivery: Any = None) -> None:
+        """Queue ``msgs`` in the producer (waiting for room when its queue is full)."""
+        produce = self.producer.produce
+        callback = on_delivery or self._on_delivery
+        for msg in msgs:
+            partition = -1 if msg.partition is None else msg.partition  # -1: by key
+            while True:
+                try:
+                    produce(
+                        msg.topic,
+                        msg.value,
+                        msg.key,
+                        partition=partition,
+                        on_delivery=callback,
+                        timestamp=msg.timestamp_ms or 0,  # 0: now
+                        headers=msg.headers or None,  # type: ignore[arg-type]
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
 
     async def _flush(self) -> None:
         remaining = await asyncio.to_thread(self.producer.flush, 60.0)
@@ -292,10 +305,3 @@ class StageRunner:
 def state_key(raw: str | bytes) -> tuple[Any, ...]:
     """A state key as processors know it, from its table bytes (JSON array; lists -> tuples)."""
     return tuple(tuple(k) if isinstance(k, list) else k for k in orjson.loads(raw))
-
-
-def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
-    if not raw:
-        return ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return tuple((str(k), bytes(v) if v is not None else b"") for k, v in items)

@@ -14,18 +14,30 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import faust
+
+from streams.datadir import worker_data_dir
 
 __all__ = ["main", "make_app"]
 
 
 def make_app(
-    *, app_id: str, bootstrap: str, source: str, sink: str, partitions: int, web_port: int
+    *,
+    app_id: str,
+    bootstrap: str,
+    source: str,
+    sink: str,
+    partitions: int,
+    web_port: int,
+    data_dir: Path | None = None,
 ) -> faust.App:
-    """Build the counting app (memory store: state comes back from the changelog only)."""
+    """Build the counting app (memory store: state comes back from the changelog only);
+    its datadir is ``streams.datadir.worker_data_dir(app_id, data_dir)``."""
     app = faust.App(
         app_id,
+        datadir=str(worker_data_dir(app_id, data_dir)),
         broker=f"kafka://{bootstrap}",
         store="memory://",
         topic_partitions=partitions,
@@ -57,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--web-port", type=int, default=6066)
     parser.add_argument(
+        "--data-dir", type=Path, default=None, help="base of the datadir (streams.datadir)"
+    )
+    parser.add_argument(
         "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
     )
     args = parser.parse_args(argv)
@@ -67,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         sink=args.sink,
         partitions=args.partitions,
         web_port=args.web_port,
+        data_dir=args.data_dir,
     )
     worker = faust.Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()

@@ -6,12 +6,15 @@ on time: waits have deadlines only so a broken run fails instead of hanging.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,8 @@ class WorkerProcess:
     ) -> None:
         self.log = log
         self.web_port = free_port()
+        if "--data-dir" not in (args or []):  # state next to the log, not in the cwd
+            args = [*(args or []), "--data-dir", str(log.parent / "worker-data")]
         argv = [
             sys.executable,
             "-m",
@@ -63,6 +68,20 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def page(self, path: str) -> tuple[int, dict[str, Any]]:
+        """GET ``path`` (e.g. ``/readyz``) of the worker's web server: (status, JSON body);
+        (0, {}) while nothing answers yet."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
+                return int(r.status), json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                return int(exc.code), json.loads(exc.read() or b"{}")
+            except ValueError:  # not one of our pages' JSON (e.g. a server error page)
+                return int(exc.code), {}
+        except (OSError, ValueError):
+            return 0, {}
 
     def kill9(self) -> None:
         """SIGKILL: no commit, no goodbye (a crash)."""

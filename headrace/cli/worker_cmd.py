@@ -9,13 +9,33 @@ the current batch finishes, offsets are committed, the worker leaves the group.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
+import socket
+from pathlib import Path
 
 from headrace.cli.common import add_file_option, pipeline_path
 
 __all__ = ["COMMANDS", "register"]
 
 COMMANDS = ("worker",)
+DEFAULT_WEB_PORT = 6066
+
+log = logging.getLogger(__name__)
+
+
+def web_port(requested: int | None) -> int:
+    """``requested``, else ``DEFAULT_WEB_PORT`` if free on 127.0.0.1, else a free port."""
+    if requested is not None:
+        return requested
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DEFAULT_WEB_PORT))
+            return DEFAULT_WEB_PORT
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    log.warning("web port %d is in use; /healthz and /readyz are on %d", DEFAULT_WEB_PORT, port)
+    return port
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,11 +56,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(needs faust-streaming-rocksdb)",
     )
     worker.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="base folder of the worker's local state (DIR/<app id>; RocksDB stores with "
+        "--store rocksdb://); default $HEADRACE_DATA_DIR, else "
+        "$XDG_STATE_HOME/headrace/workers or ~/.local/state/headrace/workers",
+    )
+    worker.add_argument(
         "--web-port",
         type=int,
         default=None,
-        help="port of /healthz and /readyz on 127.0.0.1 (default 6066, or a free port when "
-        "6066 is taken, e.g. by a second worker on this machine; the log says which)",
+        help=f"health/web port on 127.0.0.1 (default {DEFAULT_WEB_PORT}, or a free port when "
+        "that one is taken, e.g. by another worker on the machine; the log says which)",
     )
     worker.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
     worker.add_argument(
@@ -48,6 +76,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     worker.add_argument(
         "--stall-after", type=float, default=30.0, help="seconds without progress = stalled"
+    )
+    worker.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=600.0,
+        help="seconds table recovery may take before the worker reports it failed (600)",
     )
     worker.add_argument(
         "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
@@ -64,25 +98,20 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import WorkerOptions, build_worker
 
     pipeline = load_pipeline(pipeline_path(args))
-    web_port = args.web_port if args.web_port is not None else metrics.free_or(6066)
     options = WorkerOptions(
         app_id=args.app_id,
         store=args.store,
-        web_port=web_port,
+        web_port=web_port(args.web_port),
         batch_size=args.batch_size,
         idle_ms=args.idle_ms,
         stall_after=args.stall_after,
+        recovery_timeout=args.recovery_timeout,
         stages=tuple(args.stage),
         schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
     )
     app, _runners = build_worker(pipeline, options)
-    port = metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
-    print(
-        f"worker: health on http://127.0.0.1:{web_port}/healthz and /readyz, "
-        f"metrics on http://127.0.0.1:{port}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
+    metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
     worker.execute_from_commandline()
     return 0

@@ -83,6 +83,12 @@ class StageLimiter:
         """This worker's current stage-wide rate (records/s)."""
         return self._stage.rate_per_s
 
+    @property
+    def burst(self) -> float:
+        """Records this worker may send at once: its share of the stage-wide burst, or the
+        per-key burst with ``key``."""
+        return self.spec.burst if self.spec.key is not None else self._stage.burst
+
     def set_share(self, assigned: int, total: int) -> None:
         """Take ``assigned`` of ``total`` input partitions' share of the stage-wide rate."""
         self._fraction = worker_share(1.0, assigned, total)

@@ -221,5 +221,8 @@ class AggregateStage:
                 part.offset, agg.watermark_ms, part.sources = value
         part.base_wm = agg.watermark_ms
 
+    def batch_limit(self) -> int | None:
+        return None
+
     def state_size(self) -> int:
         return sum(p.agg.state_size for p in self.parts.values())

@@ -138,6 +138,9 @@ class RankStage:
                 self._change(out, part, member, row)
         self.reemit[partition] = out.messages
 
+    def batch_limit(self) -> int | None:
+        return None
+
     def state_size(self) -> int:
         """Open windows held (``headrace_window_state_keys``): none, a ranking has no windows.
         (Counting its members there kept ``run --until-idle`` from ever seeing the windows

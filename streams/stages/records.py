@@ -73,33 +73,28 @@ class RecordsStage:
     def process(self, partition: int, batch: list[InMessage], wall_ms: int = 0) -> BatchOutput:
         out = BatchOutput()
         staged: list[tuple[InMessage, OutMessage, dict[str, Any]]] = []
+        to, key_fields, apply = self.stage.to, self.key_fields, self.transformer.apply
+        enrich = self._enrich if self.stage.lookup is not None else None
+        dropped = 0
         for msg in batch:
             try:
                 value = decode(msg)
-                if value is None:
-                    out.count("dropped")
-                    continue
-                enriched = self._enrich(value)
-                results = self.transformer.apply(enriched) if enriched is not None else []
+                if value is not None and enrich is not None:
+                    value = enrich(value)
+                results = apply(value) if value is not None else []
                 if not results:
-                    out.count("dropped")
+                    dropped += 1
                 for index, result in enumerate(results):
-                    key = (
-                        encode_key([result.get(f) for f in self.key_fields])
-                        if self.key_fields
-                        else msg.key
-                    )
+                    key = encode_key([result.get(f) for f in key_fields]) if key_fields else msg.key
                     source = f"{msg.topic}|{msg.partition}|{msg.offset}|{index}".encode()
                     out_msg = OutMessage(
-                        self.stage.to,
-                        key,
-                        encode(result),
-                        msg.timestamp_ms,
-                        [(HEADER_SOURCE, source)],
+                        to, key, encode(result), msg.timestamp_ms, [(HEADER_SOURCE, source)]
                     )
                     staged.append((msg, out_msg, result))
             except (PoisonRecord, ValueError, TypeError) as exc:
                 out.dead.append(dead_letter(self.name, msg, exc))
+        if dropped:
+            out.count("dropped", dropped)
         if self.limiter is None or not staged:
             out.messages = [m for _, m, _ in staged]
         else:
@@ -127,6 +122,15 @@ class RecordsStage:
 
     def state_size(self) -> int:
         return 0
+
+    def batch_limit(self) -> int | None:
+        """With ``on_excess: delay``, at most one burst per batch: the output then leaves in
+        bursts no larger than the limit allows instead of one big batch after a long wait."""
+        if self.limiter is None or self.stage.rate_limit is None:
+            return None
+        if self.stage.rate_limit.on_excess != "delay":
+            return None
+        return max(1, int(self.limiter.burst))
 
     def set_share(self, assigned: int, total: int) -> None:
         """This worker holds ``assigned`` of the input's ``total`` partitions."""

@@ -59,5 +59,8 @@ class RepartitionStage:
     def restore(self, partition: int, state: dict[Any, Any]) -> None:
         return None
 
+    def batch_limit(self) -> int | None:
+        return None
+
     def state_size(self) -> int:
         return 0

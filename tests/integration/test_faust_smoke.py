@@ -187,7 +187,7 @@ def test_faust_counts_survive_a_graceful_restart(
     sink = new_topic(".out", PARTITIONS)
     app_id = unique  # the group id, and the prefix of Faust's internal topics
     log = tmp_path / "worker.log"
-    env = dict(os.environ, APP_DATADIR=str(tmp_path / "faust-data"))  # not in the repo root
+    env = dict(os.environ, HEADRACE_DATA_DIR=str(tmp_path / "faust-data"))  # not the repo root
 
     def start() -> Worker:
         argv = [
