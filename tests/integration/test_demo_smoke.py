@@ -1,4 +1,5 @@
-"""`headrace demo` (the README's first command) runs end to end and verifies itself."""
+"""`headrace demo --smoke`: one pass through every component of the stack, checked against SQL
+(the shop demo itself is tests/integration/test_demo_shop.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def test_demo_runs_and_matches_sql(repo_root: Path, stack_env: dict[str, str]) -
             "-m",
             "headrace.cli.main",
             "demo",
+            "--smoke",
             "--orders",
             "800",
             "--customers",
