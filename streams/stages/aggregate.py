@@ -35,11 +35,14 @@ can persist any prefix of them (they are ordered within the partition's changelo
 Hence a window is emitted exactly once across kill -9 restarts: never with two values, never
 twice, never lost. Outputs carry their partition explicitly (``OutputLog.partition``: Kafka's
 murmur2, what our producers compute too), so they land where the entry says. The read-back is
-bounded: only ``closed`` entries of the batches in flight at the crash survive (the others
-were tombstoned), and ``start`` is at most what was written to that partition since the
-closing batch's previous output there. The one case left is a *zombie* (a worker that is not
-dead but lost its partitions) appending after the read; a kill -9 cannot be one. An entry
-written by an older version (no partition and start) is produced again: at least once.
+bounded: only ``closed`` entries of the batch in flight at the crash survive (the others
+were tombstoned), and the read covers what was written to that partition (by any worker)
+since this worker's previous output there, or since it first closed a window. Left: a
+*zombie* (a worker that is not dead but lost its partitions) appending after the read (a
+kill -9 cannot be one); an entry written by an older version (no partition and start) is
+produced again (at least once), and so is an output that retention deleted before the read;
+with ``emit: updates``, a final value byte-identical to a running value of the same batch
+counts as out (the key's latest value is right either way).
 
 Messages from a records stage carry their own input position (``headrace.source``); one at
 or below the last position applied from the same upstream partition is a duplicate that stage
