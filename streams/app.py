@@ -10,6 +10,8 @@
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
   (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
+  an ``aggregate`` stage also gets a ``KafkaOutputLog`` of its output topic (where each window
+  lands, read back on restore so a window is never emitted twice);
 - a ``lookup`` keeps the latest value per key of ``table_from`` in a table; its topic must have
   as many partitions as the stage's input (checked at start: ``ConfigError``);
 - outputs, dead letters (``<from>.dlq``) and overflow (``<from>.overflow``) topics are created
@@ -38,6 +40,7 @@ from streams.consumer import BatchApp
 from streams.datadir import worker_data_dir
 from streams.health import Health
 from streams.lookup import LookupRunner
+from streams.output_log import KafkaOutputLog
 from streams.runner import StageRunner
 from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
 from streams.stages.repartition import RepartitionStage
@@ -130,6 +133,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         n = counts[stage.from_]
         topic = _batch_topic(app, stage.from_, options)
         table = None
+        output_log = None
         processor: StageProcessor
         if stage.kind == "records":
             lookup_get = None
@@ -142,7 +146,8 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
             )
         elif stage.kind == "aggregate":
             table = _state_table(app, name, n)
-            processor = AggregateStage(name, stage, idle_ms=options.idle_ms)
+            output_log = KafkaOutputLog(pipeline.kafka, stage.to, counts[stage.to])
+            processor = AggregateStage(name, stage, output=output_log, idle_ms=options.idle_ms)
         else:
             internal = f"{app_id}-{name}-by-partition"
             ensure_topics(pipeline.kafka, {internal: n})
@@ -171,6 +176,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 producer=producer,
                 labels=(pipeline.name, name),
                 within=options.within,
+                output_log=output_log,
             )
         )
     health = Health(

@@ -12,7 +12,8 @@ Per batch (one asyncio task per stage, so concurrency is 1 by construction):
 3. write the batch's state changes to the changelog and wait until the broker acknowledged
    them (acks=all), then mirror them into the table;
 4. sleep ``wait_s`` if the rate limit says so (backpressure), produce outputs, dead letters
-   and overflow, and wait until the broker acknowledged every one;
+   and overflow, and wait until the broker acknowledged every one (an aggregate's outputs
+   report where they landed to its ``KafkaOutputLog``);
 5. persist the processor's ``after`` state writes (e.g. tombstones of closed windows) and wait
    for them too, then ack the offsets (``BatchConsumer.ack_offsets``): Faust commits only
    acked offsets.
@@ -24,8 +25,9 @@ Why state before outputs: a kill -9 can land anywhere. With the state first, eve
 that reached the broker has its state in the changelog (e.g. an aggregate's ``closed`` window
 entry holding the emitted message), so a restart knows about it and never emits something
 different for the same key; an output lost in the crash is produced again from that state
-(see ``streams.stages.aggregate`` and ``streams.stages.rank``). The reverse order let a
-restart rebuild a window that was already out from only part of its records.
+(see ``streams.stages.aggregate`` and ``streams.stages.rank``; an aggregate first reads its
+output topic back, so an output that did reach the broker is not sent twice). The reverse
+order let a restart rebuild a window that was already out from only part of its records.
 
 The changelog is produced with our confluent-kafka producer (idempotent, acks=all, so a
 partition's messages land in order) straight into the table's changelog topic, in the format
@@ -58,6 +60,7 @@ from faust.types import TP
 from headrace import metrics
 from streams.batch_topic import BatchTopic
 from streams.consumer import BatchConsumer
+from streams.output_log import KafkaOutputLog
 from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcessor, StateWrite
 
 __all__ = ["StageRunner"]
@@ -82,6 +85,7 @@ class StageRunner:
         producer: Producer,
         labels: tuple[str, str],
         within: float = 0.2,
+        output_log: KafkaOutputLog | None = None,
     ) -> None:
         self.app = app
         self.processor = processor
@@ -90,6 +94,7 @@ class StageRunner:
         self.producer = producer
         self.labels = (*labels, "stage")
         self.within = within
+        self.output_log = output_log
         self.restored: set[int] = set()
         self.position: dict[TP, int] = {}  # last offset processed per partition
         self.progress_at: dict[TP, float] = {}
@@ -159,22 +164,25 @@ class StageRunner:
             if partition not in self.restored:
                 self._restore(partition)
             out = self.processor.process(partition, batch, wall_ms)
-            if out.counts.get("reemitted"):
+            if out.counts.get("reemitted") or out.counts.get("already_out"):
                 log.info(
-                    "stage %r: partition %d: %d outputs of the state restored produced again",
+                    "stage %r: partition %d: of the outputs in the restored state, %d were "
+                    "found in the output topic, %d are produced again",
                     self.labels[1],
                     partition,
-                    out.counts["reemitted"],
+                    out.counts.get("already_out", 0),
+                    out.counts.get("reemitted", 0),
                 )
             outputs.append(out)
         outputs.append(self.processor.tick(wall_ms, self._caught_up()))
         await self._persist([w for o in outputs for w in o.state])
         produced = False
+        output_log = self.output_log
         for out in outputs:
             if out.wait_s > 0:
                 metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(out.wait_s)
                 await asyncio.sleep(out.wait_s)
-            self._produce_all(out.messages)
+            self._produce_all(out.messages, self._on_output if output_log else None)
             self._produce_all(out.dead)
             produced = produced or bool(out.messages or out.dead)
         if produced:
@@ -252,6 +260,13 @@ class StageRunner:
     def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             self._errors.append(str(err))
+
+    def _on_output(self, err: KafkaError | None, msg: Any) -> None:
+        """``_on_delivery`` that also tells the output log where the message landed."""
+        if err is not None:
+            self._errors.append(str(err))
+        elif self.output_log is not None:
+            self.output_log.delivered(msg.topic(), msg.partition(), msg.offset())
 
     def _produce(self, msg: OutMessage, on_delivery: Any = None) -> None:
         self._produce_all([msg], on_delivery)

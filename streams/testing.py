@@ -37,10 +37,20 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class WorkerProcess:
-    """``python -m headrace.cli.main worker -f FILE ...`` with its output appended to ``log``."""
+    """``python -m headrace.cli.main worker -f FILE ...`` with its output appended to ``log``.
+
+    ``module`` runs another entry point instead (one that wraps ``headrace.cli.main.main``,
+    e.g. to inject a fault), ``env`` adds environment variables."""
 
     def __init__(
-        self, pipeline: Path, *, log: Path, cwd: Path, args: list[str] | None = None
+        self,
+        pipeline: Path,
+        *,
+        log: Path,
+        cwd: Path,
+        args: list[str] | None = None,
+        module: str = "headrace.cli.main",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log = log
         self.web_port = free_port()
@@ -49,7 +59,7 @@ class WorkerProcess:
         argv = [
             sys.executable,
             "-m",
-            "headrace.cli.main",
+            module,
             "worker",
             "-f",
             str(pipeline),
@@ -59,11 +69,11 @@ class WorkerProcess:
             "info",
             *(args or []),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log, "ab") as out:
             out.write(f"\n===== start: {' '.join(argv)}\n".encode())
             self.proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT
             )
 
     def alive(self) -> bool:

@@ -6,8 +6,10 @@ runtime, once per batch, not per event):
 
 - ``("w", partition, group, start)`` -> ``("open", accumulators, offset)`` for an open window,
   ``("closed", output, offset)`` once it is closed, ``output`` being the exact emitted message
-  ``(key, value, timestamp)`` (None when ``having`` rejected it); ``offset`` is the last input
-  offset of the batch that wrote the entry, so the entry holds every record up to it;
+  and where it goes, ``(key, value, timestamp, output partition, start)`` (None when
+  ``having`` rejected it), ``start`` an offset of the output partition at or below the one the
+  message lands at (``OutputLog.start``); ``offset`` is the last input offset of the batch that
+  wrote the entry, so the entry holds every record up to it;
 - ``("o", partition)`` -> ``(last applied offset, watermark, upstream positions)``.
 
 Why this shape (crash safety). One batch's state is several changelog messages, and a kill -9
@@ -22,17 +24,25 @@ can persist any prefix of them (they are ordered within the partition's changelo
   message itself. The runtime persists the state *before* producing any output of the batch
   (``streams.runner``), so whatever was emitted has its ``closed`` entry in the changelog.
   ``restore`` turns ``closed`` entries into *sealed* windows: records for them above the floor
-  are late (DLQ), and their stored output is produced again (byte-identical) with the next
-  batch, since it may not have reached the broker before the crash. Only once the output is
-  acknowledged does the stage ask (``BatchOutput.after``) for the entry to be tombstoned; by
-  then the ``("o")`` marker of the closing batch is in the changelog before the tombstone,
-  so a replay sees the window closed by the watermark.
+  are late (DLQ). Their stored outputs may or may not have reached the broker before the
+  crash, so ``restore`` reads each output partition concerned from the smallest stored
+  ``start`` to its end (``OutputLog.present``) and produces again, with the next batch and
+  byte-identical, only the outputs whose key and value bytes it does not find there. Once the
+  outputs are acknowledged the stage asks (``BatchOutput.after``) for the entries to be
+  tombstoned; by then the ``("o")`` marker of the closing batch is in the changelog before the
+  tombstone, so a replay sees the window closed by the watermark.
 
-Hence a window is never emitted with two different values. It can be emitted twice,
-identically, when the kill lands between the output's acknowledgement and the tombstone's:
-the output key is (group_by values, window_start), so a compacted topic or an upserting sink
-keeps one row (see ARCHITECTURE, Sinks). Ruling that out too would need reading the output
-topic back on restore.
+Hence a window is emitted exactly once across kill -9 restarts: never with two values, never
+twice, never lost. Outputs carry their partition explicitly (``OutputLog.partition``: Kafka's
+murmur2, what our producers compute too), so they land where the entry says. The read-back is
+bounded: only ``closed`` entries of the batch in flight at the crash survive (the others
+were tombstoned), and the read covers what was written to that partition (by any worker)
+since this worker's previous output there, or since it first closed a window. Left: a
+*zombie* (a worker that is not dead but lost its partitions) appending after the read (a
+kill -9 cannot be one); an entry written by an older version (no partition and start) is
+produced again (at least once), and so is an output that retention deleted before the read;
+with ``emit: updates``, a final value byte-identical to a running value of the same batch
+counts as out (the key's latest value is right either way).
 
 Messages from a records stage carry their own input position (``headrace.source``); one at
 or below the last position applied from the same upstream partition is a duplicate that stage
@@ -62,6 +72,7 @@ from streams.stages.base import (
     BatchOutput,
     InMessage,
     OutMessage,
+    OutputLog,
     StateWrite,
     dead_letter,
     decode,
@@ -80,6 +91,7 @@ class _Partition:
         self.sources: dict[str, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
         self.reemit: list[OutMessage] = []  # closed windows' outputs found by restore
         self.unseal: list[StateWrite] = []  # and their entries' tombstones
+        self.found = 0  # closed windows' outputs restore found in the output topic
 
     def duplicate(self, msg: InMessage) -> bool:
         """Whether ``msg`` is an upstream records stage's replayed output (see HEADER_SOURCE)."""
@@ -96,9 +108,10 @@ class _Partition:
 
 
 class AggregateStage:
-    """Windowed aggregation; see the module doc. ``wall`` gives wall-clock ms (for tests)."""
+    """Windowed aggregation; see the module doc. ``output``: the stage's output topic, to
+    place outputs and read them back on restore (``streams.output_log.KafkaOutputLog``)."""
 
-    def __init__(self, name: str, stage: Stage, *, idle_ms: int = 5000) -> None:
+    def __init__(self, name: str, stage: Stage, *, output: OutputLog, idle_ms: int = 5000) -> None:
         if stage.aggregate is None:
             raise ValueError(f"stage {name!r} has no aggregate")
         self.name = name
@@ -106,6 +119,7 @@ class AggregateStage:
         self.spec = stage.aggregate
         self.source = stage.from_
         self.idle_ms = idle_ms
+        self.output = output
         self.parts: dict[int, _Partition] = {}
 
     def _part(self, partition: int) -> _Partition:
@@ -118,7 +132,8 @@ class AggregateStage:
         emitted = {}
         for r in rows:
             key = encode_key([*r.group, r.start_ms])
-            msg = OutMessage(self.stage.to, key, encode(r.value), r.end_ms - 1)
+            where = self.output.partition(key)
+            msg = OutMessage(self.stage.to, key, encode(r.value), r.end_ms - 1, partition=where)
             out.messages.append(msg)
             emitted[(r.group, r.start_ms)] = msg
         out.count("out", len(rows))
@@ -140,7 +155,10 @@ class AggregateStage:
             out.state.append((("w", partition, group, start), entry))
         for wkey in sorted(removed, key=repr):
             msg = closed.get(wkey)
-            stored = None if msg is None else (msg.key, msg.value, msg.timestamp_ms)
+            stored = None
+            if msg is not None and msg.partition is not None:
+                start = self.output.start(msg.partition)
+                stored = (msg.key, msg.value, msg.timestamp_ms, msg.partition, start)
             key = ("w", partition, wkey[0], wkey[1])
             out.state.append((key, ("closed", stored, part.offset)))
             out.after.append((key, None))
@@ -150,11 +168,12 @@ class AggregateStage:
         out = BatchOutput()
         part = self._part(partition)
         agg = part.agg
-        if part.reemit or part.unseal:
+        if part.reemit or part.unseal or part.found:
             out.messages.extend(part.reemit)
             out.after.extend(part.unseal)
             out.count("reemitted", len(part.reemit))
-            part.reemit, part.unseal = [], []
+            out.count("already_out", part.found)
+            part.reemit, part.unseal, part.found = [], [], 0
         for msg in batch:
             if msg.offset <= part.offset:
                 out.count("skipped_replayed")
@@ -205,6 +224,7 @@ class AggregateStage:
         """Rebuild one partition from its table keys (see the module doc)."""
         part = self.parts[partition] = _Partition(WindowAggregator(self.spec))
         agg = part.agg
+        stored: list[tuple[OutMessage, int | None]] = []
         for key, value in sorted(state.items(), key=lambda kv: repr(kv[0])):
             if key[0] == "w" and value is not None:
                 wkey = (tuple(key[2]), key[3])
@@ -215,11 +235,32 @@ class AggregateStage:
                 else:
                     agg.sealed.add(wkey)
                     if data is not None:
-                        part.reemit.append(OutMessage(self.stage.to, *data))
+                        key_, value_, ts, *where = data  # (partition, start); () if older
+                        partition_ = where[0] if where else None
+                        msg = OutMessage(self.stage.to, key_, value_, ts, partition=partition_)
+                        stored.append((msg, where[1] if where else None))
                     part.unseal.append((("w", partition, *wkey), None))
             elif key[0] == "o":
                 part.offset, agg.watermark_ms, part.sources = value
         part.base_wm = agg.watermark_ms
+        part.reemit = self._unsent(stored)
+        part.found = len(stored) - len(part.reemit)
+
+    def _unsent(self, stored: list[tuple[OutMessage, int | None]]) -> list[OutMessage]:
+        """The stored outputs not found in the output topic from their ``start`` on (one read
+        per output partition, from the smallest start); without a start: all of them."""
+        starts: dict[int, int] = {}
+        for msg, start in stored:
+            if msg.partition is not None and start is not None:
+                starts[msg.partition] = min(start, starts.get(msg.partition, start))
+        found = {p: self.output.present(p, start) for p, start in sorted(starts.items())}
+        return [
+            msg
+            for msg, start in stored
+            if start is None
+            or msg.partition is None
+            or (msg.key, msg.value) not in found[msg.partition]
+        ]
 
     def batch_limit(self) -> int | None:
         return None

@@ -16,6 +16,7 @@ __all__ = [
     "BatchOutput",
     "InMessage",
     "OutMessage",
+    "OutputLog",
     "StageProcessor",
     "StateWrite",
     "dead_letter",
@@ -116,6 +117,23 @@ def encode(value: dict[str, Any]) -> bytes:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+class OutputLog(Protocol):
+    """Where a stage's messages land in its output topic, and reading them back (see
+    ``streams.output_log``, which implements it for Kafka)."""
+
+    def partition(self, key: bytes) -> int:
+        """The output partition for ``key``."""
+        ...
+
+    def start(self, partition: int) -> int:
+        """An offset at or below that of any message produced to ``partition`` from now on."""
+        ...
+
+    def present(self, partition: int, start: int) -> set[tuple[bytes | None, bytes | None]]:
+        """(key, value) of the messages in ``partition`` from ``start`` to its current end."""
+        ...
 
 
 class StageProcessor(Protocol):

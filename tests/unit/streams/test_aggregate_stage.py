@@ -1,4 +1,5 @@
-"""AggregateStage on messages: replay skip, restore, DLQ with lateness, idle timer, kill -9."""
+"""AggregateStage on messages: replay skip, restore, DLQ with lateness, idle timer, kill -9
+(with an output topic in memory: a kill -9 never emits a window twice, nor loses one)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,39 @@ from typing import Any
 import orjson
 
 from headrace.config import Stage
+from streams.output_log import partition_for
 from streams.stages.aggregate import AggregateStage
-from streams.stages.base import InMessage
+from streams.stages.base import InMessage, OutMessage
 
 
-def stage(**window: Any) -> AggregateStage:
+class FakeOutputLog:
+    """The output topic in memory: ``produce`` appends what the broker acknowledged;
+    ``reads`` records each read-back as (partition, start, end)."""
+
+    def __init__(self, partitions: int = 3) -> None:
+        self.partitions = partitions
+        self.log: dict[int, list[tuple[bytes | None, bytes | None]]] = {
+            p: [] for p in range(partitions)
+        }
+        self.reads: list[tuple[int, int, int]] = []
+
+    def partition(self, key: bytes) -> int:
+        return partition_for(key, self.partitions)
+
+    def start(self, partition: int) -> int:
+        return len(self.log[partition])
+
+    def present(self, partition: int, start: int) -> set[tuple[bytes | None, bytes | None]]:
+        self.reads.append((partition, start, len(self.log[partition])))
+        return set(self.log[partition][start:])
+
+    def produce(self, messages: list[OutMessage]) -> None:
+        for m in messages:
+            assert m.partition is not None, "outputs carry their partition"
+            self.log[m.partition].append((m.key, m.value))
+
+
+def stage(log: FakeOutputLog | None = None, **window: Any) -> AggregateStage:
     spec = Stage.model_validate(
         {
             "from": "in",
@@ -24,7 +53,7 @@ def stage(**window: Any) -> AggregateStage:
             },
         }
     )
-    return AggregateStage("agg", spec, idle_ms=1000)
+    return AggregateStage("agg", spec, output=log or FakeOutputLog(), idle_ms=1000)
 
 
 def msg(offset: int, ts: int, c: str = "k") -> InMessage:
@@ -53,8 +82,10 @@ def test_emitted_window_is_closed_then_deleted_and_late_record_goes_to_dlq() -> 
     out = a.process(0, [msg(0, 1), msg(1, 16_000)])
     assert emitted(out) == [("k", 0, 1)]
     [message] = out.messages
-    closed = ("closed", (message.key, message.value, message.timestamp_ms), 1)
-    assert (("w", 0, ("k",), 0), closed) in out.state  # kept until the output is out
+    where = partition_for(message.key, 3)
+    assert message.partition == where  # explicit: it lands where the entry says
+    stored = (message.key, message.value, message.timestamp_ms, where, 0)
+    assert (("w", 0, ("k",), 0), ("closed", stored, 1)) in out.state  # kept until out
     assert out.after == [(("w", 0, ("k",), 0), None)]  # then deleted
     out = a.process(0, [msg(2, 5)])
     [dead] = out.dead
@@ -112,9 +143,11 @@ def _saved(writes: list[Any]) -> list[Any]:
     return copied
 
 
-def _run(batches: list[list[InMessage]]) -> tuple[list[Any], list[Any], dict[Any, Any]]:
-    """(outputs, batch outputs, state) of a run without a crash."""
-    a = stage(grace="2s")
+def _run(
+    batches: list[list[InMessage]], log: FakeOutputLog | None = None
+) -> tuple[list[Any], list[Any], dict[Any, Any]]:
+    """(outputs, batch outputs, state) of a run without a crash; outputs go to ``log``."""
+    a = stage(log, grace="2s")
     table: dict[Any, Any] = {}
     messages: list[Any] = []
     outs: list[Any] = []
@@ -123,64 +156,99 @@ def _run(batches: list[list[InMessage]]) -> tuple[list[Any], list[Any], dict[Any
         outs.append(out)
         table.update(_saved(out.state))
         messages.extend(out.messages)
+        a.output.produce(out.messages)  # type: ignore[attr-defined]
         for key, value in out.after:
             table.pop(key, None) if value is None else table.update({key: value})
     return messages, outs, table
 
 
-def _final(messages: list[Any]) -> dict[bytes, bytes]:
-    """Per key: the one value it was emitted with (fails on two different values)."""
+def _once(messages: list[Any]) -> dict[bytes, bytes]:
+    """Per key: the one message it was emitted with (fails on a key emitted twice)."""
     seen: dict[bytes, bytes] = {}
     for m in messages:
-        assert seen.setdefault(m.key, m.value) == m.value, f"{m.key!r} emitted differently"
+        assert m.key not in seen, f"{m.key!r} emitted twice"
+        seen[m.key] = m.value
     return seen
 
 
-def test_a_kill_after_any_prefix_of_a_batchs_state_never_changes_an_emitted_window() -> None:
+def _replay(b: AggregateStage, batches: list[list[InMessage]]) -> list[Any]:
+    """``b`` (restored) processes ``batches``, its outputs acknowledged after each."""
+    got = []
+    for batch in batches:
+        out = b.process(0, batch)
+        b.output.produce(out.messages)  # type: ignore[attr-defined]
+        got.extend(out.messages)
+    return got
+
+
+def test_a_kill_after_any_prefix_of_a_batchs_state_emits_every_window_once() -> None:
     records = _stream()
     batches = [records[i : i + 7] for i in range(0, len(records), 7)]
     expected, _, _ = _run(batches)
-    want = _final(expected)
+    want = _once(expected)
     for crash in range(len(batches)):
         # batches before ``crash`` fully done and committed; ``crash`` dies after persisting
         # ``cut`` of its state writes: its outputs were not produced (state goes first)
-        done, _, table = _run(batches[:crash])
         probe = stage(grace="2s")
         for earlier in batches[:crash]:
             probe.process(0, earlier)
         writes = _saved(probe.process(0, batches[crash]).state)
         for cut in range(len(writes) + 1):
+            log = FakeOutputLog()
+            done, _, table = _run(batches[:crash], log)
             state = dict(_saved([*table.items(), *writes[:cut]]))
             state = {k: v for k, v in state.items() if v is not None}
-            b = stage(grace="2s")
+            b = stage(log, grace="2s")
             b.restore(0, state)
-            replay = list(done)
-            for batch in batches[crash:]:  # from the committed offset on
-                replay.extend(b.process(0, batch).messages)
-            assert _final(replay) == want, (crash, cut)
+            replay = _replay(b, batches[crash:])  # from the committed offset on
+            assert _once(done + replay) == want, (crash, cut)
 
 
-def test_a_kill_before_the_closed_entry_is_deleted_reemits_the_same_bytes() -> None:
+def test_a_kill_after_any_prefix_of_a_batchs_outputs_emits_every_window_once() -> None:
     records = _stream()
     batches = [records[i : i + 7] for i in range(0, len(records), 7)]
     expected, outs, _ = _run(batches)
-    # batch 3 closed a window; its output is out, the tombstone of its entry is not
-    crash = next(i for i, o in enumerate(outs) if o.after)
-    done, _, table = _run(batches[:crash])
-    _, upto, _ = _run(batches[: crash + 1])
-    table.update(_saved(upto[crash].state))
-    b = stage(grace="2s")
-    b.restore(0, {k: v for k, v in table.items() if v is not None})
-    again = b.process(0, batches[crash + 1])
-    first = {m.key: m.value for m in outs[crash].messages}
-    reemitted = [m for m in again.messages if m.key in first]
-    assert reemitted and all(first[m.key] == m.value for m in reemitted)
-    assert again.counts["reemitted"] == len(first)
-    assert set(again.after) >= {(k, None) for k, v in outs[crash].after}
-    replay = done + outs[crash].messages + again.messages
-    for batch in batches[crash + 2 :]:
-        replay.extend(b.process(0, batch).messages)
-    assert _final(replay) == _final(expected)
+    want = _once(expected)
+    closing = [i for i, o in enumerate(outs) if o.after]
+    assert len(closing) >= 3
+    for crash in closing:
+        # the batch's state is in the changelog, ``landed`` of its outputs reached the broker
+        # (the producer is idempotent: a prefix), the tombstones of its entries did not
+        first = outs[crash].messages
+        for landed in range(len(first) + 1):
+            log = FakeOutputLog()
+            done, _, table = _run(batches[:crash], log)
+            before = {p: len(rows) for p, rows in log.log.items()}
+            _, upto, _ = _run(batches[: crash + 1])
+            table.update(_saved(upto[crash].state))
+            log.produce(first[:landed])
+            b = stage(log, grace="2s")
+            b.restore(0, {k: v for k, v in table.items() if v is not None})
+            again = b.process(0, batches[crash + 1] if crash + 1 < len(batches) else [])
+            log.produce(again.messages)
+            assert again.counts["already_out"] == landed
+            assert again.counts["reemitted"] == len(first) - landed
+            assert set(again.after) >= {(k, None) for k, v in outs[crash].after}
+            # read back from where the closing batch's outputs started, not from the start
+            assert log.reads and all(start == before[p] for p, start, _ in log.reads)
+            replay = done + first[:landed] + again.messages + _replay(b, batches[crash + 2 :])
+            assert _once(replay) == want, (crash, landed)
+
+
+def test_a_closed_entry_without_its_output_position_is_produced_again() -> None:
+    # written by a version that stored (key, value, timestamp) only: at least once
+    a = stage(grace="2s")
+    out = a.process(0, [msg(0, 1), msg(1, 12_000)])
+    a.output.produce(out.messages)  # type: ignore[attr-defined]
+    state = {k: v for k, v in _saved(out.state) if v is not None}
+    key = ("w", 0, ("k",), 0)
+    kind, stored, offset = state[key]
+    state[key] = (kind, stored[:3], offset)
+    b = stage(a.output, grace="2s")  # type: ignore[arg-type]
+    b.restore(0, state)
+    again = b.process(0, [])
+    assert [(m.key, m.value, m.partition) for m in again.messages] == [(stored[0], stored[1], None)]
+    assert again.counts["reemitted"] == 1 and not b.output.reads  # type: ignore[attr-defined]
 
 
 def test_records_for_a_sealed_window_above_its_floor_are_late() -> None:
