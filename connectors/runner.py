@@ -53,7 +53,7 @@ class _PartitionsGone(Exception):
     """Partitions were revoked or lost while the batch waited to be written."""
 
     def __init__(self, partitions: set[int]) -> None:
-        super().__init__(f"partitions {sorted(partitions)} were revoked")
+        super().__init__(f"partitions {sorted(partitions)} were revoked or lost")
         self.partitions = partitions
 
 
