@@ -189,6 +189,6 @@ def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
     """Both sink figures; ``quick`` keeps the whole run under a minute."""
     kafka = KafkaConfig.model_validate({"bootstrap_servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
     return [
-        _mongo(env, kafka, 1500 if quick else 10_000),
+        _mongo(env, kafka, 5000 if quick else 50_000),
         _dynamo(env, kafka, 4000 if quick else 50_000),
     ]

@@ -11,6 +11,13 @@ confluent-kafka runs inside ``consume``). The loop:
    last offset + 1, synchronously;
 3. on SIGTERM/``stop()``: flush, commit, close (leave the group).
 
+While it backs off, the runner keeps calling ``consume`` on the paused partitions (in slices of
+at most ``POLL_SLICE`` seconds) instead of sleeping: the group does not evict it for
+exceeding ``max.poll.interval.ms`` during a long outage, and rebalances are served. A
+partition revoked or lost meanwhile takes its records out of the batch in hand (the next
+owner reads them again); partitions assigned meanwhile are paused too, and a message that
+still arrives is kept for the next batch.
+
 Guarantee: an offset is committed only after every record before it was written or
 delivered to ``<topic>.dlq``. A ``FatalSinkError`` stops the runner without committing the
 batch in hand. Revocation flushes before the partitions go; a lost assignment drops the
@@ -34,9 +41,20 @@ from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import RetriableError
 from schemas import AvroDecoder
 
-__all__ = ["Consumer", "DeadLetterProducer", "SinkRunner"]
+__all__ = ["POLL_SLICE", "Consumer", "DeadLetterProducer", "SinkRunner"]
 
 log = logging.getLogger(__name__)
+
+#: longest single ``consume`` call while backing off (well below max.poll.interval.ms)
+POLL_SLICE = 1.0
+
+
+class _PartitionsGone(Exception):
+    """Partitions were revoked or lost while the batch waited to be written."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        super().__init__(f"partitions {sorted(partitions)} were revoked or lost")
+        self.partitions = partitions
 
 
 class Consumer(Protocol):
@@ -107,6 +125,11 @@ class SinkRunner:
         self._letters = DeadLetterWriter(producer, on_sent=lambda _l: metrics.dead_letter())
         self._delivery_errors: list[str] = []
         self._stopping = False
+        #: while backing off: the paused partitions, partitions gone, messages kept for later
+        self._backing_off = False
+        self._paused: list[Any] = []
+        self._gone: set[int] = set()
+        self._held: list[Any] = []
         self.committed: dict[int, int] = {}
         #: perf_counter() when the first message arrived (benchmarks measure from there)
         self.first_read: float | None = None
@@ -187,9 +210,13 @@ class SinkRunner:
         log.info("sink %r: assigned %d partition(s) of %r", self.name, len(partitions), self.topic)
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
-        """Write and commit what was read from the partitions before they go."""
+        """Write and commit what was read from the partitions before they go; while already
+        backing off (called from the backoff's ``consume``), give their records up instead."""
+        if self._backing_off:
+            self._give_up(partitions, "revoked")
+            return
         try:
-            self.flush(deadline=self._clock() + self._revoke_deadline)
+            self.flush(deadline=self._clock() + self._revoke_deadline, poll=False)
         except RetriableError as exc:
             log.warning(
                 "sink %r: revoked before the batch was written (%s); the next owner reads it again",
@@ -199,6 +226,9 @@ class SinkRunner:
             self._batch.take()
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        if self._backing_off:
+            self._give_up(partitions, "lost")
+            return
         log.warning(
             "sink %r: lost %d partition(s); their unwritten records are read again by "
             "the next owner",
@@ -206,6 +236,21 @@ class SinkRunner:
             len(partitions),
         )
         self._batch.take()
+
+    def _give_up(self, partitions: list[Any], how: str) -> None:
+        """Remember ``partitions`` as gone during a backoff; the write loop drops their
+        records from the batch (uncommitted: the next owner reads them again)."""
+        numbers = {_partition_number(p) for p in partitions}
+        self._gone |= numbers
+        self._held = [m for m in self._held if m.partition() not in numbers]
+        self._paused = [p for p in self._paused if _partition_number(p) not in numbers]
+        log.warning(
+            "sink %r: partitions %s %s while waiting to write; their unwritten records are "
+            "read again by the next owner",
+            self.name,
+            sorted(numbers),
+            how,
+        )
 
     # -- batching and writing ---------------------------------------------------------------
 
@@ -230,18 +275,35 @@ class SinkRunner:
             self.first_read = time.perf_counter()
         self._batch.add(record, record.size)
 
-    def flush(self, deadline: float | None = None) -> None:
+    def flush(self, deadline: float | None = None, poll: bool = True) -> None:
         """Write the batch (retrying), dead-letter its rejects, then commit it.
 
+        ``poll``: keep polling the paused consumer while backing off (not from inside a
+        rebalance callback, where ``consume`` must not be called; there it sleeps).
         Raises ``FatalSinkError`` (nothing committed), or ``RetriableError`` when ``deadline``
         passes before the write succeeded (nothing committed; the batch is kept).
         """
-        if not self._batch.items:
-            return
+        while self._batch.items:
+            try:
+                self._flush_batch(deadline, poll)
+            except _PartitionsGone as gone:
+                self._drop_partitions(gone.partitions)
+                continue
+            break
+        held, self._held = self._held, []
+        for msg in held:
+            self._add(msg)
+
+    def _drop_partitions(self, partitions: set[int]) -> None:
+        kept = [r for r in self._batch.take() if r.partition not in partitions]
+        for record in kept:
+            self._batch.add(record, record.size)
+
+    def _flush_batch(self, deadline: float | None, poll: bool) -> None:
         records: list[SinkRecord] = self._batch.items
         started = self._clock()
         good, letters = self._decode(records)
-        outcome = self._write_with_retry(good, deadline)
+        outcome = self._write_with_retry(good, deadline, poll)
         rejected = outcome.rejected
         self._metrics.visible(r.timestamp_ms for i, r in enumerate(good) if i not in rejected)
         for index, reason in sorted(outcome.rejected.items()):
@@ -269,12 +331,12 @@ class SinkRunner:
         return good, bad
 
     def _write_with_retry(
-        self, batch: Sequence[SinkRecord], deadline: float | None
+        self, batch: Sequence[SinkRecord], deadline: float | None, poll: bool
     ) -> WriteOutcome:
         if not batch:
             return WriteOutcome()
         attempt = 0
-        paused: list[Any] = []
+        self._gone = set()
         try:
             while True:
                 try:
@@ -285,10 +347,7 @@ class SinkRunner:
                     self._metrics.retry("retriable")
                     if self._stopping or (deadline is not None and self._clock() + wait > deadline):
                         raise
-                    if not paused:
-                        paused = list(self._consumer.assignment())
-                        if paused:
-                            self._consumer.pause(paused)
+                    self._pause_assigned()
                     log.warning(
                         "sink %r: write failed (%s); retry %d in %.1fs",
                         self.name,
@@ -296,10 +355,45 @@ class SinkRunner:
                         attempt,
                         wait,
                     )
-                    self._sleep(wait)
+                    if poll:
+                        self._wait_polling(wait)
+                    else:
+                        self._sleep(wait)
         finally:
-            if paused:
-                self._consumer.resume(paused)
+            if self._paused:
+                self._consumer.resume(self._paused)
+                self._paused = []
+
+    def _pause_assigned(self) -> None:
+        """Pause every assigned partition not paused yet (new ones arrive in rebalances)."""
+        known = {_partition_number(p) for p in self._paused}
+        new = [p for p in self._consumer.assignment() if _partition_number(p) not in known]
+        if new:
+            self._consumer.pause(new)
+            self._paused.extend(new)
+
+    def _wait_polling(self, seconds: float) -> None:
+        """Wait ``seconds`` inside ``consume`` on the paused partitions (see the module
+        docstring); raises ``_PartitionsGone`` when a rebalance took partitions away."""
+        end = self._clock() + seconds
+        self._backing_off = True
+        try:
+            while not self._stopping:
+                left = end - self._clock()
+                if left <= 0:
+                    break
+                messages = self._consumer.consume(
+                    num_messages=self._batch.max_records, timeout=min(left, POLL_SLICE)
+                )
+                self._held.extend(messages)
+                if self._gone:
+                    break
+                self._pause_assigned()
+        finally:
+            self._backing_off = False
+        if self._gone:
+            gone, self._gone = self._gone, set()
+            raise _PartitionsGone(gone)
 
     def _dead_letter(self, record: SinkRecord, reason: str) -> None:
         if self._ensure_dlq is not None and not self._dlq_ready:
@@ -364,6 +458,11 @@ class SinkRunner:
         except (ValueError, AttributeError, TypeError):
             return
         self._metrics.lag(self.topic, lag)
+
+
+def _partition_number(tp: Any) -> int:
+    """The partition number of a ``TopicPartition`` (or of a bare number, in tests)."""
+    return int(getattr(tp, "partition", tp))
 
 
 def _timestamp(msg: Any) -> int | None:

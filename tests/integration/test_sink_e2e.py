@@ -1,10 +1,11 @@
 """Both sinks on the real stack: every record lands, kill -9 and restart, replay, outage.
 
-Size: 4,000 records per test times ``HEADRACE_TEST_SCALE`` (default 1, what CI runs; the
-issue's full size, 200,000, is scale 50 and takes hours against FerretDB, whose upserts run at
-~150-230 documents/s here). Records cycle over ``records // 20`` keys with increasing
-versions, plus stale (older) copies at the end, so the version guard and in-batch dedupe
-are both exercised.
+Size, times ``HEADRACE_TEST_SCALE`` (default 1, what CI runs): the issue's 200,000 records
+through the MongoDB sink (FerretDB, patched, upserts ~1,100-2,300 documents/s here; 100,000 in
+the outage test), 10,000 through the DynamoDB sink: its version guard needs one conditional
+PutItem per record and moto answers only ~100-250 of those per second (200,000 is scale 20,
+~15-30 minutes). Records cycle over ``records // 20`` keys with increasing versions, plus
+stale (older) copies at the end, so the version guard and in-batch dedupe are both exercised.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pymongo import MongoClient
 
+from headrace.stack.ferretdb import FERRETDB_BUILD
+
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
-RECORDS = int(4000 * SCALE)
+RECORDS = {"mongodb": int(200_000 * SCALE), "dynamodb": int(10_000 * SCALE)}
 REPO = Path(__file__).resolve().parents[2]
 HEADRACE = str(REPO / ".venv" / "bin" / "headrace")
 
@@ -94,12 +97,10 @@ def _start(pipeline: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait(
-    pred: Any, what: str, proc: subprocess.Popen[bytes] | None, limit: float | None = None
-) -> None:
-    """Poll ``pred`` until true; FerretDB upserts run ~150/s here, so the limit grows with
-    the scale (a safety net against hanging, not a timing assertion)."""
-    limit = limit if limit is not None else 240 + RECORDS / 40
+def _wait(pred: Any, what: str, proc: subprocess.Popen[bytes] | None, records: int) -> None:
+    """Poll ``pred`` until true; the limit grows with the size (at ~100 records/s, a safety
+    net against hanging, not a timing assertion)."""
+    limit = 240 + records / 100
     deadline = time.monotonic() + limit
     while not pred():
         if proc is not None and proc.poll() is not None:
@@ -118,11 +119,19 @@ class Target:
         self.env = env
         if kind == "mongodb":
             self.client: Any = MongoClient(env["HEADRACE_MONGO_URI"])
+            built = self.client.admin.command("buildInfo").get("ferretdbVersion", FERRETDB_BUILD)
+            if built != FERRETDB_BUILD:  # MongoDB itself reports no ferretdbVersion
+                pytest.fail(
+                    f"the stack's FerretDB is {built}, not the patched {FERRETDB_BUILD} "
+                    "(upstream scans the collection on every upsert: these sizes would take "
+                    "hours); fix: headrace stack down ferretdb && headrace stack up ferretdb",
+                    pytrace=False,
+                )
             self.coll = self.client["sinktest"][unique]
             self.yaml = (
                 f"    type: mongodb\n    from: '{topic}'\n    uri: '{env['HEADRACE_MONGO_URI']}'\n"
                 f"    database: sinktest\n    collection: {unique}\n    id: [order_id]\n"
-                f"    write: replace\n    version_field: version\n    batch_size: 500\n"
+                f"    write: replace\n    version_field: version\n    batch_size: 2000\n"
             )
         else:
             res = boto3.resource(
@@ -194,7 +203,8 @@ def _check(target: Target, newest: dict[str, dict[str, Any]]) -> None:
 def test_kill9_three_times_then_replay(
     target: Target, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    records, newest = _records(RECORDS)
+    size = RECORDS[target.kind]
+    records, newest = _records(size)
     topic = target.topic  # type: ignore[attr-defined]
     poison = [(b"bad1", b"{not json"), (b"bad2", b'{"order_id": "p", "version": 1, "a.b": 1}')]
     _produce(
@@ -214,6 +224,7 @@ def test_kill9_three_times_then_replay(
             ),
             f"progress before kill {n + 1}",
             proc,
+            size,
         )
         time.sleep(0.3)  # most likely in the middle of the next batch's write
         proc.send_signal(signal.SIGKILL)
@@ -223,7 +234,9 @@ def test_kill9_three_times_then_replay(
     assert 0 < kills[0] and kills[-1] < len(records) + len(poison), kills
     proc = _start(pipeline, group, log)
     try:
-        _wait(lambda: _caught_up(kafka_bootstrap, topic, group, 3), "the sink to catch up", proc)
+        _wait(
+            lambda: _caught_up(kafka_bootstrap, topic, group, 3), "the sink to catch up", proc, size
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
@@ -260,6 +273,7 @@ def test_kill9_three_times_then_replay(
             lambda: _caught_up(kafka_bootstrap, topic, f"{target.unique}-replay", 3),
             "the replay",
             proc,
+            size,
         )
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -273,7 +287,8 @@ def test_ferretdb_outage(
     """FerretDB stops for 20 s while records keep arriving: the sink waits, then catches up."""
     topic = new_topic(".orders", 3)
     target = Target("mongodb", unique, stack_env, topic)
-    records, newest = _records(RECORDS // 2)
+    size = RECORDS["mongodb"] // 2
+    records, newest = _records(size)
     half = len(records) // 2
     _produce(kafka_bootstrap, topic, records[:half])
     pipeline = _pipeline(tmp_path, kafka_bootstrap, topic, target.yaml)
@@ -281,7 +296,7 @@ def test_ferretdb_outage(
     log = tmp_path / "sink.log"
     proc = _start(pipeline, group, log)
     try:
-        _wait(lambda: target.count() > 0, "first writes", proc)
+        _wait(lambda: target.count() > 0, "first writes", proc, size)
         try:
             subprocess.run(
                 [HEADRACE, "stack", "down", "ferretdb"], check=True, cwd=REPO, timeout=60
@@ -293,7 +308,9 @@ def test_ferretdb_outage(
             assert not _caught_up(kafka_bootstrap, topic, group, 3)
         finally:
             subprocess.run([HEADRACE, "stack", "up", "ferretdb"], check=True, cwd=REPO, timeout=180)
-        _wait(lambda: _caught_up(kafka_bootstrap, topic, group, 3), "the sink to resume", proc)
+        _wait(
+            lambda: _caught_up(kafka_bootstrap, topic, group, 3), "the sink to resume", proc, size
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

@@ -39,24 +39,80 @@ class Msg:
         return (1, 1000)
 
 
-class FakeConsumer:
-    """Hands out ``messages`` in order, ``per_poll`` at a time; records commits and pauses."""
+class Part:
+    """A ``TopicPartition`` stand-in (what ``assignment()`` returns)."""
 
-    def __init__(self, messages: list[Msg], per_poll: int = 1000) -> None:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Part) and (self.topic, self.partition) == (
+            other.topic,
+            other.partition,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.partition))
+
+    def __repr__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+class FakeClock:
+    """Time that passes only when told (``advance``), e.g. by a consume that waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+class FakeConsumer:
+    """Hands out ``messages`` in order, ``per_poll`` at a time, from unpaused partitions only;
+    records commits, pauses and polls. With a ``clock``, a poll that returns nothing waits its
+    whole ``timeout`` on that clock, as the real consumer does."""
+
+    def __init__(
+        self,
+        messages: list[Msg],
+        per_poll: int = 1000,
+        partitions: Sequence[int] = (0,),
+        clock: FakeClock | None = None,
+    ) -> None:
         self.messages = list(messages)
         self.per_poll = per_poll
+        self.assigned = [Part("t", p) for p in partitions]
+        self.clock = clock
         self.commits: list[list[tuple[int, int]]] = []
         self.paused: list[Any] = []
         self.resumed: list[Any] = []
+        self.polls: list[tuple[float, frozenset[int]]] = []
         self.closed = False
         self.callbacks: dict[str, Any] = {}
+
+    def paused_now(self) -> set[int]:
+        now: set[int] = set()
+        for parts in self.paused:
+            now |= {p.partition for p in parts}
+        for parts in self.resumed:
+            now -= {p.partition for p in parts}
+        return now
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Msg]:
+        paused = self.paused_now()
+        self.polls.append((timeout, frozenset(paused)))
         n = min(num_messages, self.per_poll)
-        out, self.messages = self.messages[:n], self.messages[n:]
+        out = [m for m in self.messages if m.partition() not in paused][:n]
+        self.messages = [m for m in self.messages if m not in out]
+        if not out and self.clock is not None:
+            self.clock.advance(timeout)
         return out
 
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
@@ -69,7 +125,7 @@ class FakeConsumer:
         self.resumed.append(partitions)
 
     def assignment(self) -> list[Any]:
-        return ["p0"]
+        return list(self.assigned)
 
     def close(self) -> None:
         self.closed = True

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import orjson
 import pytest
-from fakes import FakeConsumer, FakeProducer, Msg, QuietMetrics, ScriptedWriter
+from fakes import FakeClock, FakeConsumer, FakeProducer, Msg, Part, QuietMetrics, ScriptedWriter
 
 from connectors.backoff import Backoff
 from connectors.records import FatalSinkError, WriteOutcome
-from connectors.runner import SinkRunner
+from connectors.runner import POLL_SLICE, SinkRunner
 from headrace.errors import RetriableError
 
 
@@ -19,7 +21,7 @@ def _msgs(n: int, partitions: int = 2) -> list[Msg]:
     ]
 
 
-def _runner(consumer, writer, producer=None, batch_size=10, sleeps=None):
+def _runner(consumer, writer, producer=None, batch_size=10, sleeps=None, clock=None):
     return SinkRunner(
         name="s",
         topic="t",
@@ -33,6 +35,7 @@ def _runner(consumer, writer, producer=None, batch_size=10, sleeps=None):
         backoff=Backoff(0.1, 1.0, rand=lambda a, b: b),
         make_offset=lambda t, p, o: (t, p, o),
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        clock=clock or consumer.clock or FakeClock(),
     )
 
 
@@ -45,11 +48,15 @@ def test_commits_each_partitions_next_offset_after_the_write() -> None:
 
 
 def test_retriable_failure_pauses_backs_off_and_commits_nothing_until_written() -> None:
-    consumer, writer, sleeps = FakeConsumer(_msgs(4)), ScriptedWriter(failures=3), []
+    clock = FakeClock()
+    consumer = FakeConsumer(_msgs(4), partitions=[0, 1], clock=clock)
+    writer, sleeps = ScriptedWriter(failures=3), []
     runner = _runner(consumer, writer, batch_size=4, sleeps=sleeps)
     original = writer.write
+    write_times = []
 
     def spy(batch):
+        write_times.append(clock())
         if writer.failures:
             assert consumer.commits == []  # nothing committed while failing
         return original(batch)
@@ -57,9 +64,87 @@ def test_retriable_failure_pauses_backs_off_and_commits_nothing_until_written() 
     writer.write = spy
     runner.run(max_idle_polls=2)
     assert writer.calls == 4
-    assert sleeps == [0.1, 0.2, 0.4]  # exponential (jitter pinned to the top)
-    assert consumer.paused == [["p0"]] and consumer.resumed == [["p0"]]
+    # exponential (jitter pinned to the top), waited inside consume, never in a plain sleep
+    assert [round(b - a, 6) for a, b in pairwise(write_times)] == [0.1, 0.2, 0.4]
+    assert sleeps == []
+    assert consumer.paused == [[Part("t", 0), Part("t", 1)]]
+    assert consumer.resumed == consumer.paused
     assert consumer.commits == [[(0, 2), (1, 2)]]
+
+
+def test_a_long_backoff_keeps_polling_the_paused_consumer() -> None:
+    """A 30 s outage is spent in consume calls of at most POLL_SLICE on paused partitions,
+    so the group keeps the member (max.poll.interval.ms) and the batch is written after."""
+    clock = FakeClock()
+    consumer = FakeConsumer(_msgs(4), partitions=[0, 1], clock=clock)
+
+    class Outage(ScriptedWriter):
+        def write(self, batch):
+            if clock() < 30.0:
+                raise RetriableError("down", retry_after=0.0)
+            return super().write(batch)
+
+    writer = Outage()
+    runner = SinkRunner(
+        name="s",
+        topic="t",
+        consumer=consumer,
+        writer=writer,
+        producer=FakeProducer(),
+        metrics=QuietMetrics(),  # type: ignore[arg-type]
+        batch_size=4,
+        batch_bytes=10**9,
+        linger=0.0,
+        backoff=Backoff(0.1, 8.0, rand=lambda a, b: b),
+        make_offset=lambda t, p, o: (t, p, o),
+        sleep=lambda s: pytest.fail("slept instead of polling"),
+        clock=clock,
+    )
+    runner.run(max_idle_polls=2)
+    during = [(t, paused) for t, paused in consumer.polls if paused]
+    assert len(during) > 30 and all(0 < t <= POLL_SLICE for t, _ in during)
+    assert all(paused == {0, 1} for _, paused in during)
+    assert len(writer.stored) == 4 and consumer.commits == [[(0, 2), (1, 2)]]
+
+
+def test_revocation_during_the_backoff_gives_up_only_those_partitions_records() -> None:
+    clock = FakeClock()
+    consumer = FakeConsumer(_msgs(4), partitions=[0, 1], clock=clock)
+    writer = ScriptedWriter(failures=2)
+    runner = _runner(consumer, writer, batch_size=4)
+    original = consumer.consume
+
+    def consume(num_messages=1, timeout=0):
+        if consumer.paused_now() and 1 in {p.partition for p in consumer.assigned}:
+            consumer.assigned = [Part("t", 0)]  # cooperative: partition 1 goes, 0 stays
+            consumer.callbacks["on_revoke"](consumer, [Part("t", 1)])
+        return original(num_messages, timeout)
+
+    consumer.consume = consume
+    runner.run(max_idle_polls=2)
+    assert sorted(writer.stored) == [b"k0", b"k2"]  # partition 0's records only
+    assert consumer.commits == [[(0, 2)]]  # nothing committed for the revoked partition
+    assert consumer.resumed[-1] == [Part("t", 0)]
+
+
+def test_a_message_arriving_during_the_backoff_is_kept_for_the_next_batch() -> None:
+    clock = FakeClock()
+    consumer = FakeConsumer(_msgs(2, partitions=1), partitions=[0], clock=clock)
+    writer = ScriptedWriter(failures=1)
+    runner = _runner(consumer, writer, batch_size=2)
+    original = consumer.consume
+    late = Msg("t", 3, 0, b"late", orjson.dumps({"i": 99}))
+
+    def consume(num_messages=1, timeout=0):
+        if consumer.paused_now() and late not in consumer.messages and not writer.stored:
+            consumer.assigned.append(Part("t", 3))  # assigned during the backoff
+            consumer.messages.append(late)
+        return original(num_messages, timeout)
+
+    consumer.consume = consume
+    runner.run(max_idle_polls=2)
+    assert sorted(writer.stored) == [b"k0", b"k1", b"late"]
+    assert consumer.commits == [[(0, 2)], [(3, 1)]]
 
 
 def test_backoff_is_capped() -> None:
@@ -172,9 +257,17 @@ def test_open_waits_for_the_destination() -> None:
 
 
 def test_stop_while_the_destination_is_down_commits_nothing_and_returns() -> None:
-    consumer, writer = FakeConsumer(_msgs(2)), ScriptedWriter(failures=10**6)
+    consumer = FakeConsumer(_msgs(2), clock=FakeClock())
+    writer = ScriptedWriter(failures=10**6)
     runner = _runner(consumer, writer, batch_size=2)
-    runner._sleep = lambda s: runner.stop()  # SIGTERM arrives during the backoff
+    original = consumer.consume
+
+    def consume(num_messages=1, timeout=0):
+        if consumer.paused_now():
+            runner.stop()  # SIGTERM arrives during the backoff
+        return original(num_messages, timeout)
+
+    consumer.consume = consume
     runner.run()
     assert consumer.commits == [] and writer.stored == {} and consumer.closed
 
