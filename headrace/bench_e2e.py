@@ -46,6 +46,7 @@ from uuid import uuid4
 
 from headrace.bench import BenchFigure, process_peak_rss_mb
 from headrace.config import KafkaConfig
+from headrace.config.sinks import MongoWrite
 from headrace.errors import HeadraceError
 from headrace.kafka_clients import ensure_topics
 from headrace.status_view import histogram_quantile, scrape
@@ -71,7 +72,7 @@ class Tuning:
     poll: str = "50ms"
     source_batch: int = 10_000
     worker_batch: int = 1000
-    mongo_write: str = "upsert"
+    mongo_write: MongoWrite = "upsert"
 
 
 #: per sink, what measured best here (README, Benchmarks, has the runs). DynamoDB: batches of

@@ -98,7 +98,9 @@ _ENV = {
 def test_the_e2e_pipeline_file_is_valid_for_each_sink_and_carries_the_tuning(
     sink: str, tmp_path: Path
 ) -> None:
-    tuning = Tuning(sink_batch=250, sink_linger="30ms", poll="40ms", source_batch=700)
+    tuning = Tuning(
+        sink_batch=250, sink_linger="30ms", poll="40ms", source_batch=700, mongo_write="replace"
+    )
     path = tmp_path / "pipeline.yaml"
     path.write_text(pipeline_yaml(_ENV, "benche2etest", sink, tuning, 9999))
     pipeline = load_pipeline(path, env={})
@@ -107,6 +109,8 @@ def test_the_e2e_pipeline_file_is_valid_for_each_sink_and_carries_the_tuning(
     out = pipeline.sinks[f"orders_{sink}"]
     assert isinstance(out, MongoSink if sink == "mongodb" else DynamoDBSink)
     assert (out.from_, out.batch_size, out.linger) == ("benche2etest.orders.clean", 250, 0.03)
+    if isinstance(out, MongoSink):
+        assert (out.database, out.write) == ("benche2etest", "replace")
     source = pipeline.sources["orders_db"]
     assert (source.poll_interval, source.batch_size) == (0.04, 700)  # type: ignore[union-attr]
     assert source.url.endswith("/benche2etest")  # type: ignore[union-attr]
