@@ -3,7 +3,8 @@
 The demo pipeline's shape, every piece a real ``headrace`` process on the local stack:
 MariaDB ``orders`` -> ``headrace produce`` (incrementing id, ``updated_at`` as the event time)
 -> Kafka -> ``headrace worker`` (a filter + set stage) -> Kafka -> ``headrace sink`` into
-DynamoDB (moto; the MongoDB sink on FerretDB sustains only a few hundred writes/s here).
+MongoDB (the stack's patched FerretDB; the default) or DynamoDB (moto), with the settings in
+``TUNING`` (what measured best here per sink).
 
 1. The three processes start; one priming row goes through, so group joins, topic and table
    creation are behind us.
@@ -28,6 +29,7 @@ the note has each.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -44,16 +46,51 @@ from uuid import uuid4
 
 from headrace.bench import BenchFigure, process_peak_rss_mb
 from headrace.config import KafkaConfig
+from headrace.config.sinks import MongoWrite
 from headrace.errors import HeadraceError
 from headrace.kafka_clients import ensure_topics
 from headrace.status_view import histogram_quantile, scrape
 
-__all__ = ["E2EResult", "run", "run_e2e"]
+__all__ = ["SINKS", "TUNING", "E2EResult", "Tuning", "figure", "pipeline_yaml", "run", "run_e2e"]
 
 RATE = 5000  # records/s: the issue's target rate
-#: Sink batches of 100 (default 1000): against moto here, 100 kept up with 500 rows/s (p50
-#: 0.45-0.5 s, p99 1.6-2.9 s) where 1000 fell behind (350-400 written/s), runs alternated.
-SINK_BATCH = 100
+SINKS = ("mongodb", "dynamodb")
+SINK = "mongodb"  # the default: see README, Benchmarks (FerretDB sustains more than moto)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The pipeline settings the bench runs with (the same keys a pipeline file has).
+
+    ``sink_batch``/``sink_linger``: the sink's ``batch_size``/``linger``; ``poll``/
+    ``source_batch``: the MySQL source's ``poll_interval``/``batch_size``; ``worker_batch``:
+    ``headrace worker --batch-size``; ``mongo_write``: the MongoDB sink's ``write`` mode.
+    """
+
+    sink_batch: int
+    sink_linger: str = "100ms"
+    poll: str = "50ms"
+    source_batch: int = 10_000
+    worker_batch: int = 1000
+    mongo_write: MongoWrite = "upsert"
+
+
+#: per sink, what measured best here (README, Benchmarks, has the runs). DynamoDB: batches of
+#: 100 (default 1000): against moto, 100 kept up with 500 rows/s (p50 0.45-0.5 s, p99
+#: 1.6-2.9 s) where 1000 fell behind (350-400 written/s). MongoDB: one 500-op request per batch
+#: (the sink's MAX_OPS) and ``write: insert``: the source is append-only (``incrementing`` emits
+#: each new row once, every order_id is new), so inserting writes the same documents as an
+#: upsert, and a replayed record's duplicate key counts as already written. FerretDB's upsert
+#: costs a lookup per document and caps near 1,300-2,900 documents/s here (it fell behind at
+#: 5,000/s where insert kept up); a source that emits updates needs ``upsert``. Both: the
+#: source polls every 50 ms (default 5 s) and the worker takes batches of 1,000 (default 5,000):
+#: in three alternating pairs at 5,000/s into MongoDB this (with a 50 ms sink linger) measured
+#: p50 0.32-0.38 s / p99 0.71-1.36 s against 0.41-0.58 s / 1.19-1.93 s with 100 ms, 100 ms and
+#: 5,000.
+TUNING: dict[str, Tuning] = {
+    "dynamodb": Tuning(sink_batch=100),
+    "mongodb": Tuning(sink_batch=500, sink_linger="50ms", mongo_write="insert"),
+}
 PIPELINE = """\
 name: {name}
 kafka: {{bootstrap_servers: "{bootstrap}"}}
@@ -67,7 +104,8 @@ sources:
     timestamp_field: updated_at
     topic: {name}.orders.raw
     key: [order_id]
-    poll_interval: 100ms
+    poll_interval: {t.poll}
+    batch_size: {t.source_batch}
 stages:
   clean:
     from: {name}.orders.raw
@@ -76,7 +114,12 @@ stages:
       - filter: "status != 'cancelled' and quantity > 0"
       - set: {{total: "price * quantity"}}
 sinks:
-  orders_dynamo:
+{sink}
+metrics: {{port: {metrics_port}}}
+"""
+SINK_YAML = {
+    "dynamodb": """\
+  orders_dynamodb:
     type: dynamodb
     from: {name}.orders.clean
     table: {name}
@@ -86,10 +129,21 @@ sinks:
     aws_access_key_id: "{aws_key}"
     aws_secret_access_key: "{aws_secret}"
     create: true
-    linger: 100ms
-    batch_size: {sink_batch}
-metrics: {{port: {metrics_port}}}
-"""
+    linger: {t.sink_linger}
+    batch_size: {t.sink_batch}
+""",
+    "mongodb": """\
+  orders_mongodb:
+    type: mongodb
+    from: {name}.orders.clean
+    uri: "{mongo_uri}"
+    database: {name}
+    collection: orders
+    write: {t.mongo_write}
+    linger: {t.sink_linger}
+    batch_size: {t.sink_batch}
+""",
+}
 _TABLE = """CREATE TABLE orders (
   id BIGINT AUTO_INCREMENT PRIMARY KEY,
   order_id VARCHAR(24) NOT NULL,
@@ -121,6 +175,10 @@ class E2EResult:
     peak_rss_mb: dict[str, float]
     #: hop (raw topic, clean topic) -> (rows seen, p50 s, p99 s) of commit to seen there
     hops: dict[str, tuple[int, float, float]]
+    #: the machine's 1-minute load average as the steady inserts ended (shared machines)
+    load_1m: float
+    sink: str
+    tuning: Tuning
 
 
 class _Process:
@@ -260,15 +318,48 @@ def _insert_steadily(cursor: Any, rate: int, seconds: float) -> tuple[int, float
     return inserted, time.perf_counter() - start
 
 
-def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2EResult:
-    """One steady run against the stack in ``env`` (see the module doc)."""
-    import boto3
-    import pymysql
-    from confluent_kafka.admin import AdminClient
+def pipeline_yaml(
+    env: dict[str, str], name: str, sink: str, tuning: Tuning, metrics_port: int
+) -> str:
+    """The pipeline file of run ``name`` (its MariaDB database, topics' prefix, DynamoDB
+    table or MongoDB database) into ``sink``, with ``tuning``, on the stack in ``env``."""
+    sink_yaml = SINK_YAML[sink].format(
+        name=name,
+        t=tuning,
+        aws_endpoint=env["HEADRACE_AWS_ENDPOINT"],
+        region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        aws_key=env.get("AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        mongo_uri=env["HEADRACE_MONGO_URI"],
+    )
+    return PIPELINE.format(
+        name=name,
+        bootstrap=env["HEADRACE_KAFKA_BOOTSTRAP"],
+        mysql_url=env["HEADRACE_MYSQL_URL"].rsplit("/", 1)[0] + f"/{name}",
+        t=tuning,
+        sink=sink_yaml.rstrip("\n"),
+        metrics_port=metrics_port,
+    )
 
+
+def run_e2e(
+    env: dict[str, str],
+    rate: int,
+    seconds: float,
+    work: Path,
+    sink: str = SINK,
+    tuning: Tuning | None = None,
+) -> E2EResult:
+    """One steady run against the stack in ``env`` into ``sink`` (one of ``SINKS``), with
+    ``tuning`` (default: ``TUNING[sink]``); see the module doc."""
+    import pymysql
+
+    if sink not in SINKS:
+        raise HeadraceError(
+            f"bench e2e: unknown sink {sink!r}; use one of {', '.join(SINKS)} (--sink)"
+        )
+    tune = tuning or TUNING[sink]
     name = f"benche2e{uuid4().hex[:8]}"
-    base_url = env["HEADRACE_MYSQL_URL"]
-    mysql_url = base_url.rsplit("/", 1)[0] + f"/{name}"
     conn = pymysql.connect(
         host=env["HEADRACE_MYSQL_HOST"],
         port=int(env["HEADRACE_MYSQL_PORT"]),
@@ -281,23 +372,9 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
     cursor.execute(f"USE {name}")
     cursor.execute(_TABLE)
     bootstrap = env["HEADRACE_KAFKA_BOOTSTRAP"]
-    region = env.get("AWS_DEFAULT_REGION", "us-east-1")
-    aws_key = env.get("AWS_ACCESS_KEY_ID", "testing")
-    aws_secret = env.get("AWS_SECRET_ACCESS_KEY", "testing")
+    sink_name = f"orders_{sink}"
     pipeline = work / "pipeline.yaml"
-    pipeline.write_text(
-        PIPELINE.format(
-            name=name,
-            bootstrap=bootstrap,
-            mysql_url=mysql_url,
-            aws_endpoint=env["HEADRACE_AWS_ENDPOINT"],
-            region=region,
-            aws_key=aws_key,
-            aws_secret=aws_secret,
-            metrics_port=_free_port(),
-            sink_batch=SINK_BATCH,
-        )
-    )
+    pipeline.write_text(pipeline_yaml(env, name, sink, tune, _free_port()))
     # the topics exist before the processes start, as in a deployment (3 partitions each)
     kafka = KafkaConfig.model_validate({"bootstrap_servers": bootstrap})
     ensure_topics(kafka, {f"{name}.orders.raw": 3, f"{name}.orders.clean": 3})
@@ -318,7 +395,7 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
                     "sink",
                     "-f",
                     str(pipeline),
-                    "orders_dynamo",
+                    sink_name,
                     "--metrics-port",
                     str(sink_port),
                 ],
@@ -328,7 +405,16 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         procs.append(
             _Process(
                 "worker",
-                [*cli, "worker", "-f", str(pipeline), "--web-port", str(_free_port())],
+                [
+                    *cli,
+                    "worker",
+                    "-f",
+                    str(pipeline),
+                    "--web-port",
+                    str(_free_port()),
+                    "--batch-size",
+                    str(tune.worker_batch),
+                ],
                 work / "worker.log",
             )
         )
@@ -339,15 +425,16 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         )
 
         def written() -> float:
-            return _sink_buckets(address, "orders_dynamo").get(float("inf"), 0.0)
+            return _sink_buckets(address, sink_name).get(float("inf"), 0.0)
 
         cursor.execute(_INSERT, _row(0, datetime.now(UTC).replace(tzinfo=None)))
-        _wait_for("the priming row reaching DynamoDB", lambda: written() >= 1, procs, 180)
-        before = _sink_buckets(address, "orders_dynamo")
+        _wait_for(f"the priming row reaching the {sink} sink", lambda: written() >= 1, procs, 180)
+        before = _sink_buckets(address, sink_name)
         primed = before.get(float("inf"), 0.0)
         started = time.perf_counter()
         probe.since_ms = time.time() * 1000 - 1  # the steady rows' commit times, not priming
         rows, insert_s = _insert_steadily(cursor, rate, seconds)
+        load_1m = os.getloadavg()[0]
         backlog = rows - int(written() - primed)
         drain_timeout = max(60.0, seconds)
         try:
@@ -359,16 +446,14 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
             )
         except HeadraceError:
             finished = time.perf_counter()
-        after = _sink_buckets(address, "orders_dynamo")
+        after = _sink_buckets(address, sink_name)
         delta = {le: n - before.get(le, 0.0) for le, n in after.items()}
         done = int(delta.get(float("inf"), 0.0))
     finally:
         hops = probe.close()
         for p in reversed(procs):
             p.stop()
-        _cleanup(
-            cursor, conn, name, bootstrap, env, region, aws_key, aws_secret, boto3, AdminClient
-        )
+        _cleanup(cursor, conn, name, sink, env)
     return E2EResult(
         rows=rows,
         written=done,
@@ -379,38 +464,45 @@ def run_e2e(env: dict[str, str], rate: int, seconds: float, work: Path) -> E2ERe
         p99_s=histogram_quantile(0.99, delta),
         peak_rss_mb={p.name: p.peak_mb for p in procs},
         hops=hops,
+        load_1m=load_1m,
+        sink=sink,
+        tuning=tune,
     )
 
 
-def _cleanup(
-    cursor: Any,
-    conn: Any,
-    name: str,
-    bootstrap: str,
-    env: dict[str, str],
-    region: str,
-    aws_key: str,
-    aws_secret: str,
-    boto3: Any,
-    admin_cls: Any,
-) -> None:
-    """Drop this run's database, table and topics (all named after the run)."""
+def _cleanup(cursor: Any, conn: Any, name: str, sink: str, env: dict[str, str]) -> None:
+    """Drop this run's MariaDB database, sink table or database, and topics (all named after
+    the run)."""
+    import boto3
+    from confluent_kafka.admin import AdminClient
+
     try:
         cursor.execute(f"DROP DATABASE IF EXISTS {name}")
     finally:
         conn.close()
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=env["HEADRACE_AWS_ENDPOINT"],
-        region_name=region,
-        aws_access_key_id=aws_key,
-        aws_secret_access_key=aws_secret,
-    )
-    try:
-        client.delete_table(TableName=name)
-    except Exception:  # noqa: S110 - the sink may not have created it
-        pass
-    admin = admin_cls({"bootstrap.servers": bootstrap})
+    if sink == "dynamodb":
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=env["HEADRACE_AWS_ENDPOINT"],
+            region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", "testing"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        )
+        try:
+            client.delete_table(TableName=name)
+        except Exception:  # noqa: S110 - the sink may not have created it
+            pass
+    else:
+        from pymongo import MongoClient
+
+        mongo: Any = MongoClient(env["HEADRACE_MONGO_URI"], serverSelectionTimeoutMS=10_000)
+        try:
+            mongo.drop_database(name)
+        except Exception:  # noqa: S110 - cleanup only
+            pass
+        finally:
+            mongo.close()
+    admin = AdminClient({"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
     ours = [t for t in admin.list_topics(timeout=10).topics if name in t]
     if ours:
         for future in admin.delete_topics(ours).values():
@@ -420,8 +512,11 @@ def _cleanup(
                 pass
 
 
-def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]:
-    """The e2e figure at ``rate`` records/s: 5 s steady (``quick``) or 60 s.
+_SINK_LABEL = {"mongodb": "MongoDB sink (FerretDB)", "dynamodb": "DynamoDB sink (moto)"}
+
+
+def run(env: dict[str, str], quick: bool, rate: int = RATE, sink: str = SINK) -> list[BenchFigure]:
+    """The e2e figure at ``rate`` records/s into ``sink``: 5 s steady (``quick``) or 60 s.
 
     When the pipeline cannot keep up, the backlog is waited for at most 60 s (or the run's
     length); rows still unwritten then are left out of p50/p99 (which are then lower bounds)
@@ -429,15 +524,25 @@ def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]
     """
     seconds = 5.0 if quick else 60.0
     work = Path(tempfile.mkdtemp(prefix="headrace-bench-e2e-"))
-    result = run_e2e(env, rate, seconds, work)
+    result = run_e2e(env, rate, seconds, work, sink)
     shutil.rmtree(work, ignore_errors=True)
+    return [figure(result, rate)]
+
+
+def figure(result: E2EResult, rate: int) -> BenchFigure:
+    """The bench figure of one run offered at ``rate``/s, with its note."""
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in result.peak_rss_mb.items())
     hops = ", ".join(
         f"{hop} {p50 * 1000:.0f}/{p99 * 1000:.0f}" for hop, (_n, p50, p99) in result.hops.items()
     )
+    t = result.tuning
+    write = f"write {t.mongo_write}, " if result.sink == "mongodb" else ""
     note = (
-        f"MariaDB -> source -> stage -> DynamoDB sink (moto); commit to seen in, p50/p99 ms: "
-        f"{hops or 'n/a'}; peak RSS MiB: {peaks}"
+        f"MariaDB -> source -> stage -> {_SINK_LABEL[result.sink]} ({write}sink batch "
+        f"{t.sink_batch}, "
+        f"linger {t.sink_linger}; source poll {t.poll}; worker batch {t.worker_batch}); "
+        f"commit to seen in, p50/p99 ms: {hops or 'n/a'}; peak RSS MiB: {peaks}; "
+        f"load average {result.load_1m:.1f}"
     )
     if result.backlog > 2 * rate:
         note += (
@@ -449,16 +554,14 @@ def run(env: dict[str, str], quick: bool, rate: int = RATE) -> list[BenchFigure]
             f"; did not keep up: {result.written} of {result.rows} rows written by the end, "
             "percentiles are of those (lower bounds)"
         )
-    return [
-        BenchFigure(
-            f"e2e mysql->stage->dynamodb @{rate}/s",
-            result.rows,
-            result.written_per_s,
-            f"offered {rate}/s (steady inserts)",
-            result.offered_per_s,
-            max(result.peak_rss_mb.values(), default=0.0),
-            p50_ms=None if result.p50_s is None else round(result.p50_s * 1000, 1),
-            p99_ms=None if result.p99_s is None else round(result.p99_s * 1000, 1),
-            note=note,
-        )
-    ]
+    return BenchFigure(
+        f"e2e mysql->stage->{result.sink} @{rate}/s",
+        result.rows,
+        result.written_per_s,
+        f"offered {rate}/s (steady inserts)",
+        result.offered_per_s,
+        max(result.peak_rss_mb.values(), default=0.0),
+        p50_ms=None if result.p50_s is None else round(result.p50_s * 1000, 1),
+        p99_ms=None if result.p99_s is None else round(result.p99_s * 1000, 1),
+        note=note,
+    )

@@ -26,7 +26,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "sink": ("connectors.bench", "MongoDB and DynamoDB sinks vs the raw clients"),
     "e2e": (
         "headrace.bench_e2e",
-        "p50/p99 latency, MariaDB -> source -> stage -> DynamoDB sink, steady --rate",
+        "p50/p99 latency, MariaDB -> source -> stage -> --sink, steady --rate",
     ),
 }
 
@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=5000,
         help="e2e: records/s offered steadily at the source (default 5000, the target)",
+    )
+    p.add_argument(
+        "--sink",
+        choices=["mongodb", "dynamodb"],
+        default="mongodb",
+        help="e2e: the sink at the end of the pipeline: mongodb (the stack's FerretDB, default: "
+        "it sustains the higher rate here) or dynamodb (moto)",
     )
     p.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
     p.add_argument(
@@ -114,7 +121,7 @@ def _suite_here(suite: str, env: dict[str, str], args: argparse.Namespace) -> li
             raise
         raise HeadraceError(f"bench {suite}: not available yet in this version") from None
     reset_peak_rss()
-    options = {"rate": args.rate} if suite == "e2e" else {}
+    options = {"rate": args.rate, "sink": args.sink} if suite == "e2e" else {}
     figures: list[BenchFigure] = module.run(env, args.quick, **options)
     return figures
 
@@ -122,7 +129,7 @@ def _suite_here(suite: str, env: dict[str, str], args: argparse.Namespace) -> li
 def _suite_in_child(suite: str, args: argparse.Namespace) -> tuple[list[BenchFigure], bool]:
     """Run one suite as ``headrace bench SUITE --json --no-save``; (its figures, exit 0?)."""
     argv = [sys.executable, "-m", "headrace.cli.main", "bench", suite, "--json", "--no-save"]
-    argv += ["--rate", str(args.rate)] + (["--quick"] if args.quick else [])
+    argv += ["--rate", str(args.rate), "--sink", args.sink] + (["--quick"] if args.quick else [])
     done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
     figures = [
         BenchFigure.from_dict(json.loads(line))

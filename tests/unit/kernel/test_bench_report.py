@@ -1,5 +1,5 @@
 """`headrace bench` reports: Markdown with latency columns, per-figure and per-process peaks,
-and the e2e bench's steady pacing."""
+the e2e bench's steady pacing and its pipeline file per sink."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from headrace.bench import BenchFigure, peak_rss_mb, process_peak_rss_mb
-from headrace.bench_e2e import _insert_steadily
+from headrace.bench_e2e import SINKS, TUNING, Tuning, _insert_steadily, pipeline_yaml
 from headrace.cli.bench_cmd import markdown
+from headrace.config import DynamoDBSink, MongoSink
+from headrace.config.loader import load_pipeline
 
 
 def test_markdown_has_latency_columns_and_notes_only_when_a_figure_has_them() -> None:
@@ -79,3 +84,35 @@ def test_rows_are_inserted_at_a_steady_rate_stamped_with_their_insert_time() -> 
         # each 20 ms tick inserts what is due since the start: never far ahead of the rate
         assert len(batch) <= 2000 * (at - start) + 1
         assert all(isinstance(r[-1], datetime) and r[-1].tzinfo is None for r in batch)
+
+
+_ENV = {
+    "HEADRACE_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+    "HEADRACE_MYSQL_URL": "mysql+pymysql://u:p@127.0.0.1:3306/headrace",
+    "HEADRACE_MONGO_URI": "mongodb://127.0.0.1:27017",
+    "HEADRACE_AWS_ENDPOINT": "http://127.0.0.1:5000",
+}
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_the_e2e_pipeline_file_is_valid_for_each_sink_and_carries_the_tuning(
+    sink: str, tmp_path: Path
+) -> None:
+    tuning = Tuning(
+        sink_batch=250, sink_linger="30ms", poll="40ms", source_batch=700, mongo_write="replace"
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline_yaml(_ENV, "benche2etest", sink, tuning, 9999))
+    pipeline = load_pipeline(path, env={})
+
+    assert list(pipeline.sinks) == [f"orders_{sink}"]
+    out = pipeline.sinks[f"orders_{sink}"]
+    assert isinstance(out, MongoSink if sink == "mongodb" else DynamoDBSink)
+    assert (out.from_, out.batch_size, out.linger) == ("benche2etest.orders.clean", 250, 0.03)
+    if isinstance(out, MongoSink):
+        assert (out.database, out.write) == ("benche2etest", "replace")
+    source = pipeline.sources["orders_db"]
+    assert (source.poll_interval, source.batch_size) == (0.04, 700)  # type: ignore[union-attr]
+    assert source.url.endswith("/benche2etest")  # type: ignore[union-attr]
+    assert list(pipeline.stages) == ["clean"]
+    assert set(TUNING) == set(SINKS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from pathlib import Path
 
 from headrace.stack import proc
@@ -23,6 +24,9 @@ def _sleeper(tmp_path: Path, marker: str = "headrace-test-sleeper") -> tuple[Pat
 
 def test_spawn_records_pid_and_stop_ends_it(tmp_path: Path) -> None:
     pid_file, pid = _sleeper(tmp_path)
+    deadline = time.monotonic() + 10  # right after fork, before exec, the command line is empty
+    while proc.read_pid(pid_file) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert proc.read_pid(pid_file) == pid
     assert proc.stop(pid_file, timeout=5) is True
     assert not proc.is_alive(pid)
