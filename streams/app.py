@@ -9,7 +9,9 @@
   input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
-  (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
+  (``memory://``: state rebuilt from the changelog at each start; ``rocksdb://``: local
+  RocksDB databases in the datadir through the ``rocksdict`` driver, the changelog replayed
+  only past the offset they hold; writes go through ``streams.table_store``);
   an ``aggregate`` stage also gets a ``KafkaOutputLog`` of its output topic (where each window
   lands, read back on restore so a window is never emitted twice);
 - a ``lookup`` keeps the latest value per key of ``table_from`` in a table; its topic must have

@@ -1,11 +1,12 @@
 """Faust on this Kafka: consumer group, changelog-backed table, recovery after a graceful restart.
 
-``streams/smoke.py`` counts records per key in a memory-store Table (so its state can only come
-back from the changelog topic) and sends ``key -> str(count)`` to a sink topic. The test runs it
-as a real worker process, stops it with SIGTERM between two batches, starts it again, and checks
-the sink: per key the counts are exactly 1, 2, ..., total over both batches, one sink record per
-source record. A table that did not recover would restart at 1; offsets that were not committed
-(or records processed twice) would count past the total.
+``streams/smoke.py`` counts records per key in a Table (memory store: its state can only come
+back from the changelog topic; ``$HEADRACE_TEST_STORE=rocksdb://``: from the local RocksDB
+store plus the changelog after its persisted offset) and sends ``key -> str(count)`` to a sink
+topic. The test runs it as a real worker process, stops it with SIGTERM between two batches,
+starts it again, and checks the sink: per key the counts are exactly 1, 2, ..., total over both
+batches, one sink record per source record. A table that did not recover would restart at 1;
+offsets that were not committed (or records processed twice) would count past the total.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from streams.testing import STORE_ENV
 
 PARTITIONS = 2
 KEYS = ["alpha", "bravo", "charlie"]  # sent to partitions 0, 1, 0
@@ -199,6 +202,7 @@ def test_faust_counts_survive_a_graceful_restart(
             "--partitions", str(PARTITIONS),
             "--web-port", str(_free_port()),
             "--loglevel", "info",
+            "--store", os.environ.get(STORE_ENV) or "memory://",
         ]  # fmt: skip
         return Worker(argv, log=log, env=env, cwd=repo_root)
 
