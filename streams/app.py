@@ -39,7 +39,7 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
-from streams.datadir import worker_data_dir
+from streams.datadir import drop_stale_stores, worker_data_dir
 from streams.health import Health
 from streams.lookup import LookupRunner
 from streams.output_log import KafkaOutputLog
@@ -188,6 +188,8 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         stall_after=options.stall_after,
         recovery_timeout=options.recovery_timeout,
     )
+    admin = AdminClient(client_config(pipeline.kafka))
+    drop_stale_stores(app.tables.values(), set(admin.list_topics(timeout=30).topics))
     _wire(app, runners, lookups, counts, health)
     health.install()
     return app, runners
