@@ -9,9 +9,10 @@
   input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
-  (``memory://``: state rebuilt from the changelog at each start; ``rocksdb://``: local
-  RocksDB databases in the datadir through the ``rocksdict`` driver, the changelog replayed
-  only past the offset they hold; writes go through ``streams.table_store``);
+  (``rocksdb://``, the default: local RocksDB databases in the datadir through the
+  ``rocksdict`` driver, the changelog replayed only past the offset they hold; ``memory://``:
+  state rebuilt from the whole changelog at each start; writes go through
+  ``streams.table_store``, stale local stores are dropped by ``streams.datadir``);
   an ``aggregate`` stage also gets a ``KafkaOutputLog`` of its output topic (where each window
   lands, read back on restore so a window is never emitted twice);
 - a ``lookup`` keeps the latest value per key of ``table_from`` in a table; its topic must have
@@ -57,7 +58,7 @@ class WorkerOptions:
     """How the worker runs (not what it computes: that is the pipeline file)."""
 
     app_id: str | None = None
-    store: str = "memory://"
+    store: str = "rocksdb://"  # or memory:// (see the module doc)
     web_port: int = 6066
     batch_size: int = 5000
     within: float = 0.2

@@ -7,9 +7,10 @@ with one folder per test run. Ours: ``<base>/<app-id>``, ``base`` being, first f
 2. ``$HEADRACE_DATA_DIR``;
 3. ``$XDG_STATE_HOME/headrace/workers``, else ``~/.local/state/headrace/workers``.
 
-With ``--store memory://`` the folder holds almost nothing (the state is in memory and comes
-back from the changelog); with ``rocksdb://`` it holds the stores, which only speed up a
-restart (the changelog stays the source of truth), so any local disk will do.
+With ``--store rocksdb://`` (the worker's default) it holds the table stores, which only speed
+up a restart (the changelog stays the source of truth), so any local disk will do; with
+``memory://`` it holds almost nothing (the state is in memory and comes back from the
+changelog).
 
 A RocksDB store is a copy of its changelog up to the offset it records, so it is only valid
 while that changelog topic lives: ``drop_stale_stores`` removes, before the worker starts, the

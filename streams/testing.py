@@ -43,8 +43,8 @@ class WorkerProcess:
 
     ``module`` runs another entry point instead (one that wraps ``headrace.cli.main.main``,
     e.g. to inject a fault), ``env`` adds environment variables. Without ``--store`` in
-    ``args``, ``$HEADRACE_TEST_STORE`` (e.g. ``rocksdb://``) picks the table store when set,
-    so a test suite can run every worker against another store."""
+    ``args``, ``$HEADRACE_TEST_STORE`` (e.g. ``memory://``) picks the table store when set,
+    so a test suite can run every worker against the other store than the default."""
 
     def __init__(
         self,
