@@ -9,7 +9,10 @@
   input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
-  (``memory://`` for tests, ``rocksdb://`` when faust-streaming-rocksdb is installed);
+  (``rocksdb://``, the default: local RocksDB databases in the datadir through the
+  ``rocksdict`` driver, the changelog replayed only past the offset they hold; ``memory://``:
+  state rebuilt from the whole changelog at each start; writes go through
+  ``streams.table_store``, stale local stores are dropped by ``streams.datadir``);
   an ``aggregate`` stage also gets a ``KafkaOutputLog`` of its output topic (where each window
   lands, read back on restore so a window is never emitted twice);
 - a ``lookup`` keeps the latest value per key of ``table_from`` in a table; its topic must have
@@ -37,7 +40,7 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
-from streams.datadir import worker_data_dir
+from streams.datadir import drop_stale_stores, worker_data_dir
 from streams.health import Health
 from streams.lookup import LookupRunner
 from streams.output_log import KafkaOutputLog
@@ -55,7 +58,7 @@ class WorkerOptions:
     """How the worker runs (not what it computes: that is the pipeline file)."""
 
     app_id: str | None = None
-    store: str = "memory://"
+    store: str = "rocksdb://"  # or memory:// (see the module doc)
     web_port: int = 6066
     batch_size: int = 5000
     within: float = 0.2
@@ -186,6 +189,8 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         stall_after=options.stall_after,
         recovery_timeout=options.recovery_timeout,
     )
+    admin = AdminClient(client_config(pipeline.kafka))
+    drop_stale_stores(app.tables.values(), set(admin.list_topics(timeout=30).topics))
     _wire(app, runners, lookups, counts, health)
     health.install()
     return app, runners

@@ -190,6 +190,9 @@ def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
                 f"{name}-app",
                 "--data-dir",
                 str(work / "data"),
+                # the naive baseline's store: the ratio compares the processing, not the stores
+                "--store",
+                "memory://",
             ],
             port,
             "headrace_records_total",

@@ -7,17 +7,32 @@ with one folder per test run. Ours: ``<base>/<app-id>``, ``base`` being, first f
 2. ``$HEADRACE_DATA_DIR``;
 3. ``$XDG_STATE_HOME/headrace/workers``, else ``~/.local/state/headrace/workers``.
 
-With ``--store memory://`` the folder holds almost nothing (the state is in memory and comes
-back from the changelog); with ``rocksdb://`` it holds the stores, which only speed up a
-restart (the changelog stays the source of truth), so any local disk will do.
+With ``--store rocksdb://`` (the worker's default) it holds the table stores, which only speed
+up a restart (the changelog stays the source of truth), so any local disk will do; with
+``memory://`` it holds almost nothing (the state is in memory and comes back from the
+changelog).
+
+A RocksDB store is a copy of its changelog up to the offset it records, so it is only valid
+while that changelog topic lives: ``drop_stale_stores`` removes, before the worker starts, the
+databases of tables whose changelog topic does not exist (deleted with the rest of a
+pipeline's topics, e.g. by ``headrace demo``, or never created on this cluster); they would
+otherwise come back as state. A changelog that exists but is shorter than the offset a store
+records stops Faust's recovery with a ``ConsistencyError`` naming the partition (remove the
+worker's datadir to start over from the changelog).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ENV_VAR", "default_base", "worker_data_dir"]
+__all__ = ["ENV_VAR", "default_base", "drop_stale_stores", "worker_data_dir"]
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "HEADRACE_DATA_DIR"
 
@@ -37,3 +52,32 @@ def worker_data_dir(app_id: str, base: Path | None = None) -> Path:
     path = ((base or default_base()) / app_id).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def drop_stale_stores(tables: Iterable[Any], topics: set[str]) -> list[Path]:
+    """Remove the local RocksDB databases (``<table>-<partition>.db``) of each table in
+    ``tables`` whose changelog topic is not in ``topics`` (the cluster's topics); the removed
+    paths. Tables in another store are left alone. Call it before the app starts (no database
+    is open yet)."""
+    removed: list[Path] = []
+    for table in tables:
+        store = table.data
+        if not hasattr(store, "partition_path"):
+            continue
+        changelog = table.changelog_topic.get_topic_name()
+        if changelog in topics:
+            continue
+        first = Path(store.partition_path(0))
+        prefix = first.name.removesuffix("0.db")
+        for path in sorted(first.parent.glob(f"{prefix}*.db")):
+            if path.name.removeprefix(prefix).removesuffix(".db").isdigit():
+                log.warning(
+                    "table %r: removing its local store %s: the changelog topic %r does not "
+                    "exist (deleted or a new cluster), so the store holds state of an old run",
+                    table.name,
+                    path,
+                    changelog,
+                )
+                shutil.rmtree(path)
+                removed.append(path)
+    return removed

@@ -16,6 +16,7 @@ import orjson
 from faust.types import TP
 
 from headrace.config import Lookup
+from streams import table_store
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp, BatchConsumer
 
@@ -72,8 +73,8 @@ class LookupRunner:
                 buffer.done()
 
     async def _apply(self, records: list[Any]) -> None:
-        data = self.table.data
         offsets: dict[int, list[int]] = {}
+        entries: dict[int, list[tuple[str, str | None]]] = {}
         for r in records:
             offsets.setdefault(r.partition, []).append(r.offset)
             if r.key is None:
@@ -82,10 +83,9 @@ class LookupRunner:
             key = bytes(r.key).decode(errors="replace")
             value = None if r.value is None else bytes(r.value).decode(errors="replace")
             self.table.send_changelog(r.partition, key, value)
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
+            entries.setdefault(r.partition, []).append((key, value))
+        for partition, written in entries.items():
+            table_store.write(self.table, partition, written)
         await self.app.producer.flush()
         consumer = cast(BatchConsumer, self.app.consumer)
         for partition, done in offsets.items():

@@ -58,6 +58,7 @@ from confluent_kafka import KafkaError, Producer
 from faust.types import TP
 
 from headrace import metrics
+from streams import table_store
 from streams.batch_topic import BatchTopic
 from streams.consumer import BatchConsumer
 from streams.output_log import KafkaOutputLog
@@ -236,12 +237,12 @@ class StageRunner:
                 on_delivery=self._on_changelog,
             )
         await self._flush()
+        by_partition: dict[int, list[tuple[str, str | None]]] = defaultdict(list)
+        for (key, _value), entry in zip(writes, encoded, strict=True):
+            by_partition[key[1]].append(entry)
+        for partition, entries in by_partition.items():
+            table_store.write(self.table, partition, entries)
         data = self.table.data
-        for raw_key, raw_value in encoded:
-            if raw_value is None:
-                data.pop(raw_key, None)
-            else:
-                data[raw_key] = raw_value
         sent, self._changelog_offsets = self._changelog_offsets, {}
         for partition, offset in sent.items():
             try:  # RocksDB remembers how far the changelog is in the store already

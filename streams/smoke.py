@@ -6,8 +6,10 @@ restart), used by the integration tests and ``headrace demo``. Run it as a proce
     python -m streams.smoke --bootstrap 127.0.0.1:9092 --app-id smoke --source in --sink out
 
 Contract: for every record on ``source`` (key = bytes), the table ``<app-id>-counts`` adds one to
-that key and a record ``key -> str(count)`` goes to ``sink``. The table is in memory and backed by
-its changelog topic, so after a restart the counts go on from where they were.
+that key and a record ``key -> str(count)`` goes to ``sink``. The table is backed by its
+changelog topic, so after a restart the counts go on from where they were: with ``--store
+memory://`` (the default here) the state comes back from the changelog alone; with
+``rocksdb://`` from the local store in the datadir plus the changelog after its offset.
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ def make_app(
     partitions: int,
     web_port: int,
     data_dir: Path | None = None,
+    store: str = "memory://",
 ) -> faust.App:
-    """Build the counting app (memory store: state comes back from the changelog only);
-    its datadir is ``streams.datadir.worker_data_dir(app_id, data_dir)``."""
+    """Build the counting app with its table in ``store``; its datadir is
+    ``streams.datadir.worker_data_dir(app_id, data_dir)``."""
     app = faust.App(
         app_id,
         datadir=str(worker_data_dir(app_id, data_dir)),
         broker=f"kafka://{bootstrap}",
-        store="memory://",
+        store=store,
         topic_partitions=partitions,
         web_port=web_port,
         web_host="127.0.0.1",
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="base of the datadir (streams.datadir)"
     )
+    parser.add_argument("--store", default="memory://", help="table store: memory:// or rocksdb://")
     parser.add_argument(
         "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"]
     )
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         partitions=args.partitions,
         web_port=args.web_port,
         data_dir=args.data_dir,
+        store=args.store,
     )
     worker = faust.Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()

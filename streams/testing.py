@@ -21,7 +21,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-__all__ = ["TopicReader", "WorkerProcess", "free_port", "tail"]
+__all__ = ["STORE_ENV", "TopicReader", "WorkerProcess", "free_port", "tail"]
+
+STORE_ENV = "HEADRACE_TEST_STORE"
 
 
 def free_port() -> int:
@@ -40,7 +42,9 @@ class WorkerProcess:
     """``python -m headrace.cli.main worker -f FILE ...`` with its output appended to ``log``.
 
     ``module`` runs another entry point instead (one that wraps ``headrace.cli.main.main``,
-    e.g. to inject a fault), ``env`` adds environment variables."""
+    e.g. to inject a fault), ``env`` adds environment variables. Without ``--store`` in
+    ``args``, ``$HEADRACE_TEST_STORE`` (e.g. ``memory://``) picks the table store when set,
+    so a test suite can run every worker against the other store than the default."""
 
     def __init__(
         self,
@@ -56,6 +60,8 @@ class WorkerProcess:
         self.web_port = free_port()
         if "--data-dir" not in (args or []):  # state next to the log, not in the cwd
             args = [*(args or []), "--data-dir", str(log.parent / "worker-data")]
+        if "--store" not in (args or []) and os.environ.get(STORE_ENV):
+            args = [*(args or []), "--store", os.environ[STORE_ENV]]
         argv = [
             sys.executable,
             "-m",

@@ -4,6 +4,11 @@ Every stage of the pipeline file (or those named with ``--stage``) runs as one s
 one Faust worker; more copies of the command share the input partitions (one consumer group
 per pipeline, ``headrace-<pipeline name>`` unless ``--app-id``). SIGTERM stops gracefully:
 the current batch finishes, offsets are committed, the worker leaves the group.
+
+Table state (aggregate, rank, lookup) is kept in RocksDB in the worker's datadir by default
+(``--store rocksdb://``): a restart replays only the changelog past what the local store
+holds. ``--store memory://`` keeps it in memory and rebuilds it from the changelog at each
+start. Several workers of one app on one machine need one ``--data-dir`` each.
 """
 
 from __future__ import annotations
@@ -51,16 +56,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker.add_argument("--app-id", default=None, help="Faust app id / consumer group")
     worker.add_argument(
         "--store",
-        default="memory://",
-        help="table store: memory:// (state comes back from the changelog) or rocksdb:// "
-        "(needs faust-streaming-rocksdb)",
+        default="rocksdb://",
+        help="table store: rocksdb:// (default; local RocksDB stores in the data dir, a restart "
+        "replays only the changelog past them) or memory:// (state rebuilt from the changelog "
+        "at each start)",
     )
     worker.add_argument(
         "--data-dir",
         default=None,
         metavar="DIR",
-        help="base folder of the worker's local state (DIR/<app id>; RocksDB stores with "
-        "--store rocksdb://); default $HEADRACE_DATA_DIR, else "
+        help="base folder of the worker's local state (DIR/<app id>: the RocksDB stores; one "
+        "per worker when several run on a machine); default $HEADRACE_DATA_DIR, else "
         "$XDG_STATE_HOME/headrace/workers or ~/.local/state/headrace/workers",
     )
     worker.add_argument(

@@ -1,11 +1,12 @@
 """Faust on this Kafka: consumer group, changelog-backed table, recovery after a graceful restart.
 
-``streams/smoke.py`` counts records per key in a memory-store Table (so its state can only come
-back from the changelog topic) and sends ``key -> str(count)`` to a sink topic. The test runs it
-as a real worker process, stops it with SIGTERM between two batches, starts it again, and checks
-the sink: per key the counts are exactly 1, 2, ..., total over both batches, one sink record per
-source record. A table that did not recover would restart at 1; offsets that were not committed
-(or records processed twice) would count past the total.
+``streams/smoke.py`` counts records per key in a Table, once per store: memory (its state can
+only come back from the changelog topic) and RocksDB (from the local store plus the changelog
+after its persisted offset), and sends ``key -> str(count)`` to a sink topic. The test runs it
+as a real worker process, stops it with SIGTERM between two batches, starts it again, and
+checks the sink: per key the counts are exactly 1, 2, ..., total over both batches, one sink
+record per source record. A table that did not recover would restart at 1; offsets that were
+not committed (or records processed twice) would count past the total.
 """
 
 from __future__ import annotations
@@ -180,8 +181,11 @@ def _wait_for_log(log: Path, text: str, *, occurrences: int, timeout: float) -> 
     return False
 
 
+# memory://: the state can only come back from the changelog; rocksdb:// (the worker's
+# default): from the local store plus the changelog past its offset
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_faust_counts_survive_a_graceful_restart(
-    kafka_bootstrap, new_topic, unique, tmp_path, repo_root
+    kafka_bootstrap, new_topic, unique, tmp_path, repo_root, store
 ):
     source = new_topic(".in", PARTITIONS)
     sink = new_topic(".out", PARTITIONS)
@@ -199,6 +203,7 @@ def test_faust_counts_survive_a_graceful_restart(
             "--partitions", str(PARTITIONS),
             "--web-port", str(_free_port()),
             "--loglevel", "info",
+            "--store", store,
         ]  # fmt: skip
         return Worker(argv, log=log, env=env, cwd=repo_root)
 

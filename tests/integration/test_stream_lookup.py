@@ -4,8 +4,11 @@
 customer's ``name`` and ``tier``; an order of an unknown customer goes to the DLQ
 (``missing: dlq``). A customer updated later enriches later orders with the new value. After
 a restart the lookup state comes back from the table's changelog (the customers topic itself
-is not read again: its offsets are committed). A lookup topic with another partition count
-than the stage's input stops the worker at start with exit code 2 and a message naming both.
+is not read again: its offsets are committed). After every topic of the pipeline was deleted
+and made again (a reset, as ``headrace demo`` does), a restart knows only the new customers:
+the local RocksDB store of the old run is dropped, not restored. A lookup topic with another
+partition count than the stage's input stops the worker at start with exit code 2 and a
+message naming both.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.testing import TopicReader, WorkerProcess, free_port, tail
 
@@ -126,6 +130,68 @@ def test_lookup_enriches_updates_survives_restart_and_dead_letters_missing(
         headers = dict(m.headers())
         assert headers["headrace.stage"] == b"enrich"
         assert b"lookup" in headers["headrace.error.message"]
+
+
+def _recreate(admin: AdminClient, unique: str, topics: dict[str, int]) -> None:
+    """Delete every topic and consumer group named with ``unique``, then create ``topics``."""
+    old = [t for t in admin.list_topics(timeout=10).topics if unique in t]
+    for fut in admin.delete_topics(old, operation_timeout=30).values():
+        fut.result(30)
+    groups = admin.list_consumer_groups(request_timeout=10).result(timeout=15).valid
+    ids = [g.group_id for g in groups if unique in g.group_id]
+    for fut in admin.delete_consumer_groups(ids, request_timeout=30).values() if ids else []:
+        fut.result(30)
+    stop = time.monotonic() + DEADLINE_S
+    while set(old) & set(admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < stop, f"Kafka did not delete {old}"
+        time.sleep(0.5)
+    new = [NewTopic(name, partitions, 1) for name, partitions in topics.items()]
+    for fut in admin.create_topics(new).values():
+        fut.result(30)
+
+
+def test_a_reset_pipeline_does_not_get_the_old_lookup_state_back(
+    tmp_path: Path,
+    repo_root: Path,
+    kafka_bootstrap: str,
+    kafka_admin: AdminClient,
+    new_topic: Any,
+    unique: str,
+) -> None:
+    orders = new_topic(".orders", 3)
+    customers = new_topic(".customers", 3)
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        PIPELINE.format(
+            u=unique, bootstrap=kafka_bootstrap, customers="customers", metrics_port=free_port()
+        )
+    )
+    log = tmp_path / "worker.log"
+    group = f"{unique}-app"
+    _send(kafka_bootstrap, customers, list(CUSTOMERS.items()))
+    worker = WorkerProcess(pipeline, log=log, cwd=repo_root, args=["--app-id", group])
+    try:
+        _wait_committed(kafka_bootstrap, group, customers, log)
+    finally:
+        assert worker.stop() == 0, tail(log)
+
+    _recreate(kafka_admin, unique, {orders: 3, customers: 3})
+    # c01 again, c02 no more; more keys so that every partition has records to commit
+    fresh = [("c01", {"name": "New 1", "tier": "bronze"})]
+    fresh += [(f"z{i:02d}", {"name": f"Z {i}", "tier": "bronze"}) for i in range(30)]
+    _send(kafka_bootstrap, customers, fresh)
+    worker = WorkerProcess(pipeline, log=log, cwd=repo_root, args=["--app-id", group])
+    try:
+        _wait_committed(kafka_bootstrap, group, customers, log)
+        _send(kafka_bootstrap, orders, [_order(1, "c01"), _order(2, "c02")])
+        enriched = TopicReader(kafka_bootstrap, f"{unique}.enriched")
+        dlq = TopicReader(kafka_bootstrap, f"{unique}.orders.dlq")
+        assert enriched.wait_until(lambda r: len(r.messages) >= 1, DEADLINE_S), tail(log)
+        assert dlq.wait_until(lambda r: len(r.messages) >= 1, DEADLINE_S), tail(log)
+    finally:
+        assert worker.stop() == 0, tail(log)
+    assert [orjson.loads(m.value())["name"] for m in enriched.messages] == ["New 1"]
+    assert [orjson.loads(m.value())["order_id"] for m in dlq.messages] == [2]  # c02 is gone
 
 
 def test_lookup_topic_with_other_partition_count_stops_the_worker(

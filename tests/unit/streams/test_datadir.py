@@ -20,3 +20,39 @@ def test_xdg_state_home_then_home() -> None:
 def test_worker_dir_is_absolute_and_per_app(tmp_path: Path) -> None:
     assert worker_data_dir("app-1", tmp_path) == (tmp_path / "app-1").resolve()
     assert worker_data_dir("app-1", Path("rel")).is_absolute()
+
+
+def test_stale_rocksdb_stores_are_removed_only_without_their_changelog(tmp_path: Path) -> None:
+    import faust
+
+    from streams.datadir import drop_stale_stores
+    from streams.table_store import write
+
+    app = faust.App(
+        "dd-unit", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path)
+    )
+    kept = app.Table("kept-state", default=None, partitions=2)
+    gone = app.Table("gone-state", default=None, partitions=2)
+    gone_more = app.Table("gone-state-more", default=None, partitions=2)
+    for table in (kept, gone, gone_more):
+        write(table, 0, [("k", "v")])
+        write(table, 1, [("k", "v")])
+        table.data._dbs.clear()  # closed, as before a worker starts
+    topics = {kept.changelog_topic.get_topic_name(), gone_more.changelog_topic.get_topic_name()}
+
+    removed = drop_stale_stores([kept, gone, gone_more], topics)
+
+    assert [p.name for p in removed] == ["gone-state-0.db", "gone-state-1.db"]
+    assert all(not p.exists() for p in removed)
+    assert kept.data.partition_path(0).exists() and gone_more.data.partition_path(1).exists()
+
+
+def test_memory_stores_have_nothing_to_remove(tmp_path: Path) -> None:
+    import faust
+
+    from streams.datadir import drop_stale_stores
+
+    app = faust.App(
+        "dd-unit-m", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path)
+    )
+    assert drop_stale_stores([app.Table("t", default=None)], set()) == []
