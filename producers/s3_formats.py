@@ -129,42 +129,36 @@ def _jsonl(
     pending: list[bytes] = []
     pending_n: list[int] = []
     n = 0
-    lines_read = read_lines(body)
-    while True:
-        try:
-            line = next(lines_read)
-        except StopIteration:
-            break
-        except _BAD_CONTENT:
-            if pending:
-                _project(projection, pending, pending_n, chunk, key, etag)  # type: ignore[arg-type]
-            if len(chunk):  # hand on what was read before the content went bad
+    bad: BaseException | None = None
+    try:
+        for line in read_lines(body):
+            n += 1
+            if n <= skip:
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if projection is None:
+                _classify(line, n, chunk, key, etag, None)
+            else:
+                pending.append(line)
+                pending_n.append(n)
+                if len(pending) < CHUNK:
+                    continue
+                _project(projection, pending, pending_n, chunk, key, etag)
+                pending, pending_n = [], []
+            if len(chunk) >= CHUNK:
                 chunk.last = n
                 yield chunk
-            raise
-        n += 1
-        if n <= skip:
-            continue
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if projection is None:
-            _classify(line, n, chunk, key, etag, None)
-        else:
-            pending.append(line)
-            pending_n.append(n)
-            if len(pending) < CHUNK:
-                continue
-            _project(projection, pending, pending_n, chunk, key, etag)
-            pending, pending_n = [], []
-        if len(chunk) >= CHUNK:
-            chunk.last = n
-            yield chunk
-            chunk = Chunk(raws=[])
+                chunk = Chunk(raws=[])
+    except _BAD_CONTENT as exc:
+        bad = exc  # hand on what was read before the content went bad, then fail
     if pending:
         _project(projection, pending, pending_n, chunk, key, etag)  # type: ignore[arg-type]
     if len(chunk):
         chunk.last = n
         yield chunk
+    if bad is not None:
+        raise bad
 
 
 def _classify(
@@ -240,41 +234,38 @@ def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Ite
     width = len(header)
     chunk = Chunk()
     n = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except _BAD_CONTENT:
-            if len(chunk):  # hand on what was read before the content went bad
+    bad: BaseException | None = None
+    try:
+        for row in reader:
+            if not row:
+                continue  # a blank line
+            n += 1
+            if n <= skip:
+                continue
+            if len(row) != width:
+                raw = delimiter.join(row).encode()
+                chunk.poison.append(
+                    Poison(
+                        raw,
+                        "PoisonRecord",
+                        f"row {n}: {len(row)} fields, the header has {width}",
+                        _pos(key, etag, n),
+                    )
+                )
+            else:
+                chunk.values.append(dict(zip(header, row, strict=True)))
+                chunk.lines.append(n)
+            if len(chunk) >= CHUNK:
                 chunk.last = n
                 yield chunk
-            raise
-        if not row:
-            continue  # a blank line
-        n += 1
-        if n <= skip:
-            continue
-        if len(row) != width:
-            raw = delimiter.join(row).encode()
-            chunk.poison.append(
-                Poison(
-                    raw,
-                    "PoisonRecord",
-                    f"row {n}: {len(row)} fields, the header has {width}",
-                    _pos(key, etag, n),
-                )
-            )
-        else:
-            chunk.values.append(dict(zip(header, row, strict=True)))
-            chunk.lines.append(n)
-        if len(chunk) >= CHUNK:
-            chunk.last = n
-            yield chunk
-            chunk = Chunk()
+                chunk = Chunk()
+    except _BAD_CONTENT as exc:
+        bad = exc  # hand on what was read before the content went bad, then fail
     if len(chunk):
         chunk.last = n
         yield chunk
+    if bad is not None:
+        raise bad
 
 
 def _json(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
@@ -289,39 +280,35 @@ def _json(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
         return
     chunk = Chunk()
     n = 0
-    elements = ijson.items(peek, "item", use_float=True)
-    while True:
-        try:
-            value = next(elements)
-        except StopIteration:
-            break
-        except _BAD_CONTENT:
-            if len(chunk):  # hand on what was read before the content went bad
+    bad: BaseException | None = None
+    try:
+        for value in ijson.items(peek, "item", use_float=True):
+            n += 1
+            if n <= skip:
+                continue
+            if type(value) is dict:
+                chunk.values.append(value)
+                chunk.lines.append(n)
+            else:
+                chunk.poison.append(
+                    Poison(
+                        orjson.dumps(value),
+                        "PoisonRecord",
+                        f"element {n}: expected a JSON object, got {type(value).__name__}",
+                        _pos(key, etag, n),
+                    )
+                )
+            if len(chunk) >= CHUNK:
                 chunk.last = n
                 yield chunk
-            raise
-        n += 1
-        if n <= skip:
-            continue
-        if type(value) is dict:
-            chunk.values.append(value)
-            chunk.lines.append(n)
-        else:
-            chunk.poison.append(
-                Poison(
-                    orjson.dumps(value),
-                    "PoisonRecord",
-                    f"element {n}: expected a JSON object, got {type(value).__name__}",
-                    _pos(key, etag, n),
-                )
-            )
-        if len(chunk) >= CHUNK:
-            chunk.last = n
-            yield chunk
-            chunk = Chunk()
+                chunk = Chunk()
+    except _BAD_CONTENT as exc:
+        bad = exc  # hand on what was read before the content went bad, then fail
     if len(chunk):
         chunk.last = n
         yield chunk
+    if bad is not None:
+        raise bad
 
 
 def _json_document(body: IO[bytes] | _Peek, key: str, etag: str, skip: int) -> Iterator[Chunk]:
