@@ -37,7 +37,7 @@ from connectors.backoff import Backoff
 from connectors.batcher import Batch
 from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome, decode_value
 from connectors.sinkmetrics import SinkMetrics
-from headrace.dlq import DeadLetter, DeadLetterWriter
+from headrace.dlq import DeadLetter, DeadLetterWriter, LetterProducer
 from headrace.errors import RetriableError
 from schemas import AvroDecoder
 
@@ -69,18 +69,9 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
-class DeadLetterProducer(Protocol):
-    """The part of ``confluent_kafka.Producer`` the dead letters use."""
+class DeadLetterProducer(LetterProducer, Protocol):
+    """What the runner needs of its dead-letter producer: sending, plus ``flush``."""
 
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        headers: list[tuple[str, bytes]] | None = ...,
-        **kwargs: Any,
-    ) -> None: ...
-    def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
 
 

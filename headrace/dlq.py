@@ -30,6 +30,7 @@ __all__ = [
     "HEADER_TOPIC",
     "DeadLetter",
     "DeadLetterWriter",
+    "LetterProducer",
     "dlq_topic",
 ]
 
@@ -47,7 +48,9 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-class _Producer(Protocol):
+class LetterProducer(Protocol):
+    """The part of ``confluent_kafka.Producer`` that sending dead letters uses."""
+
     def produce(
         self,
         topic: str,
@@ -109,7 +112,7 @@ class DeadLetterWriter:
     """
 
     def __init__(
-        self, producer: _Producer, on_sent: Callable[[DeadLetter], None] | None = None
+        self, producer: LetterProducer, on_sent: Callable[[DeadLetter], None] | None = None
     ) -> None:
         self._producer = producer
         self._on_sent = on_sent
