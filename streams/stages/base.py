@@ -17,6 +17,7 @@ __all__ = [
     "InMessage",
     "OutMessage",
     "OutputLog",
+    "StageDefaults",
     "StageProcessor",
     "StateWrite",
     "dead_letter",
@@ -153,3 +154,22 @@ class StageProcessor(Protocol):
     def batch_limit(self) -> int | None:
         """Most input records one batch may hold (None: no limit beyond the runner's)."""
         ...
+
+
+class StageDefaults:
+    """What a stage without timers, windows or a batch limit does: nothing. Stages inherit
+    it and override only what they have (``StageProcessor`` lists the methods)."""
+
+    def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
+        return BatchOutput()
+
+    def restore(self, partition: int, state: dict[Any, Any]) -> None:
+        return None
+
+    def state_size(self) -> int:
+        """Open window entries (``headrace_window_state_keys``): none. (A rank stage once
+        counted its members here, and ``run --until-idle`` never saw its windows closed.)"""
+        return 0
+
+    def batch_limit(self) -> int | None:
+        return None

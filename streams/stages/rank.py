@@ -28,7 +28,15 @@ from typing import Any
 from headrace.config import Stage
 from schemas import encode_key
 from streams.operators.rank import TopN
-from streams.stages.base import BatchOutput, InMessage, OutMessage, dead_letter, decode, encode
+from streams.stages.base import (
+    BatchOutput,
+    InMessage,
+    OutMessage,
+    StageDefaults,
+    dead_letter,
+    decode,
+    encode,
+)
 from streams.stages.repartition import HEADER_MEMBER
 
 __all__ = ["RankStage"]
@@ -37,7 +45,7 @@ GONE = "gone"
 """State value tag of a member removed by a tombstone (kept so ``restore`` re-sends it)."""
 
 
-class RankStage:
+class RankStage(StageDefaults):
     """See the module doc."""
 
     def __init__(self, name: str, stage: Stage) -> None:
@@ -113,9 +121,6 @@ class RankStage:
                 except InvalidOperation:
                     pass
 
-    def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
-        return BatchOutput()
-
     def restore(self, partition: int, state: dict[Any, Any]) -> None:
         top = self.tops[partition] = TopN(self.stage.rank)  # type: ignore[arg-type]
         gone: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
@@ -137,12 +142,3 @@ class RankStage:
             for member, row in rows.items():
                 self._change(out, part, member, row)
         self.reemit[partition] = out.messages
-
-    def batch_limit(self) -> int | None:
-        return None
-
-    def state_size(self) -> int:
-        """Open windows held (``headrace_window_state_keys``): none, a ranking has no windows.
-        (Counting its members there kept ``run --until-idle`` from ever seeing the windows
-        closed.)"""
-        return 0

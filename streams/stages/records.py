@@ -24,6 +24,7 @@ from streams.stages.base import (
     BatchOutput,
     InMessage,
     OutMessage,
+    StageDefaults,
     dead_letter,
     decode,
     encode,
@@ -34,7 +35,7 @@ __all__ = ["RecordsStage"]
 LookupGet = Callable[[bytes], Mapping[str, Any] | None]
 
 
-class RecordsStage:
+class RecordsStage(StageDefaults):
     """Stateless per record (the rate limiter keeps its buckets); see the module doc."""
 
     def __init__(
@@ -113,15 +114,6 @@ class RecordsStage:
         out.count("out", len(out.messages) - out.counts.get("shed", 0))
         out.count("dlq", len(out.dead))
         return out
-
-    def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
-        return BatchOutput()
-
-    def restore(self, partition: int, state: dict[Any, Any]) -> None:
-        return None
-
-    def state_size(self) -> int:
-        return 0
 
     def batch_limit(self) -> int | None:
         """With ``on_excess: delay``, at most one burst per batch: the output then leaves in

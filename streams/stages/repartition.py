@@ -10,18 +10,23 @@ partition drops the member if it holds it).
 
 from __future__ import annotations
 
-from typing import Any
-
 from headrace.config import Stage
 from schemas import encode_key
-from streams.stages.base import BatchOutput, InMessage, OutMessage, dead_letter, decode
+from streams.stages.base import (
+    BatchOutput,
+    InMessage,
+    OutMessage,
+    StageDefaults,
+    dead_letter,
+    decode,
+)
 
 __all__ = ["HEADER_MEMBER", "RepartitionStage"]
 
 HEADER_MEMBER = "headrace.member"
 
 
-class RepartitionStage:
+class RepartitionStage(StageDefaults):
     """See the module doc. ``target``: the internal topic, with ``partitions`` partitions."""
 
     def __init__(self, name: str, stage: Stage, *, target: str, partitions: int) -> None:
@@ -52,15 +57,3 @@ class RepartitionStage:
             out.messages.append(OutMessage(self.target, key, msg.value, msg.timestamp_ms, headers))
         out.count("dlq", len(out.dead))
         return out
-
-    def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
-        return BatchOutput()
-
-    def restore(self, partition: int, state: dict[Any, Any]) -> None:
-        return None
-
-    def batch_limit(self) -> int | None:
-        return None
-
-    def state_size(self) -> int:
-        return 0
