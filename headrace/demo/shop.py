@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from headrace.demo.reset import delete_topics
 from headrace.demo.shop_data import ShopData, generate, seed_mysql, seed_s3
 from headrace.demo.shop_verify import DYNAMO_TABLE, MONGO_DB
 from headrace.errors import HeadraceError
@@ -67,16 +68,8 @@ def prepare(
 def _reset_kafka(bootstrap: str) -> None:
     from confluent_kafka.admin import AdminClient
 
+    delete_topics(bootstrap, TOPIC_PREFIXES)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    old = [t for t in admin.list_topics(timeout=10).topics if t.startswith(TOPIC_PREFIXES)]
-    if old:
-        for fut in admin.delete_topics(old, operation_timeout=60).values():
-            fut.result()
-        deadline = time.monotonic() + 60
-        while set(old) & set(admin.list_topics(timeout=10).topics):
-            if time.monotonic() > deadline:
-                raise HeadraceError(f"demo: Kafka did not delete the old topics within 60 s: {old}")
-            time.sleep(0.5)
     # a member killed without leaving stays in its group until its session times out (45 s)
     deadline = time.monotonic() + 90
     while True:

@@ -139,18 +139,10 @@ def _seed_s3(env: dict[str, str], customers: int) -> None:
 def _reset_topics(env: dict[str, str]) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from headrace.demo.reset import delete_topics
+
+    delete_topics(env["HEADRACE_KAFKA_BOOTSTRAP"], ("headrace.demo.", "headrace-demo-"), 30)
     admin = AdminClient({"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
-    old = [
-        t
-        for t in admin.list_topics(timeout=10).topics
-        if t.startswith(("headrace.demo.", "headrace-demo-"))
-    ]
-    if old:
-        for fut in admin.delete_topics(old, operation_timeout=30).values():
-            fut.result()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and set(old) & set(admin.list_topics(timeout=10).topics):
-            time.sleep(0.5)
     for fut in admin.create_topics([NewTopic(TOPIC_IN, 2, 1), NewTopic(TOPIC_OUT, 2, 1)]).values():
         fut.result()
 
