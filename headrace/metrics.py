@@ -9,7 +9,9 @@ when ``$HEADRACE_PROMETHEUS_TARGETS`` names a folder (the local stack sets it), 
 file-based service-discovery target there so Prometheus scrapes the process; the file is
 removed at exit. Target files of processes that died without cleaning up (SIGKILL, OOM)
 are pruned whenever a process registers, and by ``headrace status`` and ``stack up``
-(``prune_stale_targets``).
+(``prune_stale_targets``). Before it removes its file at exit, a process waits (bounded by
+``metrics.final_scrape``) until Prometheus has scraped its final counts; see
+``headrace.metrics_server``.
 
 ``headrace_end_to_end_seconds`` is observed by sinks (``observe_end_to_end``): from a
 record's Kafka message timestamp, which sources set to the record's event time (its
@@ -28,7 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from headrace.metrics_server import MetricsServer
 
 __all__ = [
     "BATCH_SECONDS",
@@ -132,15 +136,25 @@ def observe_end_to_end(
     return observed
 
 
-def serve(pipeline: str, kind: str, name: str, port: int = 0) -> int:
-    """Serve /metrics on 127.0.0.1 (``port``, or a free one if 0 or busy); return the port."""
+def serve(pipeline: str, kind: str, name: str, port: int = 0, final_scrape: float = 15.0) -> int:
+    """Serve /metrics on 127.0.0.1 (``port``, or a free one if 0 or busy); return the port.
+
+    At exit the process waits up to ``final_scrape`` seconds for Prometheus to scrape its
+    final counts (``headrace.metrics_server``), then removes its target file.
+    """
     PROCESS_INFO.info({"pipeline": pipeline, "kind": kind, "name": name, "pid": str(os.getpid())})
     if port and _busy(port):
         port = 0
-    server, _thread = start_http_server(port, addr="127.0.0.1")
-    actual = int(server.server_port)
-    _register_target(pipeline, kind, name, actual)
-    return actual
+    server = MetricsServer(port)
+    target = _register_target(pipeline, kind, name, server.port)
+
+    def _at_exit() -> None:
+        server.final_scrape(final_scrape, target.parent if target else None)
+        if target is not None:
+            target.unlink(missing_ok=True)
+
+    atexit.register(_at_exit)
+    return server.port
 
 
 def _busy(port: int) -> bool:
@@ -149,10 +163,11 @@ def _busy(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _register_target(pipeline: str, kind: str, name: str, port: int) -> None:
+def _register_target(pipeline: str, kind: str, name: str, port: int) -> Path | None:
+    """Write this process's file-discovery target; return its path (None: no folder)."""
     folder = os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
     if not folder or not Path(folder).is_dir():
-        return
+        return None
     prune_stale_targets(Path(folder))
     pid = os.getpid()
     path = Path(folder) / f"{pipeline}-{kind}-{name}-{pid}.json"
@@ -164,7 +179,7 @@ def _register_target(pipeline: str, kind: str, name: str, port: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(target))
     tmp.replace(path)
-    atexit.register(path.unlink, missing_ok=True)
+    return path
 
 
 _STARTED = "__headrace_started"

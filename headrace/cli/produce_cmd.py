@@ -93,7 +93,9 @@ def _produce(args: argparse.Namespace) -> int:
         if runner.store is not None:
             p = make_producer(pipeline.kafka)
             runner.store.reset(p)
-    port = metrics.serve(pipeline.name, "source", args.name, pipeline.metrics.port)
+    port = metrics.serve(
+        pipeline.name, "source", args.name, pipeline.metrics.port, pipeline.metrics.final_scrape
+    )
     log.info("source %r: metrics on http://127.0.0.1:%d/metrics", args.name, port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(pipeline_path(args))
     runner, close = build_sink(pipeline, args.name, group=args.group)
     port = pipeline.metrics.port if args.metrics_port is None else args.metrics_port
-    actual = serve(pipeline.name, "sink", args.name, port)
+    actual = serve(pipeline.name, "sink", args.name, port, pipeline.metrics.final_scrape)
     log.info("sink %r: reading %r, metrics on 127.0.0.1:%d", args.name, runner.topic, actual)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

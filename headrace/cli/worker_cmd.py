@@ -117,7 +117,9 @@ def _worker(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
     )
     app, _runners = build_worker(pipeline, options)
-    metrics.serve(pipeline.name, "stage", "worker", pipeline.metrics.port)
+    metrics.serve(
+        pipeline.name, "stage", "worker", pipeline.metrics.port, pipeline.metrics.final_scrape
+    )
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
     worker.execute_from_commandline()
     return 0

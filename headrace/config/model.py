@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from headrace.config.base import ConfigModel, Name, ProblemKey, Topic, problem, problems
+from headrace.config.durations import Duration
 from headrace.config.redact import known_secrets, redact_text, redact_tree
 from headrace.config.sinks import DynamoDBSink, MongoSink, Sink
 from headrace.config.sources import MySQLSource, S3Source, Source
@@ -161,6 +162,14 @@ class MetricsConfig(ConfigModel):
     """Prometheus metrics endpoint of every headrace process."""
 
     port: int = Field(default=9108, ge=1, le=65535, description="HTTP port serving /metrics.")
+    final_scrape: Duration = Field(
+        default=15.0,
+        description=(
+            "At exit, wait at most this long for Prometheus to scrape the process's final "
+            "counts (only when Prometheus scrapes it or its targets folder says one does); "
+            "0 turns the wait off."
+        ),
+    )
 
 
 class Pipeline(ConfigModel):

@@ -2,7 +2,9 @@
 
 Targets are found by file-based service discovery: each headrace process (or ``headrace run``)
 writes a JSON target file into ``<stack>/conf/prometheus/targets/``; Prometheus re-reads the
-folder every 5 s. Alerting rules are loaded from ``<stack>/conf/prometheus/rules/``.
+folder every 5 s and scrapes every 5 s. The folder's ``.scrape-interval`` file announces that
+interval, so a process waits for its final scrape before it exits (``headrace.metrics_server``).
+Alerting rules are loaded from ``<stack>/conf/prometheus/rules/``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headrace.errors import StackError
+from headrace.metrics_server import INTERVAL_FILE
 from headrace.observability import ALERTS
 from headrace.stack.component import Component, Log
 
@@ -20,8 +23,8 @@ __all__ = ["Prometheus"]
 
 _CONFIG = """# written by headrace stack up; edits are overwritten
 global:
-  scrape_interval: 5s
-  evaluation_interval: 5s
+  scrape_interval: {interval}s
+  evaluation_interval: {interval}s
 rule_files:
   - {rules}/*.yml
 scrape_configs:
@@ -31,8 +34,10 @@ scrape_configs:
   - job_name: headrace
     file_sd_configs:
       - files: ["{targets}/*.json"]
-        refresh_interval: 5s
+        refresh_interval: {interval}s
 """
+#: seconds between scrapes, also announced to headrace processes in the targets folder
+SCRAPE_INTERVAL = 5
 
 
 def _find_prometheus() -> str | None:
@@ -70,8 +75,15 @@ class Prometheus(Component):
         self.rules_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.conf_dir / "prometheus.yml").write_text(
-            _CONFIG.format(rules=self.rules_dir, port=self.port, targets=self.targets_dir)
+            _CONFIG.format(
+                rules=self.rules_dir,
+                port=self.port,
+                targets=self.targets_dir,
+                interval=SCRAPE_INTERVAL,
+            )
         )
+        # tells processes that register here a Prometheus watches: they wait for a final scrape
+        (self.targets_dir / INTERVAL_FILE).write_text(f"{SCRAPE_INTERVAL}\n")
         shutil.copyfile(ALERTS, self.rules_dir / "headrace.yml")
 
     def command(self) -> list[str]:

@@ -299,3 +299,45 @@ sinks:
     id: [id]
 """)
     return pipeline, rows
+
+
+PromQL = Callable[[str], float]
+
+
+@pytest.fixture(scope="session")
+def promql(stack_env: dict[str, str]) -> PromQL:
+    """Evaluate an instant PromQL query on the stack's Prometheus: the first result's value,
+    0.0 when the result is empty."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    prom = _require(stack_env, "HEADRACE_PROMETHEUS_URL")
+
+    def value(query: str) -> float:
+        url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            result = json.loads(resp.read())["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    return value
+
+
+@pytest.fixture(scope="session")
+def kafka_count(kafka_bootstrap: str) -> Callable[[str], int]:
+    """Messages in a topic now (high minus low watermark over every partition)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def count(topic: str) -> int:
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic}-count"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            total = 0
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high - low
+            return total
+        finally:
+            consumer.close()
+
+    return count

@@ -1,6 +1,8 @@
 """The shop demo on the real stack, checked by its oracle (``headrace demo --verify``).
 
-- ``headrace demo --verify`` on 50,000 orders (x ``HEADRACE_TEST_SCALE``) exits 0 with OK;
+- ``headrace demo --verify`` on 50,000 orders (x ``HEADRACE_TEST_SCALE``) exits 0 with OK,
+  and afterwards the stack's Prometheus has scraped every process of the run, and its count of
+  records produced equals the count in the source topics;
 - the same pipeline with the worker and one sink killed by SIGKILL midway: ``headrace run``
   restarts them and the oracle still finds every result exactly once;
 - a pipeline file with a typo fails ``headrace run`` with exit 2 before anything is written.
@@ -17,11 +19,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from headrace.config import load_pipeline
 from headrace.demo.shop import PIPELINE_FILE, prepare, start_run
 from headrace.demo.shop_verify import DYNAMO_TABLE, verify
 from headrace.stack import aws_client
@@ -42,13 +46,35 @@ def _cli(repo_root: Path, *args: str, timeout: float) -> subprocess.CompletedPro
 
 
 @pytest.mark.timeout(1800)
-def test_demo_verify_passes(repo_root: Path, stack_env: dict[str, str]) -> None:
+def test_demo_verify_passes(
+    repo_root: Path,
+    stack_env: dict[str, str],
+    promql: Callable[[str], float],
+    kafka_count: Callable[[str], int],
+) -> None:
+    began = time.time()
     result = _cli(repo_root, "demo", "--orders", str(ORDERS), "--verify", timeout=1500)
     out = result.stdout[-6000:] + result.stderr[-3000:]
     assert result.returncode == 0, out
     assert "OK: every sink and dead-letter topic equals the oracle" in result.stdout, out
     assert "restart #" not in result.stdout, out  # nothing crashed on the way
     assert re.search(r"DynamoDB shop-orders: \d+ items", result.stdout), out
+
+    # The stack's Prometheus scraped every process of this run, each after its final counts:
+    # the processes have exited (their series are stale now), so read each series' last
+    # sample within this run's window; earlier demo runs fall outside it.
+    pipeline = load_pipeline(PIPELINE_FILE)
+    window = f"[{int(time.time() - began) + 5}s]"
+    processes = len(pipeline.sources) + 1 + len(pipeline.sinks)  # sources, the worker, sinks
+    scraped = promql(f'count(last_over_time(headrace_process_info{{pipeline="shop"}}{window}))')
+    assert scraped == processes, f"Prometheus scraped {scraped:.0f} of {processes} processes"
+    produced = promql(
+        "sum(last_over_time(headrace_records_total"
+        f'{{pipeline="shop",kind="source",outcome="produced"}}{window}))'
+    )
+    topics = {source.topic for source in pipeline.sources.values()}
+    in_kafka = sum(kafka_count(topic) for topic in topics)
+    assert produced == in_kafka > ORDERS, (produced, in_kafka, sorted(topics))
 
 
 def _pids(log: Path) -> dict[str, int]:
