@@ -84,8 +84,7 @@ class RecordsStage(StageDefaults):
         enrich = self._enrich if self.stage.lookup is not None else None
         decode = CODEC.decode
         dropped = 0
-        prefix_of: tuple[str, int] | None = None
-        prefix = b""
+        topic, part, prefix = "", -1, b""  # the source header's start, per input partition
         for msg in batch:
             try:
                 raw = msg.value
@@ -102,9 +101,9 @@ class RecordsStage(StageDefaults):
                 if not results:
                     dropped += 1
                     continue
-                if prefix_of is None or prefix_of != (msg.topic, msg.partition):
-                    prefix_of = (msg.topic, msg.partition)
-                    prefix = f"{msg.topic}|{msg.partition}|".encode()
+                if msg.partition != part or msg.topic != topic:
+                    topic, part = msg.topic, msg.partition
+                    prefix = f"{topic}|{part}|".encode()
                 for index, result in enumerate(results):
                     key = encode_key([result.get(f) for f in key_fields]) if key_fields else msg.key
                     source = b"%b%d|%d" % (prefix, msg.offset, index)
