@@ -181,3 +181,26 @@ def test_a_failed_delivery_stops_the_loop_and_acks_nothing_of_the_batch() -> Non
     acks = [ev for ev in events.items if ev[0] == "ack"]
     assert acks == [("ack", 0, 0, 1)]
     assert ("produce", 4) not in events.items  # nothing produced past the failed batch
+
+
+def test_buffer_is_busy_until_the_overlapped_batch_is_acked() -> None:
+    """What a rebalance or SIGTERM waits for (``BatchConsumer.wait_empty``): no batch in
+    flight, including one produced and still waiting for the broker."""
+
+    async def scenario() -> tuple[bool, bool, Events]:
+        s = setup(ack_s=0.5)
+        task = asyncio.ensure_future(s.runner.run())
+        await s.buffer.put_many(records(0, 1), lambda: True)
+        while ("produce", 1) not in s.events.items:
+            await asyncio.sleep(0.005)
+        busy_while_acking = not await s.buffer.idle(0.1)
+        s.buffer.clear()  # as wait_empty does
+        idle_after = await s.buffer.idle(5.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return busy_while_acking, idle_after, s.events
+
+    busy, idle, events = asyncio.run(scenario())
+    assert busy and idle
+    assert ("ack", 0, 0, 1) in events.items
