@@ -22,7 +22,6 @@ Contract:
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -37,6 +36,7 @@ from headrace import metrics
 from headrace.checkpoints import CheckpointStore
 from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import HeadraceError, PoisonRecord
+from headrace.gc_tuning import tune_gc  # re-exported: `headrace produce` calls it from here
 from producers.batch import Batch, Poison, Source
 from producers.encoder import RecordEncoder
 
@@ -50,15 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def tune_gc() -> None:
-    """Process-wide: make the cyclic GC rare. A producer keeps tens of thousands of young
-    records alive per batch; with the default thresholds the collector rescans them over and
-    over (measured: half the parse time of a JSONL object). Records hold no cycles, so
-    reference counting frees them; a full collection still runs now and then."""
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
 
 
 #: A checkpoint waits for outstanding deliveries (a flush) once this many checkpoint intervals

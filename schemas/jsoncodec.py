@@ -15,6 +15,9 @@ class JsonDecodeError(ValueError):
 
 
 def _default(obj: Any) -> Any:
+    if type(obj) is Decimal:  # the common case, first and fast: str unless it has an exponent
+        text = str(obj)
+        return text if "E" not in text else format(obj, "f")
     if isinstance(obj, Decimal):
         return format(obj, "f")
     if isinstance(obj, bytes | bytearray | memoryview):

@@ -130,6 +130,10 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         topic_disable_leader=True,
     )
     producer = make_producer(pipeline.kafka, **{"linger.ms": 5})
+    # stateless stages need to hear only of failed deliveries (see StageRunner)
+    stateless_producer = make_producer(
+        pipeline.kafka, **{"linger.ms": 5, "delivery.report.only.error": True}
+    )
     runners: list[StageRunner] = []
     lookups: list[LookupRunner] = []
     for name, stage in stages.items():
@@ -160,7 +164,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                     processor=RepartitionStage(name, stage, target=internal, partitions=n),
                     topic=topic,
                     table=None,
-                    producer=producer,
+                    producer=stateless_producer,
                     labels=(pipeline.name, name),
                     within=options.within,
                 )
@@ -176,7 +180,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 processor=processor,
                 topic=topic,
                 table=table,
-                producer=producer,
+                producer=stateless_producer if table is None and output_log is None else producer,
                 labels=(pipeline.name, name),
                 within=options.within,
                 output_log=output_log,

@@ -12,8 +12,9 @@ Contracts:
 - ``put_many`` blocks while ``maxsize`` records wait (backpressure: Faust stops fetching,
   nothing is dropped), and drops the batch if ``still_valid()`` turned false meanwhile (a
   rebalance started: the fetcher re-reads from the committed offsets afterwards);
-- ``take`` hands out one batch and marks the buffer *busy* until ``done()``; ``idle()``
-  waits for that, so a rebalance or a shutdown can let the batch in flight finish and ack;
+- ``take`` hands out one batch and marks the buffer *busy* until ``done()`` (a stage loop
+  that overlaps batches calls it only when none is in flight); ``idle()`` waits for that, so
+  a rebalance or a shutdown can let the batches in flight finish and ack;
 - ``clear`` drops what waits (at a rebalance, like Faust's ``flow_control.clear``);
 - ``close`` makes ``take`` return nothing from then on (shutdown).
 

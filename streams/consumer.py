@@ -17,8 +17,9 @@ exactly as Faust does, so they do not hold the commit back.
 
 Rebalance and shutdown: ``wait_empty`` (called by Faust before it commits at a revocation, and
 by ``on_stop``) drops the records still waiting in the buffers (Faust seeks to the committed
-offsets afterwards) and waits, up to ``drain_timeout``, for the batch in flight in each stage
-loop to finish and ack, so the commit includes it (graceful SIGTERM: finish, commit, leave).
+offsets afterwards) and waits, up to ``drain_timeout``, for the batches in flight in each stage
+loop (two for a stateless stage, see ``streams.runner``) to finish and ack, so the commit
+includes them (graceful SIGTERM: finish, commit, leave).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The loop that runs one stage in a Faust worker: take a batch, process, produce, ack.
 
-Per batch (one asyncio task per stage, so concurrency is 1 by construction):
+Per batch (one asyncio task per stage, so concurrency is 1 by construction; a stage without
+state processes the next batch during step 4's wait, see ``StageRunner.run``):
 
 1. take the records waiting in the stage's ``BatchBuffer`` (filled by
    ``streams.consumer.BatchConsumer`` a fetched batch at a time; at least ``batch_size``, or
@@ -11,12 +12,20 @@ Per batch (one asyncio task per stage, so concurrency is 1 by construction):
    run the processor's timer (``tick``: idle windows close even with no input);
 3. write the batch's state changes to the changelog and wait until the broker acknowledged
    them (acks=all), then mirror them into the table;
-4. sleep ``wait_s`` if the rate limit says so (backpressure), produce outputs, dead letters
-   and overflow, and wait until the broker acknowledged every one (an aggregate's outputs
-   report where they landed to its ``KafkaOutputLog``);
+4. sleep until the rate limit lets each output out (``wait_s`` from when the limiter
+   decided: backpressure), produce outputs, dead letters and overflow, and wait until the
+   broker acknowledged every one (an aggregate's outputs report where they landed to its
+   ``KafkaOutputLog``);
 5. persist the processor's ``after`` state writes (e.g. tombstones of closed windows) and wait
    for them too, then ack the offsets (``BatchConsumer.ack_offsets``): Faust commits only
    acked offsets.
+
+A stage without state (no table, no output log: ``records`` and the rank stage's repartition)
+overlaps steps 4 and 1-2: while the broker acknowledges batch N, the loop takes and processes
+batch N+1; it produces N+1, and acks N's offsets, only after N's outputs are acknowledged. So
+the input is still committed only past acknowledged outputs, a partition's outputs still
+leave in offset order, and at most two batches are in the worker (a rebalance or a shutdown
+waits for both). Such a stage's producer reports only failed deliveries.
 
 A failed delivery raises, so the worker stops without committing and a restart reprocesses
 the batch (at-least-once; the state skips offsets it already applied).
@@ -50,6 +59,7 @@ import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -73,8 +83,26 @@ class DeliveryFailed(RuntimeError):
     """The broker refused an output message; the batch is not acked."""
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One batch between ``_prepare``, ``_send`` and ``_finish``."""
+
+    n_in: int
+    by_partition: dict[int, list[InMessage]]
+    outputs: list[BatchOutput]
+    ready_at: list[float]  # per output: monotonic time the rate limit lets it out (0: now)
+    seconds: float  # processing time so far, for the batch-seconds histogram
+    produced: bool = False
+    acked: asyncio.Future[int] | None = None  # the flush: messages left unacknowledged
+
+
 class StageRunner:
-    """Runs one stage; see the module doc. ``labels``: (pipeline, stage) for metrics."""
+    """Runs one stage; see the module doc. ``labels``: (pipeline, stage) for metrics.
+
+    ``producer`` must report successful deliveries to a stage with a ``table`` (changelog
+    offsets) or an ``output_log`` (where outputs landed); a stateless stage only needs failed
+    ones (a producer with ``delivery.report.only.error``: no Python call per message).
+    """
 
     def __init__(
         self,
@@ -96,6 +124,8 @@ class StageRunner:
         self.labels = (*labels, "stage")
         self.within = within
         self.output_log = output_log
+        #: a stateless stage overlaps the acknowledgement of a batch with the next one
+        self.overlaps = table is None and output_log is None
         self.restored: set[int] = set()
         self.position: dict[TP, int] = {}  # last offset processed per partition
         self.progress_at: dict[TP, float] = {}
@@ -133,18 +163,42 @@ class StageRunner:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The stage loop; runs until the app stops (task cancelled between batches)."""
+        """The stage loop; runs until the app stops (task cancelled between batches).
+
+        A stage without state (``overlaps``) processes batch N+1 while the broker
+        acknowledges batch N: N+1 is produced, and N's offsets acked, only once N's outputs
+        are acknowledged. A stateful stage handles one batch at a time (see the module doc).
+        """
         buffer = self.topic.buffer
-        while True:
-            records = await buffer.take(self.within, self.processor.batch_limit())
-            try:
-                await self.handle(records)
-            finally:
-                buffer.done()
+        sent: _Batch | None = None  # produced, its acknowledgement pending
+        try:
+            while True:
+                records = await buffer.take(self.within, self.processor.batch_limit())
+                batch = await self._prepare(records)
+                if sent is not None:
+                    await self._finish(sent)
+                    sent = None
+                await self._send(batch)
+                if self.overlaps and batch.produced:
+                    sent = batch
+                else:
+                    await self._finish(batch)
+                if sent is None:
+                    buffer.done()
+        except BaseException:
+            buffer.done()  # nothing more of this loop will be acked
+            raise
 
     async def handle(self, records: list[Any]) -> None:
         """Process ``records`` (aiokafka ``ConsumerRecord``s), produce, wait for the broker's
-        acknowledgement, then ack their offsets."""
+        acknowledgement, then ack their offsets (one batch, not overlapped)."""
+        batch = await self._prepare(records)
+        await self._send(batch)
+        await self._finish(batch)
+
+    async def _prepare(self, records: list[Any]) -> _Batch:
+        """Process ``records`` and run the timer; a stateful stage's state is persisted here
+        (acknowledged before any of the batch's outputs is produced)."""
         started = time.perf_counter()
         wall_ms = int(time.time() * 1000)
         by_partition: dict[int, list[InMessage]] = defaultdict(list)
@@ -161,10 +215,12 @@ class StageRunner:
                 )
             )
         outputs: list[BatchOutput] = []
+        ready_at: list[float] = []  # per output: when the rate limit lets it out
         for partition, batch in by_partition.items():
             if partition not in self.restored:
                 self._restore(partition)
             out = self.processor.process(partition, batch, wall_ms)
+            ready_at.append(time.monotonic() + out.wait_s if out.wait_s > 0 else 0.0)
             if out.counts.get("reemitted") or out.counts.get("already_out"):
                 log.info(
                     "stage %r: partition %d: of the outputs in the restored state, %d were "
@@ -175,28 +231,45 @@ class StageRunner:
                     out.counts.get("reemitted", 0),
                 )
             outputs.append(out)
-        outputs.append(self.processor.tick(wall_ms, self._caught_up()))
+        tick = self.processor.tick(wall_ms, self._caught_up())
+        outputs.append(tick)
+        ready_at.append(time.monotonic() + tick.wait_s if tick.wait_s > 0 else 0.0)
         await self._persist([w for o in outputs for w in o.state])
-        produced = False
+        return _Batch(
+            len(records), by_partition, outputs, ready_at, seconds=time.perf_counter() - started
+        )
+
+    async def _send(self, batch: _Batch) -> None:
+        """Queue the batch's outputs and dead letters in the producer, each output once the
+        rate limit lets it out (its wait counts from when the limiter decided: backpressure),
+        and start waiting for the broker's acknowledgement (``batch.acked``)."""
         output_log = self.output_log
-        for out in outputs:
-            if out.wait_s > 0:
-                metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(out.wait_s)
-                await asyncio.sleep(out.wait_s)
+        for out, ready in zip(batch.outputs, batch.ready_at, strict=True):
+            wait_s = ready - time.monotonic() if ready else 0.0
+            if wait_s > 0:
+                metrics.RATE_LIMIT_WAIT.labels(*self.labels).inc(wait_s)
+                await asyncio.sleep(wait_s)
             self._produce_all(out.messages, self._on_output if output_log else None)
             self._produce_all(out.dead)
-            produced = produced or bool(out.messages or out.dead)
-        if produced:
-            await self._flush()
-        await self._persist([w for o in outputs for w in o.after])
+            batch.produced = batch.produced or bool(out.messages or out.dead)
+        if batch.produced:
+            batch.acked = asyncio.ensure_future(asyncio.to_thread(self.producer.flush, 60.0))
+
+    async def _finish(self, batch: _Batch) -> None:
+        """Wait for the acknowledgement of ``batch``'s outputs, persist its ``after`` state,
+        then ack its input offsets (Faust commits only acked offsets)."""
+        started = time.perf_counter()
+        if batch.acked is not None:
+            self._check_delivered(await batch.acked)
+        await self._persist([w for o in batch.outputs for w in o.after])
         consumer = cast(BatchConsumer, self.app.consumer)
         now = time.monotonic()
-        for partition, batch in by_partition.items():
+        for partition, messages in batch.by_partition.items():
             tp = TP(self.processor.source, partition)
-            consumer.ack_offsets(tp, [m.offset for m in batch])
-            self.position[tp] = batch[-1].offset
+            consumer.ack_offsets(tp, [m.offset for m in messages])
+            self.position[tp] = messages[-1].offset
             self.progress_at[tp] = now
-        self._count(len(records), outputs, time.perf_counter() - started)
+        self._count(batch.n_in, batch.outputs, batch.seconds + time.perf_counter() - started)
         self.batches += 1
 
     def _caught_up(self) -> frozenset[int]:
@@ -294,7 +367,11 @@ class StageRunner:
                     self.producer.poll(0.05)
 
     async def _flush(self) -> None:
-        remaining = await asyncio.to_thread(self.producer.flush, 60.0)
+        """Wait until the broker acknowledged everything produced so far."""
+        self._check_delivered(await asyncio.to_thread(self.producer.flush, 60.0))
+
+    def _check_delivered(self, remaining: int) -> None:
+        """Raise ``DeliveryFailed`` if messages are left after a flush or a delivery failed."""
         if remaining or self._errors:
             errors, self._errors = self._errors[:5], []
             raise DeliveryFailed(

@@ -101,6 +101,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from headrace import metrics
     from headrace.config import load_pipeline
+    from headrace.gc_tuning import tune_gc
     from streams.app import WorkerOptions, build_worker
 
     pipeline = load_pipeline(pipeline_path(args))
@@ -121,5 +122,6 @@ def _worker(args: argparse.Namespace) -> int:
         pipeline.name, "stage", "worker", pipeline.metrics.port, pipeline.metrics.final_scrape
     )
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
+    tune_gc()  # a batch of records is tens of thousands of young objects (see tune_gc)
     worker.execute_from_commandline()
     return 0

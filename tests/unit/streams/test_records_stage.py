@@ -1,0 +1,138 @@
+"""RecordsStage on messages: outputs in input order with key and source header, drops,
+dead letters that do not stop the batch, hooks fanning out, the input left untouched, shed."""
+
+from __future__ import annotations
+
+import sys
+import types
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from headrace.config import Stage
+from streams.stages.base import HEADER_SOURCE, InMessage
+from streams.stages.records import RecordsStage
+
+
+def stage(**spec: Any) -> RecordsStage:
+    return RecordsStage(
+        "clean", Stage.model_validate({"from": "in", "to": "out", **spec}), clock=lambda: 0.0
+    )
+
+
+def msg(offset: int, value: Any, key: bytes = b"k", partition: int = 2) -> InMessage:
+    raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
+    return InMessage("in", partition, offset, key, raw, 1_000 + offset)
+
+
+ORDERS = {
+    "transform": [
+        {"filter": "quantity > 0"},
+        {"cast": {"price": "decimal"}},
+        {"set": {"total": "price * quantity", "price": "quantity"}},
+    ]
+}
+
+
+def test_outputs_in_order_with_key_timestamp_and_source_header() -> None:
+    batch = [msg(10 + i, {"quantity": q, "price": "0.10"}) for i, q in enumerate([3, 0, 2])]
+    out = stage(**ORDERS).process(2, batch)
+    assert [orjson.loads(m.value or b"") for m in out.messages] == [
+        {"quantity": 3, "price": 3, "total": "0.30"},  # set reads the record before the step
+        {"quantity": 2, "price": 2, "total": "0.20"},
+    ]
+    assert [(m.topic, m.key, m.timestamp_ms) for m in out.messages] == [
+        ("out", b"k", 1_010),
+        ("out", b"k", 1_012),
+    ]
+    assert [m.headers for m in out.messages] == [
+        [(HEADER_SOURCE, b"in|2|10|0")],
+        [(HEADER_SOURCE, b"in|2|12|0")],
+    ]
+    assert out.counts == {"dropped": 1, "out": 2, "dlq": 0}
+    assert out.dead == [] and out.wait_s == 0
+
+
+def test_key_fields_tombstones_and_bad_records_go_on() -> None:
+    s = stage(key=["c"], transform=[{"cast": {"n": "int"}}])
+    batch = [
+        msg(0, {"c": "a", "n": "1"}),
+        msg(1, b"not json"),
+        msg(2, None),  # tombstone: dropped
+        msg(3, {"c": "b", "n": "x"}),  # cast fails: DLQ
+        msg(4, [1, 2]),  # not an object: DLQ
+        msg(5, {"c": "c", "n": "5"}),
+    ]
+    out = s.process(2, batch)
+    assert [(m.key, orjson.loads(m.value or b"")) for m in out.messages] == [
+        (b"a", {"c": "a", "n": 1}),
+        (b"c", {"c": "c", "n": 5}),
+    ]
+    assert [(d.topic, d.value) for d in out.dead] == [
+        ("in.dlq", b"not json"),
+        ("in.dlq", orjson.dumps({"c": "b", "n": "x"})),
+        ("in.dlq", b"[1,2]"),
+    ]
+    errors = [dict(d.headers) for d in out.dead]
+    assert all(h["headrace.stage"] == b"clean" for h in errors)
+    assert b"transform[0] cast" in errors[1]["headrace.error.message"]
+    assert out.counts == {"dropped": 1, "out": 2, "dlq": 3}
+
+
+@pytest.fixture
+def hooks() -> Any:
+    mod = types.ModuleType("headrace_records_stage_hooks")
+    kept = {"shared": 1}
+
+    def split(v: dict[str, Any]) -> Any:
+        return [{**v, "part": i} for i in range(v["n"])]
+
+    def same(v: dict[str, Any]) -> Any:
+        return kept  # the hook's own object: later steps must not change it
+
+    mod.split, mod.same, mod.kept = split, same, kept  # type: ignore[attr-defined]
+    sys.modules[mod.__name__] = mod
+    yield mod
+    del sys.modules[mod.__name__]
+
+
+def test_hook_fans_out_with_an_index_per_output(hooks: Any) -> None:
+    s = stage(transform=[{"python": "headrace_records_stage_hooks:split"}, {"set": {"x": "part"}}])
+    out = s.process(0, [msg(7, {"n": 2}, partition=0), msg(8, {"n": 0}, partition=0)])
+    assert [orjson.loads(m.value or b"") for m in out.messages] == [
+        {"n": 2, "part": 0, "x": 0},
+        {"n": 2, "part": 1, "x": 1},
+    ]
+    assert [m.headers[0][1] for m in out.messages] == [b"in|0|7|0", b"in|0|7|1"]
+    assert out.counts["dropped"] == 1
+
+
+def test_steps_after_a_hook_never_change_the_hooks_objects(hooks: Any) -> None:
+    s = stage(
+        transform=[
+            {"python": "headrace_records_stage_hooks:same"},
+            {"set": {"shared": "shared + 1"}},
+            {"cast": {"shared": "str"}},
+        ]
+    )
+    out = s.process(0, [msg(0, {}), msg(1, {})])
+    assert [orjson.loads(m.value or b"") for m in out.messages] == [{"shared": "2"}] * 2
+    assert hooks.kept == {"shared": 1}
+
+
+def test_transformer_leaves_a_value_it_does_not_own_as_it_was() -> None:
+    s = stage(**ORDERS)
+    value = {"quantity": 2, "price": "1.5"}
+    assert s.transformer.apply(value) == [{"quantity": 2, "price": 2, "total": Decimal("3.0")}]
+    assert value == {"quantity": 2, "price": "1.5"}
+
+
+def test_shed_sends_the_excess_unchanged_to_the_overflow_topic() -> None:
+    s = stage(rate_limit={"rate": 10, "burst": 2, "on_excess": "shed"})
+    batch = [msg(i, {"i": i}) for i in range(3)]
+    out = s.process(2, batch)
+    assert [m.topic for m in out.messages] == ["out", "out", "in.overflow"]
+    assert out.messages[2].value == batch[2].value and out.messages[2].headers == []
+    assert out.counts == {"shed": 1, "out": 2, "dlq": 0}
