@@ -12,12 +12,17 @@ header's, an array element that is not an object; blank jsonl lines are skipped.
 cannot be read at all (not gzip, truncated gzip, not UTF-8 CSV, broken CSV quoting, a json
 array broken part-way) ends the object with one poison item after the last good one: the
 source moves on.
+
+Gzip is read with ISA-L (the ``isal`` package) when it is installed, else with the standard
+library's zlib: the same bytes, about three times faster (the bulk of an S3 JSONL source's
+CPU after producing itself).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import importlib
 import io
 import zlib
 from collections.abc import Iterator, Sequence
@@ -30,7 +35,7 @@ import orjson
 
 from producers.batch import Poison
 
-__all__ = ["Chunk", "Projection", "line_blocks", "parse", "read_lines"]
+__all__ = ["GZIP_READER", "Chunk", "Projection", "line_blocks", "parse", "read_lines"]
 
 CHUNK = 2000
 READ_SIZE = 1 << 20
@@ -92,7 +97,7 @@ def parse(
 ) -> Iterator[Chunk]:
     """Chunks of parsed items of one object (see the module docstring); ``projection``
     (jsonl only): values hold only its fields, the raws are the lines."""
-    body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
+    body: IO[bytes] = GZIP_READER(fileobj=stream, mode="rb") if gzipped else stream
     if fmt == "jsonl":
         return _guarded(_jsonl(body, key, etag, skip, projection), key, etag)
     if fmt == "csv":
@@ -102,12 +107,26 @@ def parse(
     raise ValueError(f"unknown file format {fmt!r} (expected json, jsonl or csv)")
 
 
+def _gzip_reader() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """(the gzip file class, its own error classes): ISA-L's (the ``isal`` package, about
+    three times zlib's speed, GIL released too) when installed, else the standard library's."""
+    try:
+        igzip = importlib.import_module("isal.igzip")
+        igzip_lib = importlib.import_module("isal.igzip_lib")
+    except ImportError:
+        return gzip.GzipFile, ()
+    return igzip.IGzipFile, (igzip_lib.IsalError,)
+
+
+GZIP_READER, _GZIP_ERRORS = _gzip_reader()
+
 #: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting,
 #: broken JSON inside a streamed array).
 _BAD_CONTENT = (
     gzip.BadGzipFile,
     EOFError,
     zlib.error,
+    *_GZIP_ERRORS,
     UnicodeDecodeError,
     csv.Error,
     ijson.JSONError,
