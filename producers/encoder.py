@@ -168,12 +168,13 @@ class RecordEncoder:
         if not fields:
             return None
         if len(fields) == 1:
-            f = fields[0]
-            column = list(map(itemgetter(f), values))  # type: ignore[arg-type]
+            get = itemgetter(fields[0])
             try:
-                return list(map(str.encode, column))  # all text: C-level, no bytecode per key
+                # all text: C-level maps, no bytecode per key
+                return list(map(str.encode, map(get, values)))  # type: ignore[arg-type]
             except TypeError:
                 # str and int keys are their text (as encode_key makes them), others encode_key
+                column = map(get, values)  # type: ignore[arg-type]
                 return [k.encode() if type(k) is str else _key1(k) for k in column]
         return [encode_key(tuple(v[f] for f in fields)) for v in values]  # type: ignore[index]
 
@@ -193,14 +194,14 @@ class RecordEncoder:
         f = self.timestamp_field
         if f is None:
             return None
-        column = list(map(itemgetter(f), values))  # type: ignore[arg-type]
+        get = itemgetter(f)
         try:
             # ISO-8601 text with an offset (the common case): C-level maps, exactly
             # event_time_ms's floor of the milliseconds since the epoch
-            aware = map(datetime.fromisoformat, column)
+            aware = map(datetime.fromisoformat, map(get, values))  # type: ignore[arg-type]
             return list(map(floordiv, map(sub, aware, repeat(_EPOCH)), repeat(_MS)))
         except (TypeError, ValueError):  # not text, no offset (naive), not a time: one by one
-            return [event_time_ms(t) for t in column]
+            return [event_time_ms(get(v)) for v in values]  # type: ignore[arg-type]
 
     def _one_by_one(
         self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None
