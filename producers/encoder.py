@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
+from operator import floordiv, itemgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from headrace.errors import ConfigError, PoisonRecord
@@ -41,6 +43,7 @@ __all__ = [
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
@@ -165,12 +168,14 @@ class RecordEncoder:
         if not fields:
             return None
         if len(fields) == 1:
-            f = fields[0]
-            # str and int keys are their text (as encode_key makes them), others encode_key
-            return [
-                k.encode() if type(k := v[f]) is str else _key1(k)  # type: ignore[index]
-                for v in values
-            ]
+            get = itemgetter(fields[0])
+            try:
+                # all text: C-level maps, no bytecode per key
+                return list(map(str.encode, map(get, values)))  # type: ignore[arg-type]
+            except TypeError:
+                # str and int keys are their text (as encode_key makes them), others encode_key
+                column = map(get, values)  # type: ignore[arg-type]
+                return [k.encode() if type(k) is str else _key1(k) for k in column]
         return [encode_key(tuple(v[f] for f in fields)) for v in values]  # type: ignore[index]
 
     def _datas(
@@ -178,9 +183,11 @@ class RecordEncoder:
     ) -> list[bytes | None]:
         encode = self.codec.encode
         if self._raw_ok and raws is not None:
-            if None in values:
+            # all(): a C-level truth test per item, ~3x cheaper than `None in` (a rich
+            # comparison per item), which runs only when some item is empty or None
+            if not all(values) and None in values:
                 raise PoisonRecord("a source record has no value")
-            if None not in raws:
+            if all(raws) or None not in raws:
                 return list(raws)
             return [r if r is not None else encode(v) for v, r in zip(values, raws, strict=True)]  # type: ignore[arg-type]
         return [encode(v) for v in values]  # type: ignore[arg-type]
@@ -189,7 +196,14 @@ class RecordEncoder:
         f = self.timestamp_field
         if f is None:
             return None
-        return [event_time_ms(v[f]) for v in values]  # type: ignore[index]
+        get = itemgetter(f)
+        try:
+            # ISO-8601 text with an offset (the common case): C-level maps, exactly
+            # event_time_ms's floor of the milliseconds since the epoch
+            aware = map(datetime.fromisoformat, map(get, values))  # type: ignore[arg-type]
+            return list(map(floordiv, map(sub, aware, repeat(_EPOCH)), repeat(_MS)))
+        except (TypeError, ValueError):  # not text, no offset (naive), not a time: one by one
+            return [event_time_ms(get(v)) for v in values]  # type: ignore[arg-type]
 
     def _one_by_one(
         self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None

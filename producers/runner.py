@@ -25,9 +25,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import length_hint
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -192,35 +194,24 @@ class Runner:
             raw = rows.raws[i] if rows.raws is not None else None
             dead_key, dead_value = self.encoder.best_effort(rows.values[i], raw)
             self._dead_letter(dlq, exc, rows.position(i), dead_value, dead_key)
-        produce = self.producer.produce
-        topic = self.topic
-        sent = 0
-        nbytes = 0
-        keys = enc.keys if enc.keys is not None else repeat(None)
-        times = enc.times if enc.times is not None else repeat(None)
-        # the hot path: one produce call per record, nothing else per record
-        for i, (data, key, ts) in enumerate(zip(enc.datas, keys, times, strict=False)):
-            if data is None:
-                continue  # poison, sent to the dead-letter topic above
-            try:
-                if ts is None:
-                    produce(topic, data, key)
-                else:
-                    produce(topic, data, key, timestamp=ts)
-            except BufferError:
-                try:
-                    self._produce_when_room(topic, data, key, ts)
-                except KafkaException as exc:
-                    self._refused(dlq, exc, rows.position(i), data, key)
-                    continue
-            except KafkaException as exc:
-                self._refused(dlq, exc, rows.position(i), data, key)
-                continue
-            sent += 1
-            nbytes += len(data)
+        datas, keys, times = enc.datas, enc.keys, enc.times
+        index: list[int] | None = None  # row of each produced record, when poison was left out
+        if enc.poison:
+            index = [i for i, d in enumerate(datas) if d is not None]
+            datas = [datas[i] for i in index]
+            keys = None if keys is None else [keys[i] for i in index]
+            times = None if times is None else [times[i] for i in index]
+        values = cast(list[bytes], datas)  # no poison left: every record has its bytes
+        refused = self._produce_columns(values, keys, cast("list[int] | None", times))
+        nbytes = sum(map(len, values))
+        for j, error in refused:
+            data, key = values[j], keys[j] if keys is not None else None
+            self._refused(dlq, error, rows.position(index[j] if index else j), data, key)
+            nbytes -= len(data)
         for p in batch.poison:
             self._dead_letter(dlq, p, p.position, p.raw, None)
         self.producer.poll(0)
+        sent = len(values) - len(refused)
         self._produced_state = batch.state
         self.progress.records += sent
         self.progress.bytes += nbytes
@@ -228,20 +219,44 @@ class Runner:
         self._m_produced.inc(sent)
         self._m_bytes.inc(nbytes)
 
-    def _produce_when_room(
-        self, topic: str, data: bytes, key: bytes | None, ts: int | None
-    ) -> None:
-        """The local queue is full: serve deliveries until the record fits (KafkaException
-        when the producer refuses it)."""
-        kw: dict[str, Any] = {} if ts is None else {"timestamp": ts}
-        while True:
-            self.producer.poll(0.05)
-            self._advance(block=False)
+    def _produce_columns(
+        self, datas: list[bytes], keys: list[bytes | None] | None, times: list[int] | None
+    ) -> list[tuple[int, KafkaException]]:
+        """Produce ``datas[i]`` with ``keys[i]`` and timestamp ``times[i]`` (ms), in order;
+        return (index, error) of each record the producer refused.
+
+        The hot path: one C-level ``map`` calls ``produce`` with positional arguments
+        (topic, value, key, partition, on_delivery, callback, timestamp), so no bytecode and
+        no keyword parsing run per record. When a call raises, the records before it are
+        queued; ``left`` (the topic, repeated once per record not yet started) tells which
+        one raised. A full local queue (BufferError) serves deliveries until that record
+        fits; any other refusal (KafkaException, e.g. larger than message.max.bytes) is
+        returned and the rest goes on."""
+        produce = self.producer.produce
+        n = len(datas)
+        refused: list[tuple[int, KafkaException]] = []
+        start = 0
+        while start < n:
+            left = repeat(self.topic, n - start)
+            cols: list[Iterable[Any]] = [
+                left,
+                datas[start:] if start else datas,
+                repeat(None) if keys is None else keys[start:] if start else keys,
+            ]
+            if times is not None:
+                cols += [repeat(-1), repeat(None), repeat(None), times[start:] if start else times]
             try:
-                self.producer.produce(topic, data, key, **kw)
-                return
+                deque(map(produce, *cols), maxlen=0)
+                return refused
             except BufferError:
-                continue
+                start = n - length_hint(left) - 1  # retried once there is room
+                self.producer.poll(0.05)
+                self._advance(block=False)
+            except KafkaException as exc:
+                failed = n - length_hint(left) - 1
+                refused.append((failed, exc))
+                start = failed + 1
+        return refused
 
     def _refused(
         self,

@@ -12,12 +12,17 @@ header's, an array element that is not an object; blank jsonl lines are skipped.
 cannot be read at all (not gzip, truncated gzip, not UTF-8 CSV, broken CSV quoting, a json
 array broken part-way) ends the object with one poison item after the last good one: the
 source moves on.
+
+Gzip is read with ISA-L (the ``isal`` package) when it is installed, else with the standard
+library's zlib: the same bytes, about three times faster (the bulk of an S3 JSONL source's
+CPU after producing itself).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import importlib
 import io
 import zlib
 from collections.abc import Iterator, Sequence
@@ -30,7 +35,7 @@ import orjson
 
 from producers.batch import Poison
 
-__all__ = ["Chunk", "Projection", "parse", "read_lines"]
+__all__ = ["GZIP_READER", "Chunk", "Projection", "line_blocks", "parse", "read_lines"]
 
 CHUNK = 2000
 READ_SIZE = 1 << 20
@@ -56,18 +61,27 @@ def _pos(key: str, etag: str, n: int) -> dict[str, Any]:
     return {"key": key, "etag": etag, "line": n}
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Lines of ``stream`` without their ``\\n``, read in 1 MiB blocks."""
+def line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
+    """The lines of ``stream`` without their ``\\n`` (or ``\\r\\n``), one list per 1 MiB
+    block read (a line cut by a block's end comes whole at the start of the next list); never
+    an empty list."""
     rest = b""
-    while True:
-        block = stream.read(READ_SIZE)
-        if not block:
-            break
-        lines = (rest + block).split(b"\n")
+    while block := stream.read(READ_SIZE):
+        data = rest + block
+        lines = data.split(b"\n")
         rest = lines.pop()
-        yield from lines
+        if b"\r" in data:  # CRLF line ends (rare): C code finds them, Python strips them
+            lines = [line.removesuffix(b"\r") for line in lines]
+        if lines:
+            yield lines
     if rest:
-        yield rest
+        yield [rest.removesuffix(b"\r")]
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines of ``stream`` without their ``\\n`` (or ``\\r\\n``), read in 1 MiB blocks."""
+    for lines in line_blocks(stream):
+        yield from lines
 
 
 def parse(
@@ -83,7 +97,7 @@ def parse(
 ) -> Iterator[Chunk]:
     """Chunks of parsed items of one object (see the module docstring); ``projection``
     (jsonl only): values hold only its fields, the raws are the lines."""
-    body: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
+    body: IO[bytes] = GZIP_READER(fileobj=stream, mode="rb") if gzipped else stream
     if fmt == "jsonl":
         return _guarded(_jsonl(body, key, etag, skip, projection), key, etag)
     if fmt == "csv":
@@ -93,12 +107,26 @@ def parse(
     raise ValueError(f"unknown file format {fmt!r} (expected json, jsonl or csv)")
 
 
+def _gzip_reader() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """(the gzip file class, its own error classes): ISA-L's (the ``isal`` package, about
+    three times zlib's speed, GIL released too) when installed, else the standard library's."""
+    try:
+        igzip = importlib.import_module("isal.igzip")
+        igzip_lib = importlib.import_module("isal.igzip_lib")
+    except ImportError:
+        return gzip.GzipFile, ()
+    return igzip.IGzipFile, (igzip_lib.IsalError,)
+
+
+GZIP_READER, _GZIP_ERRORS = _gzip_reader()
+
 #: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting,
 #: broken JSON inside a streamed array).
 _BAD_CONTENT = (
     gzip.BadGzipFile,
     EOFError,
     zlib.error,
+    *_GZIP_ERRORS,
     UnicodeDecodeError,
     csv.Error,
     ijson.JSONError,
@@ -123,42 +151,54 @@ def _guarded(chunks: Iterator[Chunk], key: str, etag: str) -> Iterator[Chunk]:
 def _jsonl(
     body: IO[bytes], key: str, etag: str, skip: int, projection: Projection | None = None
 ) -> Iterator[Chunk]:
-    # the hot path of the S3 source: per line one decode and three appends, no object per
-    # record (positions are the ``lines`` column); with a projection, one decode per chunk
+    # the hot path of the S3 source, CHUNK lines at a time: with a projection one decode per
+    # chunk and no Python code per line unless the chunk holds a blank line or poison;
+    # positions are the ``lines`` column, no object per record
     chunk = Chunk(raws=[])
-    pending: list[bytes] = []
-    pending_n: list[int] = []
-    n = 0
+    n = 0  # lines met so far, blank ones included: positions are 1-based line numbers
     bad: BaseException | None = None
     try:
-        for line in read_lines(body):
-            n += 1
+        for lines in line_blocks(body):
+            first = n + 1
+            n += len(lines)
             if n <= skip:
                 continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if projection is None:
-                _classify(line, n, chunk, key, etag, None)
-            else:
-                pending.append(line)
-                pending_n.append(n)
-                if len(pending) < CHUNK:
-                    continue
-                _project(projection, pending, pending_n, chunk, key, etag)
-                pending, pending_n = [], []
-            if len(chunk) >= CHUNK:
-                chunk.last = n
-                yield chunk
-                chunk = Chunk(raws=[])
+            if first <= skip:
+                lines = lines[skip - first + 1 :]
+                first = skip + 1
+            at = 0
+            while at < len(lines):  # into chunks of CHUNK items
+                room = CHUNK - len(chunk)
+                part = lines if at == 0 and len(lines) <= room else lines[at : at + room]
+                _add_lines(part, first + at, chunk, key, etag, projection)
+                at += len(part)
+                if len(chunk) >= CHUNK:
+                    chunk.last = first + at - 1
+                    yield chunk
+                    chunk = Chunk(raws=[])
     except _BAD_CONTENT as exc:
         bad = exc  # hand on what was read before the content went bad, then fail
-    if pending:
-        _project(projection, pending, pending_n, chunk, key, etag)  # type: ignore[arg-type]
     if len(chunk):
         chunk.last = n
         yield chunk
     if bad is not None:
         raise bad
+
+
+def _add_lines(
+    lines: list[bytes], first: int, chunk: Chunk, key: str, etag: str, projection: Projection | None
+) -> None:
+    """Add consecutive jsonl lines (numbered from ``first``) to ``chunk``: with a projection
+    all at once when every line is a JSON object with the projected fields, else line by line
+    (to skip blank lines and find the poison)."""
+    values = projection.values(lines) if projection is not None else None
+    if values is not None:
+        chunk.values.extend(values)
+        chunk.raws.extend(lines)  # type: ignore[union-attr]
+        chunk.lines.extend(range(first, first + len(lines)))
+        return
+    for n, line in enumerate(lines, first):
+        _classify(line, n, chunk, key, etag, projection)
 
 
 def _classify(
@@ -182,21 +222,6 @@ def _classify(
     chunk.values.append(value)
     chunk.raws.append(line)  # type: ignore[union-attr]
     chunk.lines.append(n)
-
-
-def _project(
-    projection: Projection, lines: list[bytes], ns: list[int], chunk: Chunk, key: str, etag: str
-) -> None:
-    """Add jsonl lines to ``chunk`` through ``projection``: all at once when every line is
-    a JSON object with the projected fields, else line by line (to find the poison)."""
-    values = projection.values(lines)
-    if values is None:
-        for line, n in zip(lines, ns, strict=True):
-            _classify(line, n, chunk, key, etag, projection)
-        return
-    chunk.values.extend(values)
-    chunk.raws.extend(lines)  # type: ignore[union-attr]
-    chunk.lines.extend(ns)
 
 
 class Projection:

@@ -1,13 +1,15 @@
-"""Crash safety on the real stack: SIGKILL mid-backfill, restart, count every key; SIGTERM
-flushes, checkpoints and exits 0."""
+"""Crash safety on the real stack: SIGKILL mid-backfill (a MySQL table, S3 gzip JSONL objects),
+restart, count every key; SIGTERM flushes, checkpoints and exits 0."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,12 +18,16 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import create_engine, text
 
 from headrace.checkpoints import CheckpointStore
-from producers.bench_data import create_orders_table
+from producers.bench_data import create_orders_table, put_gzip_jsonl
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 # large enough that a kill lands mid-backfill: the source reads ~50-60k rows/s here
 ROWS = max(20_000, int(300_000 * SCALE))
+# S3: objects of OBJECT_LINES lines; the source sends ~250k lines/s here, a checkpoint is
+# stored within ~3 s of producing nonstop, so the kill lands mid-way (mid-object or between)
+S3_OBJECTS = 4
+OBJECT_LINES = max(50_000, int(400_000 * SCALE))
 
 
 @pytest.fixture
@@ -160,3 +166,107 @@ def test_sigterm_flushes_checkpoints_and_exits_zero(
     produced = read_topic(kafka_bootstrap, topic).key_counts()
     # the stored position covers exactly what was produced: ids 1..checkpoint id, once each
     assert produced == {str(i).encode(): 1 for i in range(1, checkpoint["id"] + 1)}
+
+
+@pytest.fixture
+def s3_bucket(aws_endpoint, aws_credentials, unique):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint, **aws_credentials)
+    s3.create_bucket(Bucket=unique)
+    yield s3, unique
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=unique):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=unique, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=unique)
+
+
+def _keys_by_partition(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
+    """Every key of ``topic``, per partition in offset order."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"order-{topic}"})
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: dict[int, list[bytes]] = {p: [] for p in parts}
+        deadline = time.monotonic() + 120
+        while any(len(out[p]) < ends[p] for p in parts) and time.monotonic() < deadline:
+            for m in c.consume(10_000, 0.5):
+                if m.error() is None:
+                    out[m.partition()].append(m.key())
+        assert all(len(out[p]) == ends[p] for p in parts), "topic not read to its end"
+        return out
+    finally:
+        c.close()
+
+
+def _covered(checkpoint: dict) -> set[bytes]:
+    """Keys of the lines an S3 checkpoint says are sent: every object up to ``after``, and
+    in ``current`` the lines up to its line (object k's line n holds order o<k*lines+n-1>)."""
+    done = set()
+    for k in range(S3_OBJECTS):
+        key = f"big/{k}.jsonl.gz"
+        if checkpoint["after"] is not None and key <= checkpoint["after"]:
+            last = OBJECT_LINES
+        elif checkpoint["current"] and checkpoint["current"]["key"] == key:
+            last = checkpoint["current"]["line"]
+        else:
+            continue
+        done |= {f"o{k * OBJECT_LINES + n - 1}".encode() for n in range(1, last + 1)}
+    return done
+
+
+def test_s3_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_after_checkpoint(
+    s3_bucket, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
+):
+    s3, bucket = s3_bucket
+    total = S3_OBJECTS * OBJECT_LINES
+    for k in range(S3_OBJECTS):
+        put_gzip_jsonl(s3, bucket, f"big/{k}.jsonl.gz", k * OBJECT_LINES, OBJECT_LINES)
+    topic = new_topic(".s3orders", 3)
+    source = {
+        "type": "s3",
+        "bucket": bucket,
+        "prefix": "big/",
+        "format": "jsonl.gz",
+        "endpoint_url": aws_endpoint,
+        "concurrency": 2,
+        "topic": topic,
+        "key": ["order_id"],
+        # no event time: the lines' 2024 times are past the broker's 168 h retention, whose
+        # next check (every 5 minutes) could delete the topic's messages while it is read
+        "poll_interval": "1s",
+    }
+    pipeline = write_pipeline(
+        tmp_path / "p.yaml", unique, kafka_bootstrap, {"orders": source}, metrics={"port": 19321}
+    )
+    store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, unique, "orders")
+    proc = _start(repo_root, stack_env, pipeline)
+    _wait_for(lambda: _produced(kafka_bootstrap, topic) >= total // 5, "records", proc)
+    _wait_for(lambda: store.load() is not None, "checkpoint", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    at_kill = _produced(kafka_bootstrap, topic)
+    checkpoint = store.load()
+    assert checkpoint is not None
+    covered = _covered(checkpoint)
+    assert 0 < len(covered) < total
+    assert at_kill < total  # really stopped mid-way
+
+    restart = _start(repo_root, stack_env, pipeline, "--once")
+    _, err = restart.communicate(timeout=300)
+    assert restart.returncode == 0, err
+
+    by_partition = _keys_by_partition(kafka_bootstrap, topic)
+    counts = Counter(k for keys in by_partition.values() for k in keys)
+    assert set(counts) == {f"o{i}".encode() for i in range(total)}  # no gap
+    repeated = {k for k, n in counts.items() if n > 1}
+    assert max(counts.values()) <= 2
+    assert not repeated & covered  # nothing the checkpoint covers was sent twice
+    assert len(repeated) <= at_kill - len(covered)
+    for keys in by_partition.values():  # objects and lines in order, the restart going back once
+        order = [int(k[1:]) for k in keys]
+        assert sum(b < a for a, b in itertools.pairwise(order)) <= 1
+    final = store.load()
+    assert final is not None and final["current"] is None and final["finished"] == S3_OBJECTS

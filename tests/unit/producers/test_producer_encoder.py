@@ -98,3 +98,23 @@ def test_encode_many_equals_encoding_one_by_one_and_finds_the_poison() -> None:
     assert out.datas[:3] == [enc.encode(v)[1] for v in good]  # no raws: encoded values
     plain = RecordEncoder(JsonCodec()).encode_many([{"x": 1}], [b'{"x": 1}'])
     assert (plain.keys, plain.datas, plain.times) == (None, [b'{"x": 1}'], None)
+
+
+def test_text_event_times_by_whole_column_equal_event_time_ms() -> None:
+    """The column fast path (every time ISO text with an offset) floors exactly as
+    event_time_ms does: sub-millisecond fractions, offsets, times before 1970."""
+    times = [
+        "2024-05-01T00:00:05Z",
+        "2024-05-01T00:00:05.0019Z",
+        "2024-05-01T00:00:05.9999999+00:00",
+        "2024-05-01T02:00:05.5+02:00",
+        "2024-04-30T23:30:05-00:30",
+        "1969-12-31T23:59:59.9995Z",
+        "0001-01-01T00:00:00Z",
+    ]
+    enc = RecordEncoder(JsonCodec(), ["k"], "at")
+    out = enc.encode_many([{"k": str(i), "at": t} for i, t in enumerate(times)], None)
+    assert out.times == [event_time_ms(t) for t in times]
+    assert out.times[1] == 1714521605001 and out.times[5] == -1
+    naive = enc.encode_many([{"k": "a", "at": "2024-05-01T00:00:05"}, {"k": "b", "at": 5}], None)
+    assert naive.times == [1714521605000, 5]  # not all aware text: one by one, same rules

@@ -106,7 +106,8 @@ def test_unreadable_content_ends_the_object_with_one_poison_item() -> None:
     not_gzip = _items(b'{"n": 1}\n', "jsonl", gz=False)
     assert isinstance(not_gzip[0][1], Record)
     bad = []
-    for chunk in parse(io.BytesIO(b"plain"), "jsonl", key="k", etag="e", gzipped=True):
+    plain = b'{"n": 1}\n{"n": 2}\n'  # longer than a gzip header: every gzip reader says so
+    for chunk in parse(io.BytesIO(plain), "jsonl", key="k", etag="e", gzipped=True):
         bad.extend(_flat(chunk))
     assert [(n, p.error_class) for n, p in bad] == [(1, "BadGzipFile")]
     latin = _items("id,name\n1,Zo\xeb\n".encode("latin-1"), "csv")
@@ -177,3 +178,20 @@ def test_jsonl_projection_reads_only_the_needed_fields_and_finds_the_same_poison
     assert [c.last for c in part] == [c.last for c in full]
     assert Projection([]).values([b'{"a": 1}', b"[]"]) is None
     assert Projection([]).values([b'{"a": 1}']) == [{}]
+
+
+def test_gzip_corrupt_part_way_keeps_the_lines_before_it() -> None:
+    import random
+
+    rnd = random.Random(3)  # incompressible enough that the damage lands after many lines
+    data = b"".join(b'{"n": %d, "r": %d}\n' % (i, rnd.randrange(10**9)) for i in range(1, 200_001))
+    good = gzip.compress(data, 1)
+    at = len(good) // 3
+    bad = good[:at] + bytes(b ^ 0x5A for b in good[at : at + 64]) + good[at + 64 :]
+    items = []
+    for chunk in parse(io.BytesIO(bad), "jsonl", key="k", etag="e", gzipped=True):
+        items.extend(_flat(chunk))
+    *records, (n, poison) = items
+    assert isinstance(poison, Poison) and "unreadable" in poison.message
+    assert len(records) > 1000 and [i for i, _ in records] == list(range(1, len(records) + 1))
+    assert n == len(records) + 1  # the position after the last good line

@@ -34,9 +34,21 @@ class FakeProducer:
         self.hold = 0
         self.fail: str | None = None
 
-    def produce(self, topic, value=None, key=None, on_delivery=None, headers=None, **kw):
-        assert on_delivery is None  # no per-message callbacks: they cost more than producing
-        self.queued.append((topic, value, key, headers, kw))
+    def produce(
+        self,
+        topic,
+        value=None,
+        key=None,
+        partition=-1,
+        on_delivery=None,
+        callback=None,
+        timestamp=0,
+        headers=None,
+    ):
+        """confluent-kafka's signature (the runner passes its arguments by position)."""
+        # no per-message callbacks: they cost more than producing
+        assert on_delivery is None and callback is None and partition == -1
+        self.queued.append((topic, value, key, headers, timestamp))
 
     def release(self) -> None:
         queued, self.queued = self.queued, []
@@ -227,10 +239,10 @@ def test_a_record_the_producer_refuses_goes_to_the_dlq() -> None:
     from confluent_kafka import KafkaException
 
     class Refusing(FakeProducer):
-        def produce(self, topic, value=None, key=None, on_delivery=None, headers=None, **kw):
+        def produce(self, topic, value=None, key=None, *args, **kw):
             if topic == "t" and value and len(value) > 30:
                 raise KafkaException("Message size too large")
-            super().produce(topic, value, key, on_delivery, headers, **kw)
+            super().produce(topic, value, key, *args, **kw)
 
     big = Record({"id": 9, "v": "x" * 50}, position={"line": 9})
     producer, store = Refusing(), FakeStore()
@@ -294,3 +306,69 @@ def test_an_unchanged_position_is_not_stored_again() -> None:
         runner._last_checkpoint -= 5.0
         runner._advance(block=False)
     assert store.saved == [{"n": 1}]
+
+
+class Bounded(FakeProducer):
+    """A local queue of ``room`` messages: BufferError when it is full; poll() delivers."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.full = 0
+
+    def produce(self, topic, value=None, key=None, *args, **kw):
+        if len(self.queued) >= self.room:
+            self.full += 1
+            raise BufferError("Local: Queue full")
+        super().produce(topic, value, key, *args, **kw)
+
+    def poll(self, timeout=0.0):
+        self.release()
+        return 0
+
+
+def _timed(i: int, **extra) -> Record:
+    value = {"id": i, "ts": f"2024-05-01T00:00:{i:02d}Z", **extra}
+    return Record(value, position={"line": i}, raw=orjson.dumps(value))
+
+
+def test_a_full_local_queue_resumes_at_the_record_it_refused() -> None:
+    producer, store = Bounded(room=3), FakeStore()
+    batch = Batch([_timed(i) for i in range(1, 11)], {"n": 10})
+    enc = RecordEncoder(JsonCodec(), ["id"], "ts")
+    runner = _runner(ListSource([batch]), producer, store)
+    runner.encoder = enc
+    progress = runner.run(once=True, poll_interval=0)
+    sent = producer.topics("t")
+    assert producer.full >= 3  # the queue filled up several times inside the batch
+    assert [d[2] for d in sent] == [str(i).encode() for i in range(1, 11)]  # once each, in order
+    assert [d[4] for d in sent] == [1714521600000 + i * 1000 for i in range(1, 11)]
+    assert progress.records == 10
+    assert store.saved[-1] == {"n": 10}
+
+
+def test_refused_and_poison_records_keep_their_own_positions() -> None:
+    from confluent_kafka import KafkaException
+
+    class Refusing(FakeProducer):
+        def produce(self, topic, value=None, key=None, *args, **kw):
+            if topic == "t" and value and len(value) > 60:
+                raise KafkaException("Message size too large")
+            super().produce(topic, value, key, *args, **kw)
+
+    no_time = Record({"id": 2}, position={"line": 2}, raw=b'{"id": 2}')
+    records = [_timed(1), no_time, _timed(3, pad="x" * 40), _timed(4), _timed(5, pad="y" * 40)]
+    producer, store = Refusing(), FakeStore()
+    runner = _runner(ListSource([Batch(records, {"n": 5})]), producer, store)
+    runner.encoder = RecordEncoder(JsonCodec(), ["id"], "ts")
+    progress = runner.run(once=True, poll_interval=0)
+    assert [d[2] for d in producer.topics("t")] == [b"1", b"4"]
+    dlq = producer.topics("t.dlq")
+    assert {orjson.loads(dict(d[3])[HEADER_POSITION])["line"]: d[2] for d in dlq} == {
+        2: b"2",
+        3: b"3",
+        5: b"5",
+    }
+    assert progress.records == 2
+    assert progress.dead_letters == 3
+    assert progress.bytes == sum(len(d[1]) for d in producer.topics("t"))
