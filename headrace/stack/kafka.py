@@ -154,7 +154,12 @@ class Kafka(Component):
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
-            "log.retention.hours": "168",
+            # No deletion by time: retention compares the newest *message timestamp* of a
+            # segment with the clock, and sources stamp records with their event time, so a
+            # backfill of 2024 events would be deleted within minutes (mid-test). Disk use is
+            # bounded per partition instead.
+            "log.retention.ms": "-1",
+            "log.retention.bytes": str(1024 * 1024 * 1024),
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
         return "".join(f"{k}={v}\n" for k, v in lines.items())
