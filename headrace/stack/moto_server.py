@@ -24,7 +24,6 @@ import io
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -67,8 +66,8 @@ class KeepAliveHandler(MotoRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
-    # headers and body are two writes: with Nagle on, the body of a kept-alive connection
-    # waits for the client's delayed ACK (~40 ms a request)
+    # headers and body are two writes: with Nagle on, on a kept-alive connection the body
+    # waits for the client's delayed ACK of the headers (~40 ms a request)
     disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -82,8 +81,15 @@ class KeepAliveHandler(MotoRequestHandler):
             return
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._ack_now()
-        body = self.rfile.read(int(length)) if length else b""
+        try:
+            expected = int(length) if length else 0
+        except ValueError:
+            self.send_error(400, f"Content-Length {length!r} is not a number")
+            return
+        body = self.rfile.read(expected) if expected else b""
+        if len(body) < expected:  # the client went away mid-request: never act on a part
+            self.close_connection = True
+            return
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -94,18 +100,6 @@ class KeepAliveHandler(MotoRequestHandler):
             status, headers, chunks = self._call(InternalServerError(), environ)
             self.close_connection = True
         self._respond(status, headers, b"".join(chunks))
-
-    def _ack_now(self) -> None:
-        """ACK the request's headers at once (Linux ``TCP_QUICKACK``). botocore sends headers
-        and body in two writes with Nagle on, so the body waits for that ACK, which a kept-alive
-        connection would delay by ~40 ms (a fresh connection ACKs quickly: that is why the
-        stock server, one connection a request, does not see it)."""
-        quickack = getattr(socket, "TCP_QUICKACK", None)
-        if quickack is not None:
-            try:
-                self.connection.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-            except OSError:
-                pass
 
     def _call(
         self, app: Any, environ: dict[str, Any]

@@ -4,6 +4,7 @@ the ``moto_server`` script does, over kept-alive HTTP/1.1 connections."""
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -126,6 +127,23 @@ def test_requests_share_one_connection(endpoint: str) -> None:
         assert conn.sock is sock  # http.client would have reconnected after a close
     finally:
         conn.close()
+
+
+def test_a_request_cut_short_is_not_acted_on(endpoint: str) -> None:
+    """A client killed mid-request (kill -9 of a sink): the part that arrived is dropped, as
+    werkzeug drops it, instead of being handed to moto (a truncated S3 object)."""
+    s3 = _client("s3", endpoint)
+    bucket = f"b{uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            f"PUT /{bucket}/cut HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b"only ten b"
+        )
+    s3.put_object(Bucket=bucket, Key="whole", Body=b"x")  # the server carries on
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == ["whole"]
 
 
 def test_the_stack_runs_the_launcher_and_flags_the_old_script(tmp_path: Path) -> None:
