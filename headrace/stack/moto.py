@@ -1,16 +1,22 @@
-"""moto server: S3 and DynamoDB on one HTTP endpoint (state in memory, lost on stop)."""
+"""moto server: S3 and DynamoDB on one HTTP endpoint (state in memory, lost on stop).
+
+Run as ``python -m headrace.stack.moto_server``: moto's own application and backends behind a
+faster HTTP front (keep-alive, no access log, cached backend lookup), not the ``moto_server``
+script; see that module for why.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from headrace.errors import StackError
 from headrace.stack.component import Component
 
-__all__ = ["AWS_ENV", "Moto"]
+__all__ = ["AWS_ENV", "SERVER_MODULE", "Moto"]
+
+SERVER_MODULE = "headrace.stack.moto_server"
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -21,26 +27,28 @@ AWS_ENV = {
 
 @dataclass
 class Moto(Component):
-    """``moto_server`` bound to 127.0.0.1."""
+    """moto's server (``headrace.stack.moto_server``) bound to 127.0.0.1."""
 
     name: str = "moto"
     marker: str = "moto_server"
     start_timeout: float = 60.0
 
-    def _binary(self) -> str:
-        beside = Path(sys.executable).parent / "moto_server"
-        if beside.exists():
-            return str(beside)
-        found = shutil.which("moto_server")
-        if found is None:
-            raise StackError(
-                "moto_server not found (needed for S3 and DynamoDB); "
-                "fix: pip install 'headrace[stack]' (or 'moto[server]') into this environment"
-            )
-        return found
-
     def command(self) -> list[str]:
-        return [self._binary(), "-H", "127.0.0.1", "-p", str(self.port)]
+        for module in ("moto", "flask", "flask_cors"):
+            if importlib.util.find_spec(module) is None:
+                raise StackError(
+                    f"python package {module!r} not found (moto's server, for S3 and DynamoDB); "
+                    "fix: pip install 'headrace[stack]' (or 'moto[server]') into this environment"
+                )
+        return [sys.executable, "-m", SERVER_MODULE, "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def outdated(self, argv: list[str]) -> str | None:
+        if argv and SERVER_MODULE not in argv:
+            return (
+                f"it runs {' '.join(argv[:2])} (the moto_server script: a new connection per "
+                f"request, ~200-300 requests/s), not python -m {SERVER_MODULE}"
+            )
+        return None
 
     def process_env(self) -> dict[str, str]:
         return dict(AWS_ENV)

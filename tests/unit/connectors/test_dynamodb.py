@@ -23,15 +23,27 @@ def _err(code: str) -> ClientError:
 
 
 class FakeDynamo:
-    """Stores items by key; ``unprocessed`` answers leave that many items for the next call."""
+    """Stores items by key; ``unprocessed`` answers leave that many items for the next call,
+    ``unread`` answers of BatchGetItem that many keys. ``after_read`` items are stored right
+    after the next BatchGetItem answered (a writer racing in between)."""
 
-    def __init__(self, unprocessed: list[int] | None = None, throttle: int = 0, table: bool = True):
+    def __init__(
+        self,
+        unprocessed: list[int] | None = None,
+        throttle: int = 0,
+        table: bool = True,
+        unread: list[int] | None = None,
+    ):
         self.items: dict[str, dict[str, Any]] = {}
         self.batches: list[int] = []
         self.unprocessed = list(unprocessed or [])
         self.throttle = throttle
         self.table = table
         self.created: dict[str, Any] | None = None
+        self.unread = list(unread or [])
+        self.gets: list[int] = []  # keys asked per BatchGetItem
+        self.puts: list[tuple[str, bool]] = []  # (id, conditional) per PutItem
+        self.after_read: dict[str, dict[str, Any]] = {}
 
     def describe_table(self, **kw: Any) -> dict[str, Any]:
         if not self.table:
@@ -65,7 +77,30 @@ class FakeDynamo:
                 self.items.pop(r["DeleteRequest"]["Key"]["id"], None)
         return {"UnprocessedItems": {table: left} if left else {}}
 
+    def batch_get_item(self, RequestItems: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        ((table, req),) = RequestItems.items()
+        keys = req["Keys"]
+        assert len(keys) <= 100, "DynamoDB refuses more than 100 keys"
+        assert req["ConsistentRead"] is True
+        self.gets.append(len(keys))
+        keep = self.unread.pop(0) if self.unread else 0
+        done, left = keys[: len(keys) - keep], keys[len(keys) - keep :]
+        names = req["ExpressionAttributeNames"]
+        wanted = {names[p.strip()] for p in req["ProjectionExpression"].split(",")}
+        found = [
+            {k: v for k, v in self.items[key["id"]].items() if k in wanted}
+            for key in done
+            if key["id"] in self.items
+        ]
+        self.items.update(self.after_read)
+        self.after_read = {}
+        return {
+            "Responses": {table: found},
+            "UnprocessedKeys": {table: {"Keys": left}} if left else {},
+        }
+
     def put_item(self, TableName: str, Item: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        self.puts.append((Item["id"], "ConditionExpression" in kw))
         if "ConditionExpression" in kw:
             have = self.items.get(Item["id"])
             if have is not None and not have["v"] <= kw["ExpressionAttributeValues"][":v"]:
@@ -232,3 +267,62 @@ def test_key_values_take_the_table_key_type() -> None:
     assert client.items["42"]["id"] == "42"
     w.write([rec("42", None, 1)])
     assert client.items == {}
+
+
+def _stored(client: FakeDynamo, n: int, v: int, **extra: Any) -> None:
+    for i in range(n):
+        client.items[f"k{i}"] = {"id": f"k{i}", "v": v, **extra}
+
+
+def test_stored_newer_versions_are_read_per_hundred_keys_and_not_put() -> None:
+    """A replay: one BatchGetItem per 100 keys instead of one PutItem per record; the records
+    the read cannot rule out are still put with the condition."""
+    client = FakeDynamo()
+    _stored(client, 240, 1000, x="stored")
+    batch = [*_batch(240), rec("k7", {"id": "k7", "v": 2000}, 300), rec("n", {"id": "n", "v": 1})]
+    out = _writer(client, version_field="v").write(batch)
+    assert client.gets == [100, 100, 41]
+    assert sorted(client.puts) == [("k7", True), ("n", True)]
+    assert out.counts == {"skipped_older": 239, "superseded": 1, "written": 2}
+    assert client.items["k7"]["v"] == 2000 and client.items["k8"]["x"] == "stored"
+
+
+def test_unprocessed_keys_are_asked_again_with_backoff() -> None:
+    client, sleeps = FakeDynamo(unread=[30, 5]), []
+    _stored(client, 100, 1000)
+    out = _writer(client, sleeps, version_field="v").write(_batch(100))
+    assert client.gets == [100, 30, 5]
+    assert sleeps == [0.01, 0.02]
+    assert client.puts == [] and out.counts == {"skipped_older": 100}
+
+
+def test_keys_left_unread_are_put_and_the_condition_decides() -> None:
+    client = FakeDynamo(unread=[10] * 100)
+    _stored(client, 10, 1000, x="stored")
+    out = _writer(client, version_field="v").write(_batch(10))
+    assert len(client.gets) == 8  # bounded, then the conditional puts take over
+    assert client.puts == [(f"k{i}", True) for i in range(10)]
+    assert out.counts == {"skipped_older": 10}
+    assert all(item["x"] == "stored" for item in client.items.values())
+
+
+def test_a_newer_version_written_after_the_read_still_wins() -> None:
+    """A zombie (or any other writer) stores v9 between our read (v1) and our put (v5): the
+    put's condition, not the read, keeps the newer item."""
+    client = FakeDynamo()
+    client.items["a"] = {"id": "a", "v": 1, "x": "v1"}
+    client.after_read = {"a": {"id": "a", "v": 9, "x": "v9"}}
+    out = _writer(client, version_field="v").write([rec("a", {"id": "a", "v": 5, "x": "v5"})])
+    assert client.gets == [1] and client.puts == [("a", True)]
+    assert out.counts == {"skipped_older": 1} and client.items["a"]["x"] == "v9"
+
+
+def test_tombstones_are_not_read_and_still_delete() -> None:
+    client = FakeDynamo()
+    _stored(client, 3, 1000)
+    out = _writer(client, version_field="v").write(
+        [rec("k0", None, 0), rec("k1", {"id": "k1", "v": 1}, 1), rec("k2", None, 2)]
+    )
+    assert client.gets == [1]  # only the put's key
+    assert out.counts == {"deleted": 2, "skipped_older": 1}
+    assert list(client.items) == ["k1"] and client.items["k1"]["v"] == 1000
