@@ -84,6 +84,24 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, limit: float = 120.0
         time.sleep(0.05)
 
 
+def _kill_mid_backfill(
+    repo_root: Path, stack_env: dict, pipeline: Path, store: CheckpointStore, topic: str, total: int
+) -> tuple[int, dict]:
+    """Start the source, SIGKILL it once it produced a fifth of ``total`` records and stored a
+    checkpoint; return (records in ``topic`` at the kill, the stored checkpoint)."""
+    bootstrap = stack_env["HEADRACE_KAFKA_BOOTSTRAP"]
+    proc = _start(repo_root, stack_env, pipeline)
+    _wait_for(lambda: _produced(bootstrap, topic) >= total // 5, "records", proc)
+    _wait_for(lambda: store.load() is not None, "checkpoint", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    at_kill = _produced(bootstrap, topic)
+    checkpoint = store.load()
+    assert checkpoint is not None
+    assert at_kill < total  # really stopped mid-way
+    return at_kill, checkpoint
+
+
 @pytest.fixture
 def orders_pipeline(db_url, unique, tmp_path, kafka_bootstrap, new_topic):
     topic = new_topic(".orders", 3)
@@ -117,17 +135,9 @@ def test_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_after_
 ):
     pipeline, topic = orders_pipeline
     store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, unique, "orders")
-    proc = _start(repo_root, stack_env, pipeline)
-    _wait_for(lambda: _produced(kafka_bootstrap, topic) >= ROWS // 5, "records", proc)
-    _wait_for(lambda: store.load() is not None, "checkpoint", proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    at_kill = _produced(kafka_bootstrap, topic)
-    checkpoint = store.load()
-    assert checkpoint is not None
+    at_kill, checkpoint = _kill_mid_backfill(repo_root, stack_env, pipeline, store, topic, ROWS)
     last_id = checkpoint["id"]
     assert 0 < last_id < ROWS
-    assert at_kill < ROWS  # really stopped mid-way
 
     restart = _start(repo_root, stack_env, pipeline, "--once")
     _, err = restart.communicate(timeout=300)
@@ -242,17 +252,9 @@ def test_s3_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_aft
         tmp_path / "p.yaml", unique, kafka_bootstrap, {"orders": source}, metrics={"port": 19321}
     )
     store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, unique, "orders")
-    proc = _start(repo_root, stack_env, pipeline)
-    _wait_for(lambda: _produced(kafka_bootstrap, topic) >= total // 5, "records", proc)
-    _wait_for(lambda: store.load() is not None, "checkpoint", proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    at_kill = _produced(kafka_bootstrap, topic)
-    checkpoint = store.load()
-    assert checkpoint is not None
+    at_kill, checkpoint = _kill_mid_backfill(repo_root, stack_env, pipeline, store, topic, total)
     covered = _covered(checkpoint)
     assert 0 < len(covered) < total
-    assert at_kill < total  # really stopped mid-way
 
     restart = _start(repo_root, stack_env, pipeline, "--once")
     _, err = restart.communicate(timeout=300)
