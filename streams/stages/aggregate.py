@@ -53,9 +53,11 @@ window_start) and carry the window end as their timestamp.
 ``tick(wall_ms, caught_up)`` is the idle timer: when a partition is caught up (no lag: the
 runner says which) and its event time has not moved for ``idle_ms`` of wall time, its
 watermark moves on by the wall time elapsed, so the last windows of a stream that stopped
-still close (end + grace later) instead of waiting for a next record. The assumption: once
-caught up, event time advances like wall time. A partition with a backlog (after a restart, or
-an upstream stage behind) never advances by the clock, so replays stay exact.
+still close (end + grace later) instead of waiting for a next record; a partition restored
+with a watermark counts as idle from its first caught-up tick after the restore. The
+assumption: once caught up, event time advances like wall time. A partition with a backlog
+(after a restart, or an upstream stage behind) never advances by the clock, so replays stay
+exact.
 """
 
 from __future__ import annotations
@@ -210,7 +212,12 @@ class AggregateStage:
         """Close windows of ``caught_up`` partitions idle for ``idle_ms`` (see the module doc)."""
         out = BatchOutput()
         for partition, part in self.parts.items():
-            if part.base_wm is None or part.base_wall is None or partition not in caught_up:
+            if part.base_wm is None or partition not in caught_up:
+                continue
+            if part.base_wall is None:
+                # restored with a watermark and no record since: idle from now on (without
+                # this, windows restored open after a restart never closed by the clock)
+                part.base_wall = wall_ms
                 continue
             idle = wall_ms - part.base_wall
             if idle < self.idle_ms or not part.agg.windows:

@@ -104,6 +104,21 @@ def test_idle_timer_closes_windows_only_for_caught_up_partitions() -> None:
     assert a.tick(130_000, frozenset({0})).messages == []  # emitted once
 
 
+def test_idle_timer_closes_windows_restored_open_with_no_record_since() -> None:
+    # a worker killed after reading its partition to the end restarts with open windows and
+    # no record left to read: the clock alone must close them (run --until-idle waited)
+    a = stage()
+    out = a.process(0, [msg(0, 1)], wall_ms=100_000)
+    b = stage()
+    b.restore(0, {k: v for k, v in out.state})
+    assert b.tick(200_000, frozenset()).messages == []  # has lag: never by clock
+    assert b.tick(200_001, frozenset({0})).messages == []  # caught up: idle from now
+    assert b.tick(205_000, frozenset({0})).messages == []  # not idle long enough
+    out = b.tick(210_002, frozenset({0}))  # watermark 1 + 10_001 >= 10_000
+    assert emitted(out) == [("k", 0, 1)]
+    assert b.tick(230_000, frozenset({0})).messages == []  # emitted once
+
+
 def test_upstream_replay_duplicates_are_skipped_by_source_header() -> None:
     a = stage()
 
