@@ -18,21 +18,26 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas import Record
+
+if TYPE_CHECKING:
+    from producers.encoder import Encoded
 
 __all__ = ["Batch", "ObjectRows", "Poison", "Rows", "Source"]
 
 
 @dataclass(slots=True)
 class Poison:
-    """An input that cannot become a record (unparsable line, wrong CSV field count...)."""
+    """An input that cannot become a record (unparsable line, wrong CSV field count...);
+    ``key`` is its Kafka key when one could be made (a dead letter keeps it)."""
 
     raw: bytes
     error_class: str
     message: str
     position: dict[str, Any]
+    key: bytes | None = None
 
 
 class Rows:
@@ -41,22 +46,29 @@ class Rows:
     ``values[i]`` is the i-th record's value; ``raws[i]`` its value's bytes as read from the
     source when they already are one JSON object (a plain JSON encoder sends them unchanged)
     or None when unknown (``raws is None``: unknown for all); ``position(i)`` is where it
-    came from (None when the source has no positions).
+    came from (None when the source has no positions). ``encoded``, when the source already
+    encoded the records (in its reader threads, with the runner's encoder), holds their Kafka
+    message parts aligned with ``values``, with no poison among them: the runner only
+    produces them.
     """
 
-    __slots__ = ("_where", "raws", "values")
+    __slots__ = ("_where", "encoded", "raws", "values")
 
     def __init__(
         self,
         values: list[dict[str, Any]],
         raws: list[bytes | None] | None = None,
         where: Callable[[int], dict[str, Any]] | None = None,
+        encoded: Encoded | None = None,
     ) -> None:
         if raws is not None and len(raws) != len(values):
             raise ValueError(f"{len(raws)} raw values for {len(values)} records")
+        if encoded is not None and (len(encoded.datas) != len(values) or encoded.poison):
+            raise ValueError(f"{len(encoded.datas)} encoded records for {len(values)} records")
         self.values = values
         self.raws = raws
         self._where = where
+        self.encoded = encoded
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Rows:
@@ -80,9 +92,20 @@ class ObjectRows:
     """Collects records of consecutive objects (S3 objects, a published stream) for one batch:
     ``add`` appends a parsed chunk's columns, ``take`` returns them as ``Rows`` whose
     positions are ``{"key", "etag", "line"}`` and starts over. Positions cost nothing until a
-    dead letter asks for one."""
+    dead letter asks for one. The rows are ``encoded`` when every chunk added was."""
 
-    __slots__ = ("_raws", "_starts", "_where", "lines", "poison", "values")
+    __slots__ = (
+        "_keys",
+        "_raws",
+        "_starts",
+        "_times",
+        "_where",
+        "datas",
+        "lines",
+        "plain",
+        "poison",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.values: list[dict[str, Any]] = []
@@ -91,6 +114,11 @@ class ObjectRows:
         self.poison: list[Poison] = []
         self._starts: list[int] = []  # index of the first record of each object segment
         self._where: list[tuple[str, str]] = []  # (key, etag) of each segment
+        # encoded columns, while every chunk added came encoded (None: no key / time column)
+        self.datas: list[bytes | None] = []
+        self._keys: list[bytes | None] | None = None
+        self._times: list[int | None] | None = None
+        self.plain = False  # some chunk came without its encoded columns
 
     def __len__(self) -> int:
         return len(self.values) + len(self.poison)
@@ -103,11 +131,25 @@ class ObjectRows:
         raws: list[bytes] | list[bytes | None] | None,
         lines: list[int],
         poison: list[Poison],
+        encoded: Encoded | None = None,
     ) -> None:
-        """Append one chunk of object ``key``/``etag`` (``raws`` None: no source bytes)."""
+        """Append one chunk of object ``key``/``etag`` (``raws`` None: no source bytes;
+        ``encoded``: its records' message parts, no poison among them)."""
         if not self._where or self._where[-1] != (key, etag):
             self._starts.append(len(self.values))
             self._where.append((key, etag))
+        if encoded is None:
+            self.plain = True
+        elif not self.plain:
+            if encoded.keys is not None:
+                if self._keys is None:
+                    self._keys = []
+                self._keys.extend(encoded.keys)
+            if encoded.times is not None:
+                if self._times is None:
+                    self._times = []
+                self._times.extend(encoded.times)
+            self.datas.extend(encoded.datas)
         self.values.extend(values)
         self._raws.extend(raws if raws is not None else [None] * len(values))
         self.lines.extend(lines)
@@ -121,7 +163,12 @@ class ObjectRows:
             key, etag = where[bisect_right(starts, i) - 1]
             return {"key": key, "etag": etag, "line": lines[i]}
 
-        rows = Rows(self.values, self._raws, position)
+        encoded = None
+        if not self.plain and len(self.values):
+            from producers.encoder import Encoded
+
+            encoded = Encoded(self._keys, self.datas, self._times)
+        rows = Rows(self.values, self._raws, position, encoded)
         poison = self.poison
         self.__init__()  # type: ignore[misc]
         return rows, poison

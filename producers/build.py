@@ -75,7 +75,9 @@ def _mysql(name: str, cfg: MySQLSource) -> MySQLRowSource:
     )
 
 
-def _s3(name: str, cfg: S3Source, projection: Projection | None) -> S3ObjectSource:
+def _s3(
+    name: str, cfg: S3Source, projection: Projection | None, encoder: RecordEncoder
+) -> S3ObjectSource:
     return S3ObjectSource(
         name,
         make_s3_client(cfg),
@@ -89,6 +91,7 @@ def _s3(name: str, cfg: S3Source, projection: Projection | None) -> S3ObjectSour
         reingest_on_change=cfg.reingest_on_change,
         endpoint=cfg.endpoint_url,
         projection=projection,
+        encoder=encoder,
     )
 
 
@@ -110,14 +113,16 @@ def build_runner(
     source: MySQLRowSource | S3ObjectSource
     if isinstance(cfg, MySQLSource):
         source = _mysql(name, cfg)
+        if type(codec) is JsonCodec:
+            codec = JsonCodec(naive_utc=True)  # the source's datetimes are UTC, left naive
+        encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
     else:
         # lines sent as read (plain JSON): parse only the fields the key and event time need
         fields = [*(cfg.key or ()), *([cfg.timestamp_field] if cfg.timestamp_field else [])]
         plain = type(codec) is JsonCodec and cfg.file_format == "jsonl"
-        source = _s3(name, cfg, Projection(fields) if plain else None)
-    if isinstance(cfg, MySQLSource) and type(codec) is JsonCodec:
-        codec = JsonCodec(naive_utc=True)  # the source's datetimes are UTC, left naive
-    encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
+        encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
+        # the reader threads encode the records too: the runner's thread only produces
+        source = _s3(name, cfg, Projection(fields) if plain else None, encoder)
     ensure_topics(pipeline.kafka, {cfg.topic: DEFAULT_PARTITIONS, dlq_topic(cfg.topic): 1})
     store = CheckpointStore(client_config(pipeline.kafka), pipeline.name, name)
     reports = DeliveryReports()

@@ -151,6 +151,10 @@ class RecordEncoder:
         self._last_ts_in: Any = None
         self._last_ts_out: int | None = None
 
+    def fork(self) -> RecordEncoder:
+        """An encoder with the same codec and fields and its own state, for another thread."""
+        return RecordEncoder(self.codec, self.key_fields, self.timestamp_field)
+
     def encode_many(
         self, values: Sequence[dict[str, Any] | None], raws: Sequence[bytes | None] | None
     ) -> Encoded:

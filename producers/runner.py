@@ -189,7 +189,7 @@ class Runner:
             self._unacked_since = time.perf_counter()
         dlq = self._dlq
         rows = batch.rows()
-        enc = self.encoder.encode_many(rows.values, rows.raws)
+        enc = rows.encoded or self.encoder.encode_many(rows.values, rows.raws)
         for i, exc in enc.poison.items():
             raw = rows.raws[i] if rows.raws is not None else None
             dead_key, dead_value = self.encoder.best_effort(rows.values[i], raw)
@@ -209,7 +209,7 @@ class Runner:
             self._refused(dlq, error, rows.position(index[j] if index else j), data, key)
             nbytes -= len(data)
         for p in batch.poison:
-            self._dead_letter(dlq, p, p.position, p.raw, None)
+            self._dead_letter(dlq, p, p.position, p.raw, p.key)
         self.producer.poll(0)
         sent = len(values) - len(refused)
         self._produced_state = batch.state

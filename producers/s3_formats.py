@@ -27,13 +27,16 @@ import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, TypedDict, cast
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
 import ijson
 import msgspec
 import orjson
 
 from producers.batch import Poison
+
+if TYPE_CHECKING:
+    from producers.encoder import Encoded
 
 __all__ = ["GZIP_READER", "Chunk", "Projection", "line_blocks", "parse", "read_lines"]
 
@@ -45,13 +48,16 @@ READ_SIZE = 1 << 20
 class Chunk:
     """Consecutive items of one object: records in columns (``values``, their source
     ``raws`` or None, their positions ``lines``) and the ``poison`` among them; ``last`` is the
-    position of the chunk's last item, record or poison."""
+    position of the chunk's last item, record or poison. ``encoded``: the records' Kafka
+    message parts once a reader encoded them (see ``S3ObjectSource``), aligned with
+    ``values``."""
 
     values: list[dict[str, Any]] = field(default_factory=list)
     raws: list[bytes] | None = None
     lines: list[int] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     last: int = 0
+    encoded: Encoded | None = None
 
     def __len__(self) -> int:
         return len(self.values) + len(self.poison)

@@ -372,3 +372,37 @@ def test_refused_and_poison_records_keep_their_own_positions() -> None:
     assert progress.records == 2
     assert progress.dead_letters == 3
     assert progress.bytes == sum(len(d[1]) for d in producer.topics("t"))
+
+
+class NoEncoder(RecordEncoder):
+    def encode_many(self, values, raws):  # type: ignore[no-untyped-def]
+        raise AssertionError("rows the source encoded are not encoded again")
+
+
+def test_rows_the_source_encoded_are_produced_as_they_are() -> None:
+    from producers.batch import Rows
+    from producers.encoder import Encoded
+
+    values = [{"id": 1}, {"id": 2}]
+    encoded = Encoded([b"k1", b"k2"], [b"v1", b"v2"], [1000, 2000])
+    rows = Rows(values, [b"v1", b"v2"], lambda i: {"line": i + 1}, encoded)
+    bad = Poison(b'{"x": 1}', "PoisonRecord", "key field 'id' missing", {"line": 3}, b"k3")
+    producer, store = FakeProducer(), FakeStore()
+    runner = _runner(ListSource([Batch(rows, {"n": 3}, [bad])]), producer, store)
+    runner.encoder = NoEncoder(JsonCodec(), ["id"], None)
+    progress = runner.run(once=True, poll_interval=0)
+    assert [(d[1], d[2], d[4]) for d in producer.topics("t")] == [
+        (b"v1", b"k1", 1000),
+        (b"v2", b"k2", 2000),
+    ]
+    [dead] = producer.topics("t.dlq")
+    assert dead[1] == b'{"x": 1}' and dead[2] == b"k3"
+    assert progress.records == 2 and progress.dead_letters == 1
+
+
+def test_encoded_rows_must_match_their_values() -> None:
+    from producers.batch import Rows
+    from producers.encoder import Encoded
+
+    with pytest.raises(ValueError, match="1 encoded records for 2 records"):
+        Rows([{"id": 1}, {"id": 2}], None, None, Encoded(None, [b"v1"], None))

@@ -233,3 +233,46 @@ def test_missing_bucket_names_bucket_and_endpoint() -> None:
         _run(src)
     msg = str(err.value)
     assert "bucket 'b'" in msg and "http://127.0.0.1:5000" in msg and "NoSuchBucket" in msg
+
+
+def test_readers_encode_records_and_move_unencodable_ones_to_poison() -> None:
+    from producers.encoder import RecordEncoder
+    from producers.s3_formats import Projection
+    from schemas import JsonCodec
+
+    body = (
+        b'{"id": 1, "at": "2024-05-01T00:00:01Z"}\n'
+        b'{"at": "2024-05-01T00:00:02Z"}\n'  # no key field
+        b'{"id": 3, "at": "not a time"}\n'
+        b'{"id": 4, "at": "2024-05-01T00:00:04.5+00:00"}\n'
+    )
+    encoder = RecordEncoder(JsonCodec(), ["id"], "at")
+    s3 = FakeS3({"in/a.jsonl": body})
+    src = _source(
+        s3,
+        batch_records=100,
+        encoder=encoder,
+        projection=Projection(["id", "at"]),
+    )
+    src.restore(None)
+    [batch] = list(src.batches())
+    rows = batch.rows()
+    assert rows.encoded is not None
+    assert [v["id"] for v in rows.values] == [1, 4]
+    assert rows.encoded.keys == [b"1", b"4"]
+    assert rows.encoded.times == [1714521601000, 1714521604500]
+    assert rows.encoded.datas == body.splitlines()[0::3]  # the lines as read
+    assert [rows.position(i)["line"] for i in range(2)] == [1, 4]
+    # the same parts the runner's encoder makes of the same values
+    again = encoder.encode_many(rows.values, rows.raws)
+    assert (again.keys, again.datas, again.times) == (
+        rows.encoded.keys,
+        rows.encoded.datas,
+        rows.encoded.times,
+    )
+    poison = {p.position["line"]: p for p in batch.poison}
+    assert sorted(poison) == [2, 3]
+    assert poison[2].error_class == "PoisonRecord" and "'id'" in poison[2].message
+    assert poison[2].key is None and poison[2].raw == body.splitlines()[1]
+    assert poison[3].key == b"3" and "timestamp field 'at'" in poison[3].message
+    assert poison[3].position == {"key": "in/a.jsonl", "etag": s3.etags["in/a.jsonl"], "line": 3}
