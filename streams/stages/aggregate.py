@@ -51,13 +51,15 @@ stages before an aggregate is at-least-once). Output rows are keyed by (group_by
 window_start) and carry the window end as their timestamp.
 
 ``tick(wall_ms, caught_up)`` is the idle timer: when a partition is caught up (no lag: the
-runner says which) and its event time has not moved for ``idle_ms`` of wall time, its
-watermark moves on by the wall time elapsed, so the last windows of a stream that stopped
-still close (end + grace later) instead of waiting for a next record; a partition restored
-with a watermark counts as idle from its first caught-up tick after the restore. The
-assumption: once caught up, event time advances like wall time. A partition with a backlog
-(after a restart, or an upstream stage behind) never advances by the clock, so replays stay
-exact.
+runner says which) and no record has come to it for ``idle_ms`` of wall time, its watermark
+moves on by the wall time elapsed since its last record, so the last windows of a stream that
+stopped still close (end + grace later) instead of waiting for a next record. Any record counts
+(one below the watermark, a replay skipped after a restart): measuring from when the
+watermark last moved instead closed windows early while out-of-order or second-half records
+were still arriving after a restart, and never started for a restored partition that got
+only replays. The assumption: once caught up and quiet, event time advances like wall time.
+A partition with a backlog (after a restart, or an upstream stage behind) never advances by
+the clock, so replays stay exact.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class _Partition:
         self.agg = agg
         self.offset = -1
         self.base_wm: int | None = None  # largest event time seen
-        self.base_wall: int | None = None  # wall time when base_wm last moved
+        self.base_wall: int | None = None  # wall time of the last batch with records
         self.sources: dict[str, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
         self.reemit: list[OutMessage] = []  # closed windows' outputs found by restore
         self.unseal: list[StateWrite] = []  # and their entries' tombstones
@@ -197,8 +199,8 @@ class AggregateStage:
                 out.count("late")
                 extra = [(HEADER_LATENESS, str(late.lateness_ms).encode())]
                 out.dead.append(dead_letter(self.name, msg, PoisonRecord(late.message()), extra))
-        if agg.watermark_ms is not None and agg.watermark_ms != part.base_wm:
-            part.base_wm, part.base_wall = agg.watermark_ms, wall_ms
+        part.base_wm = agg.watermark_ms
+        part.base_wall = wall_ms  # a record came: not idle (see the module doc)
         if self.spec.emit == "updates":
             touched = set(agg._touched)  # running values of the windows this batch changed
             closing = [k for k in touched if agg._closed(k[1], agg.watermark_ms)]
@@ -212,12 +214,7 @@ class AggregateStage:
         """Close windows of ``caught_up`` partitions idle for ``idle_ms`` (see the module doc)."""
         out = BatchOutput()
         for partition, part in self.parts.items():
-            if part.base_wm is None or partition not in caught_up:
-                continue
-            if part.base_wall is None:
-                # restored with a watermark and no record since: idle from now on (without
-                # this, windows restored open after a restart never closed by the clock)
-                part.base_wall = wall_ms
+            if part.base_wm is None or part.base_wall is None or partition not in caught_up:
                 continue
             idle = wall_ms - part.base_wall
             if idle < self.idle_ms or not part.agg.windows:

@@ -104,19 +104,30 @@ def test_idle_timer_closes_windows_only_for_caught_up_partitions() -> None:
     assert a.tick(130_000, frozenset({0})).messages == []  # emitted once
 
 
-def test_idle_timer_closes_windows_restored_open_with_no_record_since() -> None:
+def test_idle_timer_closes_windows_of_a_restored_partition_that_gets_only_replays() -> None:
     # a worker killed after reading its partition to the end restarts with open windows and
-    # no record left to read: the clock alone must close them (run --until-idle waited)
+    # gets back only records it had applied: the clock must still close them
     a = stage()
     out = a.process(0, [msg(0, 1)], wall_ms=100_000)
     b = stage()
     b.restore(0, {k: v for k, v in out.state})
-    assert b.tick(200_000, frozenset()).messages == []  # has lag: never by clock
-    assert b.tick(200_001, frozenset({0})).messages == []  # caught up: idle from now
-    assert b.tick(205_000, frozenset({0})).messages == []  # not idle long enough
-    out = b.tick(210_002, frozenset({0}))  # watermark 1 + 10_001 >= 10_000
+    out = b.process(0, [msg(0, 1)], wall_ms=200_000)  # the replay: skipped
+    assert out.counts["skipped_replayed"] == 1
+    assert b.tick(220_000, frozenset()).messages == []  # has lag: never by clock
+    assert b.tick(200_500, frozenset({0})).messages == []  # not idle long enough
+    out = b.tick(210_000, frozenset({0}))  # watermark 1 + 10_000 >= 10_000
     assert emitted(out) == [("k", 0, 1)]
     assert b.tick(230_000, frozenset({0})).messages == []  # emitted once
+
+
+def test_records_below_the_watermark_keep_the_idle_timer_from_closing() -> None:
+    # records still arriving, out of order (below the watermark, within the window): not idle
+    a = stage()
+    a.process(0, [msg(0, 9_000)], wall_ms=100_000)
+    a.process(0, [msg(1, 500)], wall_ms=104_000)  # the watermark does not move
+    assert a.tick(104_500, frozenset({0})).messages == []  # 0.5 s since the last record
+    out = a.tick(105_001, frozenset({0}))  # 1 s idle: 9_000 + 1_001 >= 10_000
+    assert emitted(out) == [("k", 0, 2)]
 
 
 def test_upstream_replay_duplicates_are_skipped_by_source_header() -> None:
