@@ -22,9 +22,10 @@ pass on unchanged (aggregates stamp the window end), to the moment the sink's wr
 from __future__ import annotations
 
 import atexit
+import errno
 import json
+import logging
 import os
-import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from headrace.metrics_server import MetricsServer
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BATCH_SECONDS",
@@ -143,9 +146,7 @@ def serve(pipeline: str, kind: str, name: str, port: int = 0, final_scrape: floa
     final counts (``headrace.metrics_server``), then removes its target file.
     """
     PROCESS_INFO.info({"pipeline": pipeline, "kind": kind, "name": name, "pid": str(os.getpid())})
-    if port and _busy(port):
-        port = 0
-    server = MetricsServer(port)
+    server = _bind(port)
     target = _register_target(pipeline, kind, name, server.port)
 
     def _at_exit() -> None:
@@ -157,10 +158,18 @@ def serve(pipeline: str, kind: str, name: str, port: int = 0, final_scrape: floa
     return server.port
 
 
-def _busy(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _bind(port: int) -> MetricsServer:
+    """A metrics server on ``port``, or on a free port when that one is taken. Binding is the
+    test: processes started together (``headrace run``) can ask for the same port, and a
+    check before binding let both see it free and the second one crash."""
+    if port:
+        try:
+            return MetricsServer(port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            log.info("metrics port %d is taken; serving on a free port instead", port)
+    return MetricsServer(0)
 
 
 def _register_target(pipeline: str, kind: str, name: str, port: int) -> Path | None:

@@ -154,6 +154,11 @@ class MetricsServer:
         )
         thread.start()
 
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
     def final_scrape(self, cap: float, targets: Path | None) -> bool:
         """Wait (see the module docstring) for Prometheus to scrape the final counts; True if
         it did, False if the budget ran out or there was nothing to wait for."""
