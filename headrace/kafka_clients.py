@@ -22,6 +22,7 @@ __all__ = [
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "produce_waiting",
     "producer_config",
 ]
 
@@ -76,6 +77,21 @@ def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict
     )
     conf.update(overrides)
     return conf
+
+
+def produce_waiting(
+    producer: Producer, topic: str, value: bytes | None, key: bytes | None = None, **kw: Any
+) -> None:
+    """``producer.produce(topic, value, key, **kw)``, serving delivery reports while the local
+    queue is full (BufferError) instead of failing: for scripts and tests that produce more
+    than ``queue.buffering.max.messages`` (100,000 by default) faster than the broker takes
+    them."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **kw)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:

@@ -27,6 +27,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pymongo import MongoClient
 
+from headrace.kafka_clients import produce_waiting
 from headrace.stack.ferretdb import FERRETDB_BUILD
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
@@ -53,8 +54,7 @@ def _records(n: int) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any
 def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for key, value in records:
-        producer.produce(topic, value=value, key=key)
-        producer.poll(0)
+        produce_waiting(producer, topic, value, key)
     assert producer.flush(30) == 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from headrace.kafka_clients import produce_waiting
 from streams.testing import TopicReader, WorkerProcess, free_port, tail
 
 N = 600
@@ -42,7 +43,7 @@ def test_two_stages_on_one_topic_each_get_every_record(
     source = new_topic(".in", 2)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
     for i in range(N):
-        producer.produce(source, orjson.dumps({"n": i}), f"k{i % 17}".encode())
+        produce_waiting(producer, source, orjson.dumps({"n": i}), f"k{i % 17}".encode())
     assert producer.flush(30) == 0
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(

@@ -23,6 +23,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from headrace.kafka_clients import produce_waiting
 from streams.testing import TopicReader, WorkerProcess, free_port, tail
 
 DEADLINE_S = 120.0  # waits fail a hung run; nothing asserts on time
@@ -47,7 +48,7 @@ metrics: {{port: {metrics_port}}}
 def _send(bootstrap: str, topic: str, records: list[tuple[str, dict[str, Any]]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for key, value in records:
-        producer.produce(topic, orjson.dumps(value), key.encode())
+        produce_waiting(producer, topic, orjson.dumps(value), key.encode())
     assert producer.flush(30) == 0
 
 

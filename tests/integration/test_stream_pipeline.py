@@ -39,6 +39,7 @@ import pymysql
 import pytest
 from confluent_kafka import Producer
 
+from headrace.kafka_clients import produce_waiting
 from streams.testing import TopicReader, WorkerProcess, tail
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
@@ -157,8 +158,9 @@ def _produce(bootstrap: str, topic: str, orders: list[dict[str, Any]]) -> None:
     )
     for o in orders:
         value = {k: v for k, v in o.items() if k != "ts"}
-        producer.produce(topic, orjson.dumps(value), o["customer_id"].encode(), timestamp=o["ts"])
-        producer.poll(0)
+        produce_waiting(
+            producer, topic, orjson.dumps(value), o["customer_id"].encode(), timestamp=o["ts"]
+        )
     assert producer.flush(60) == 0
 
 

@@ -18,6 +18,7 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from headrace.kafka_clients import produce_waiting
 from streams.testing import TopicReader, WorkerProcess, free_port, tail
 
 RATE = 100  # records/s, cluster-wide
@@ -67,8 +68,7 @@ def test_two_workers_hold_the_cluster_wide_rate(
     )[f"{unique}.out"].result(30)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
     for i in range(BACKLOG):
-        producer.produce(source, orjson.dumps({"n": i}), f"k{i}".encode())
-        producer.poll(0)
+        produce_waiting(producer, source, orjson.dumps({"n": i}), f"k{i}".encode())
     assert producer.flush(60) == 0
 
     pipeline = tmp_path / "pipeline.yaml"
