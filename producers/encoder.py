@@ -133,6 +133,19 @@ class Encoded:
     times: list[int | None] | None
     poison: dict[int, PoisonRecord] = field(default_factory=dict)
 
+    def good(self) -> tuple[Encoded, list[int]]:
+        """The parts of the records that are not poison, and the index of each among all."""
+        index = [i for i in range(len(self.datas)) if i not in self.poison]
+        keys, times = self.keys, self.times
+        return (
+            Encoded(
+                None if keys is None else [keys[i] for i in index],
+                [self.datas[i] for i in index],
+                None if times is None else [times[i] for i in index],
+            ),
+            index,
+        )
+
 
 class RecordEncoder:
     """Key, value and timestamp of each record, with one codec. Not thread-safe."""

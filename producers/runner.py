@@ -194,13 +194,10 @@ class Runner:
             raw = rows.raws[i] if rows.raws is not None else None
             dead_key, dead_value = self.encoder.best_effort(rows.values[i], raw)
             self._dead_letter(dlq, exc, rows.position(i), dead_value, dead_key)
-        datas, keys, times = enc.datas, enc.keys, enc.times
         index: list[int] | None = None  # row of each produced record, when poison was left out
         if enc.poison:
-            index = [i for i, d in enumerate(datas) if d is not None]
-            datas = [datas[i] for i in index]
-            keys = None if keys is None else [keys[i] for i in index]
-            times = None if times is None else [times[i] for i in index]
+            enc, index = enc.good()
+        datas, keys, times = enc.datas, enc.keys, enc.times
         values = cast(list[bytes], datas)  # no poison left: every record has its bytes
         refused = self._produce_columns(values, keys, cast("list[int] | None", times))
         nbytes = sum(map(len, values))

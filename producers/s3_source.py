@@ -312,17 +312,11 @@ def _encode(encoder: RecordEncoder, chunk: Chunk, key: str, etag: str) -> None:
             chunk.poison.append(
                 Poison(dead_value or b"", type(exc).__name__, str(exc), position, dead_key)
             )
-        keep = [i for i in range(len(chunk.values)) if i not in bad]
+        enc, keep = enc.good()
         chunk.values = [chunk.values[i] for i in keep]
         chunk.lines = [chunk.lines[i] for i in keep]
         if raws is not None:
             chunk.raws = [raws[i] for i in keep]
-        enc.datas = [enc.datas[i] for i in keep]
-        if enc.keys is not None:
-            enc.keys = [enc.keys[i] for i in keep]
-        if enc.times is not None:
-            enc.times = [enc.times[i] for i in keep]
-        enc.poison = {}
     chunk.encoded = enc
 
 
