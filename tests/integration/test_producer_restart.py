@@ -22,7 +22,7 @@ from producers.bench_data import create_orders_table, put_gzip_jsonl
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
-# large enough that a kill lands mid-backfill: the source reads ~50-60k rows/s here
+# the source reads ~90-110k rows/s here; _kill_mid_backfill freezes it between looks
 ROWS = max(20_000, int(300_000 * SCALE))
 # S3: objects of OBJECT_LINES lines; the source sends ~250k lines/s here, a checkpoint is
 # stored within ~3 s of producing nonstop, so the kill lands mid-way (mid-object or between)
@@ -84,17 +84,40 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, limit: float = 120.0
         time.sleep(0.05)
 
 
+#: how long the source runs between two looks at it (frozen with SIGSTOP while looked at)
+SLICE = 0.05
+
+
 def _kill_mid_backfill(
     repo_root: Path, stack_env: dict, pipeline: Path, store: CheckpointStore, topic: str, total: int
 ) -> tuple[int, dict]:
-    """Start the source, SIGKILL it once it produced a fifth of ``total`` records and stored a
-    checkpoint; return (records in ``topic`` at the kill, the stored checkpoint)."""
+    """Start the source and SIGKILL it once it produced a fifth of ``total`` records and stored a
+    checkpoint; return (records in ``topic`` at the kill, the stored checkpoint).
+
+    The source runs in slices of ``SLICE`` seconds and is frozen (SIGSTOP) while the topic and
+    the checkpoint are looked at, so however fast the machine, the backfill cannot finish
+    between "a checkpoint is there" and the kill (a CI run once saw all 300,000 rows out
+    before the looks, taken while the source ran on, found the checkpoint)."""
     bootstrap = stack_env["HEADRACE_KAFKA_BOOTSTRAP"]
     proc = _start(repo_root, stack_env, pipeline)
-    _wait_for(lambda: _produced(bootstrap, topic) >= total // 5, "records", proc)
-    _wait_for(lambda: store.load() is not None, "checkpoint", proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(SLICE)
+            proc.send_signal(signal.SIGSTOP)
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"producer exited ({proc.returncode}) mid-backfill: "
+                    f"{proc.stderr.read() if proc.stderr else ''}"
+                )
+            if _produced(bootstrap, topic) >= total // 5 and store.load() is not None:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("no fifth of the records and a checkpoint within 180 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
     at_kill = _produced(bootstrap, topic)
     checkpoint = store.load()
     assert checkpoint is not None
