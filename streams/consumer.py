@@ -28,7 +28,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, cast
 
+import aiokafka
 import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -37,7 +39,16 @@ from mode.utils.futures import notify
 
 from streams.batch_topic import BatchBuffer
 
-__all__ = ["BatchApp", "BatchConsumer"]
+__all__ = ["FETCH_MAX_WAIT_MS", "BatchApp", "BatchConsumer"]
+
+#: How long the broker may hold a fetch request that found no new records. Faust hard-codes
+#: 1,500 ms. aiokafka sends one fetch request per broker at a time, covering only the
+#: partitions with nothing left unconsumed, so one idle partition in a request (a finished
+#: input, a quiet lookup topic) held every other partition on that broker for up to 1.5 s:
+#: an aggregate reading its upstream stage's topic got a fetch every ~1.5 s once the
+#: pipeline's input was read (``headrace bench stream``). 100 ms keeps an idle worker at ten
+#: empty fetches a second.
+FETCH_MAX_WAIT_MS = 100
 
 
 class BatchApp(faust.App):
@@ -67,6 +78,15 @@ class BatchApp(faust.App):
         )
 
 
+class BatchConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, its aiokafka consumer holding fetches ``FETCH_MAX_WAIT_MS``."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when start() makes the fetcher
+        return consumer
+
+
 class BatchConsumer(AIOKafkaConsumer):
     """See the module doc."""
 
@@ -74,6 +94,9 @@ class BatchConsumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         #: per partition of a topic with several readers: offset -> readers that acked it
         self._fanout_acks: dict[TP, dict[int, int]] = {}
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _buffers(self) -> dict[str, list[BatchBuffer]]:
         return cast(BatchApp, self.app).batch_buffers
