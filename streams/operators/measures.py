@@ -19,7 +19,7 @@ from typing import Any
 from headrace.config import Measure
 from headrace.errors import PoisonRecord
 
-__all__ = ["MeasureAccumulator"]
+__all__ = ["SKIP", "MeasureAccumulator"]
 
 
 _NUMERIC = ("sum", "avg", "min", "max")
@@ -41,13 +41,62 @@ def _number(text: str, function: str, argument: str) -> Any:
     return number
 
 
+#: ``MeasureAccumulator.value`` of a record that adds nothing to the measure (a null argument)
+SKIP: Any = object()
+
+
+def _fold_count(acc: list[Any], _x: Any) -> None:
+    acc[0] += 1
+
+
+def _fold_sum(acc: list[Any], x: Any) -> None:
+    total = acc[0]
+    acc[0] = x if total is None else total + x
+
+
+def _fold_min(acc: list[Any], x: Any) -> None:
+    if acc[0] is None or x < acc[0]:
+        acc[0] = x
+
+
+def _fold_max(acc: list[Any], x: Any) -> None:
+    if acc[0] is None or x > acc[0]:
+        acc[0] = x
+
+
+def _fold_avg(acc: list[Any], x: Any) -> None:
+    total = acc[0]
+    acc[0] = x if total is None else total + x
+    acc[1] += 1
+
+
+def _fold_count_distinct(acc: list[Any], x: Any) -> None:
+    acc[0].add(x)
+
+
+_FOLDS = {
+    "count": _fold_count,
+    "sum": _fold_sum,
+    "min": _fold_min,
+    "max": _fold_max,
+    "avg": _fold_avg,
+    "count_distinct": _fold_count_distinct,
+}
+
+
 class MeasureAccumulator:
-    """Creates, updates and finishes the accumulator of one measure."""
+    """Creates, updates and finishes the accumulator of one measure.
+
+    Adding a record is two steps, so a caller can evaluate every measure of a record before
+    it changes any accumulator (a record that fails changes nothing): ``value`` evaluates the
+    record's argument (may raise), ``fold`` puts that value into an accumulator (never
+    raises for a value ``value`` returned; ``SKIP`` must not be folded)."""
 
     def __init__(self, name: str, measure: Measure) -> None:
         self.name = name
         self.function = measure.function
         self.argument = measure.argument
+        self.fold = _FOLDS[measure.function]
 
     def empty(self) -> list[Any]:
         """A new accumulator for a window and group with no records yet."""
@@ -59,32 +108,25 @@ class MeasureAccumulator:
             return [set()]
         return [None]
 
-    def add(self, acc: list[Any], value: dict[str, Any]) -> None:
-        """Add one record; raises ``EvaluationError`` (a PoisonRecord) if the argument fails."""
-        fn = self.function
-        if self.argument is None:  # count()
-            acc[0] += 1
-            return
-        x = self.argument.evaluate(value)
+    def value(self, record: dict[str, Any]) -> Any:
+        """What ``record`` adds to the measure, or ``SKIP`` (a null argument: SQL ignores
+        it). Raises ``EvaluationError`` (a PoisonRecord) if the argument fails, or
+        PoisonRecord for number text that is not a number in sum/avg."""
+        argument = self.argument
+        if argument is None:  # count()
+            return True
+        x = argument.evaluate(record)
         if x is None:
-            return
-        if isinstance(x, str) and fn in _NUMERIC:
-            x = _number(x, fn, self.argument.text)
-        if fn == "count":
-            acc[0] += 1
-        elif fn == "sum":
-            acc[0] = x if acc[0] is None else acc[0] + x
-        elif fn == "min":
-            if acc[0] is None or x < acc[0]:
-                acc[0] = x
-        elif fn == "max":
-            if acc[0] is None or x > acc[0]:
-                acc[0] = x
-        elif fn == "avg":
-            acc[0] = x if acc[0] is None else acc[0] + x
-            acc[1] += 1
-        else:  # count_distinct
-            acc[0].add(x)
+            return SKIP
+        if isinstance(x, str) and self.function in _NUMERIC:
+            return _number(x, self.function, argument.text)
+        return x
+
+    def add(self, acc: list[Any], record: dict[str, Any]) -> None:
+        """Add one record (``value`` then ``fold``); raises like ``value``, changing nothing."""
+        x = self.value(record)
+        if x is not SKIP:
+            self.fold(acc, x)
 
     def result(self, acc: list[Any]) -> Any:
         """The measure's value for a finished (or running) accumulator."""

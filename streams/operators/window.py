@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headrace.config import Aggregate
-from streams.operators.measures import MeasureAccumulator
+from streams.operators.measures import SKIP, MeasureAccumulator
 
 __all__ = ["LateRecord", "WindowAggregator", "WindowKey", "WindowResult", "window_starts"]
 
@@ -119,40 +119,46 @@ class WindowAggregator:
         fails on this record; the state is then unchanged. ``offset``: the record's input
         offset, checked against ``floor`` and ``sealed`` (see the module doc)."""
         wm = timestamp_ms if self.watermark_ms is None else max(self.watermark_ms, timestamp_ms)
-        starts = window_starts(timestamp_ms, self.size_ms, self.step_ms)
-        group = tuple(value.get(f) for f in self.group_by)
+        size = self.size_ms
+        if self.step_ms == size:  # tumbling: one window
+            starts = [timestamp_ms - timestamp_ms % size]
+        else:
+            starts = window_starts(timestamp_ms, size, self.step_ms)
+        group = tuple([value.get(f) for f in self.group_by])
         open_starts: list[int] = []
         included = 0  # windows whose persisted state already holds this record
+        floors, sealed, closed_before = self.floor, self.sealed, wm - size - self.grace_ms
         for s in starts:
-            if self._closed(s, wm):
+            if s <= closed_before:  # closed: wm >= s + size + grace
                 continue
-            key = (group, s)
-            floor = self.floor.get(key) if self.floor else None
-            if floor is not None and offset is not None and offset <= floor:
-                included += 1
-            elif key not in self.sealed:
-                open_starts.append(s)
+            if floors or sealed:
+                key = (group, s)
+                floor = floors.get(key)
+                if floor is not None and offset is not None and offset <= floor:
+                    included += 1
+                    continue
+                if key in sealed:
+                    continue
+            open_starts.append(s)
         if not open_starts and not included:
             self.watermark_ms = wm
-            lateness = max(0, wm - (starts[-1] + self.size_ms + self.grace_ms))
+            lateness = max(0, wm - (starts[-1] + size + self.grace_ms))
             return LateRecord(timestamp_ms, wm, lateness)
         # evaluate every measure first, so a failing record leaves no partial update
-        fresh = [m.empty() for m in self.measures]
-        for m, acc in zip(self.measures, fresh, strict=True):
-            m.add(acc, value)
+        measures = self.measures
+        xs = [m.value(value) for m in measures]
         self.watermark_ms = wm
         self.partially_late += len(starts) - len(open_starts) - included
+        windows, touched = self.windows, self._touched
         for start in open_starts:
             key = (group, start)
-            accs = self.windows.get(key)
+            accs = windows.get(key)
             if accs is None:
-                self.windows[key] = [
-                    list(a) if not isinstance(a[0], set) else [set(a[0])] for a in fresh
-                ]
-            else:
-                for m, acc, one in zip(self.measures, accs, fresh, strict=True):
-                    _merge(m.function, acc, one)
-            self._touched.add(key)
+                accs = windows[key] = [m.empty() for m in measures]
+            for m, acc, x in zip(measures, accs, xs, strict=True):
+                if x is not SKIP:
+                    m.fold(acc, x)
+            touched.add(key)
         return None
 
     def row(self, key: WindowKey, final: bool) -> WindowResult | None:
@@ -211,24 +217,3 @@ class WindowAggregator:
     @property
     def state_size(self) -> int:
         return len(self.windows)
-
-
-def _merge(function: str, acc: list[Any], one: list[Any]) -> None:
-    """Fold the single-record accumulator ``one`` into ``acc``."""
-    if function == "count":
-        acc[0] += one[0]
-    elif function == "count_distinct":
-        acc[0] |= one[0]
-    elif function == "avg":
-        if one[0] is not None:
-            acc[0] = one[0] if acc[0] is None else acc[0] + one[0]
-            acc[1] += one[1]
-    elif one[0] is not None:
-        if acc[0] is None:
-            acc[0] = one[0]
-        elif function == "sum":
-            acc[0] = acc[0] + one[0]
-        elif function == "min" and one[0] < acc[0]:
-            acc[0] = one[0]
-        elif function == "max" and one[0] > acc[0]:
-            acc[0] = one[0]

@@ -92,7 +92,7 @@ class _Partition:
         self.offset = -1
         self.base_wm: int | None = None  # largest event time seen
         self.base_wall: int | None = None  # wall time of the last batch with records
-        self.sources: dict[str, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
+        self.sources: dict[bytes, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
         self.reemit: list[OutMessage] = []  # closed windows' outputs found by restore
         self.unseal: list[StateWrite] = []  # and their entries' tombstones
         self.found = 0  # closed windows' outputs restore found in the output topic
@@ -102,8 +102,8 @@ class _Partition:
         raw = msg.header(HEADER_SOURCE)
         if raw is None:
             return False
-        topic, partition, offset, index = raw.decode().rsplit("|", 3)
-        where, position = f"{topic}|{partition}", (int(offset), int(index))
+        where, offset, index = raw.rsplit(b"|", 2)  # b"topic|partition", offset, index
+        position = (int(offset), int(index))
         seen = self.sources.get(where)
         if seen is not None and position <= seen:
             return True
@@ -245,7 +245,11 @@ class AggregateStage:
                         stored.append((msg, where[1] if where else None))
                     part.unseal.append((("w", partition, *wkey), None))
             elif key[0] == "o":
-                part.offset, agg.watermark_ms, part.sources = value
+                part.offset, agg.watermark_ms, sources = value
+                # keys are bytes since 2026-12; state written before holds them as text
+                part.sources = {
+                    k.encode() if isinstance(k, str) else k: v for k, v in sources.items()
+                }
         part.base_wm = agg.watermark_ms
         part.reemit = self._unsent(stored)
         part.found = len(stored) - len(part.reemit)
