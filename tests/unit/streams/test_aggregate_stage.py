@@ -151,6 +151,20 @@ def test_upstream_replay_duplicates_are_skipped_by_source_header() -> None:
     assert a.parts[0].agg.windows[(("k",), 0)][0] == [3]
 
 
+def test_upstream_positions_stored_as_text_by_an_older_version_still_skip_duplicates() -> None:
+    a = stage()
+    state = {k: v for k, v in a.process(0, [msg(0, 1)]).state}
+    offset, watermark, _sources = state[("o", 0)]
+    state[("o", 0)] = (offset, watermark, {"up|2": (11, 0)})  # keys were text before 2026-12
+    b = stage()
+    b.restore(0, state)
+    replay = InMessage(
+        "in", 0, 1, b"k", orjson.dumps({"c": "k"}), 1, (("headrace.source", b"up|2|11|0"),)
+    )
+    out = b.process(0, [replay])
+    assert out.counts["skipped_duplicate"] == 1
+
+
 # -- crash safety: any prefix of a batch's state writes, replay from the committed offset ----
 
 
