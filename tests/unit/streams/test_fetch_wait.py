@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiokafka
+
 from streams.consumer import FETCH_MAX_WAIT_MS, BatchApp, BatchConsumerThread
 
 
@@ -24,3 +26,19 @@ def test_worker_consumer_holds_empty_fetches_briefly(tmp_path: Path) -> None:
     wait_ms = asyncio.run(create())
     assert wait_ms == FETCH_MAX_WAIT_MS
     assert FETCH_MAX_WAIT_MS <= 200  # one idle partition must not hold the others for long
+
+
+def test_the_overridden_attribute_is_where_aiokafka_keeps_the_fetch_wait() -> None:
+    """The override writes a private attribute: it must still be the one aiokafka's
+    constructor sets from ``fetch_max_wait_ms`` (and its fetcher reads at start)."""
+
+    async def create() -> int:
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=1234
+        )
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(create()) == 1234
