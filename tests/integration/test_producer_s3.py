@@ -1,6 +1,7 @@
 """S3 source on the real stack (moto S3 + Kafka), through the real ``headrace produce`` CLI.
 
-Sizes scale with ``HEADRACE_TEST_SCALE`` (default 1: 1,000 objects across 10+ listing pages,
+Sizes scale with ``HEADRACE_TEST_SCALE`` (default 1: 1,500 objects, two listing pages of moto's
+1,000 keys, never fewer than 1,001 objects so the listing always spans pages;
 a ~20 MB gzip JSONL object of 600,000 lines); ``headrace bench produce`` runs the full sizes.
 """
 
@@ -20,7 +21,7 @@ from producers.bench_data import jsonl_lines, put_gzip_jsonl
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
-OBJECTS = max(250, int(1000 * SCALE))
+OBJECTS = max(1_001, int(1_500 * SCALE))  # moto lists 1,000 keys a page
 BIG_LINES = max(10_000, int(600_000 * SCALE))
 
 
@@ -77,6 +78,8 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
             body += b'{"order_id": "broken\n'  # line 6: unparsable
         s3.put_object(Bucket=bucket, Key=f"in/{n:06d}.jsonl", Body=body)
     s3.put_object(Bucket=bucket, Key="other/skip.jsonl", Body=b'{"order_id": "x"}\n')
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="in/")
+    assert len(list(pages)) >= 2, "the listing must span pages for this test to mean anything"
     pipeline = write_pipeline(
         tmp_path / "p.yaml",
         unique,
