@@ -1,8 +1,8 @@
 """S3 source on the real stack (moto S3 + Kafka), through the real ``headrace produce`` CLI.
 
-Sizes scale with ``HEADRACE_TEST_SCALE`` (default 1: 1,500 objects, two listing pages of moto's
-1,000 keys, never fewer than 1,001 objects so the listing always spans pages;
-a ~20 MB gzip JSONL object of 600,000 lines); ``headrace bench produce`` runs the full sizes.
+Sizes scale with ``HEADRACE_TEST_SCALE`` (default 1: 1,500 objects, at least 1,001 at any scale
+so the listing spans moto's 1,000-key pages; a ~20 MB gzip JSONL object of 600,000 lines);
+``headrace bench produce`` runs the full sizes.
 """
 
 from __future__ import annotations
