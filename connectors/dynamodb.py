@@ -3,8 +3,10 @@
 - Items are the record with floats as ``Decimal``; NaN/Inf, items over 400 KB and records
   without the key attributes are rejected (dead letter) with the reason.
 - Without ``version_field``: BatchWriteItem in chunks of at most 25 (one request per item
-  key: the newest record per key wins within a batch). ``UnprocessedItems`` are sent again
-  with backoff, and count as throttling. A put that lands twice is harmless (same item).
+  key: the newest record per key wins within a batch), up to ``concurrency`` chunks in flight
+  at once (a batch holds each key once, so chunks never race on a key; the batch returns
+  when every chunk is written). ``UnprocessedItems`` are sent again with backoff, and count
+  as throttling. A put that lands twice is harmless (same item).
 - With ``version_field``: PutItem with ``attribute_not_exists(pk) OR version <= :v`` (BatchWrite
   takes no conditions), several at a time; a conditional check failure means the stored item
   is newer: ``skipped_older``, not an error, so a replay changes nothing. Before those puts,
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +97,8 @@ class DynamoWriter:
         self._on_throttle = on_throttle
         self._concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
+        # the rate limiter is shared by the chunks in flight
+        self._rate_lock = threading.Lock()
         self._key_types: dict[str, str] = {}
         self._keys = [config.partition_key] + ([config.sort_key] if config.sort_key else [])
 
@@ -225,13 +230,47 @@ class DynamoWriter:
         if self.config.version_field:
             self._write_conditional(self._drop_older(planned, outcome), outcome)
         else:
-            for start in range(0, len(planned), CHUNK):
-                self._write_chunk(planned[start : start + CHUNK], outcome)
+            self._write_chunks(planned, outcome)
         return outcome
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self._concurrency, thread_name_prefix=f"sink-{self.name}"
+            )
+        return self._pool
+
+    def _write_chunks(
+        self,
+        planned: list[tuple[int, dict[str, Any], dict[str, Any] | None]],
+        outcome: WriteOutcome,
+    ) -> None:
+        """BatchWriteItem ``planned`` in chunks of ``CHUNK``, several in flight at once.
+        Every chunk is waited for; the first error (in chunk order) is then raised, and the
+        runner retries the whole batch (the chunks already written are written again: the
+        same items)."""
+        chunks = [planned[start : start + CHUNK] for start in range(0, len(planned), CHUNK)]
+        if len(chunks) <= 1 or self._concurrency <= 1:
+            for chunk in chunks:
+                self._write_chunk(chunk, outcome)
+            return
+        parts = [WriteOutcome() for _ in chunks]
+        futures = [
+            self._executor().submit(self._write_chunk, chunk, part)
+            for chunk, part in zip(chunks, parts, strict=True)
+        ]
+        errors = [f.exception() for f in futures]  # waits for every chunk
+        for error in errors:
+            if error is not None:
+                raise error
+        for part in parts:
+            outcome.counts.update(part.counts)
+            outcome.rejected.update(part.rejected)
 
     def _limit(self, n: int) -> None:
         if self._rate is not None:
-            wait = self._rate.acquire(n)
+            with self._rate_lock:
+                wait = self._rate.acquire(n)
             if wait > 0:
                 self._sleep(wait)
 
@@ -256,7 +295,8 @@ class DynamoWriter:
             left = answer.get("UnprocessedItems", {}).get(table, [])
             if not left:
                 if self._rate is not None:
-                    self._rate.succeeded()
+                    with self._rate_lock:
+                        self._rate.succeeded()
                 break
             self._throttled()
             pending = left
@@ -367,10 +407,6 @@ class DynamoWriter:
         planned: list[tuple[int, dict[str, Any], dict[str, Any] | None]],
         outcome: WriteOutcome,
     ) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self._concurrency, thread_name_prefix=f"sink-{self.name}"
-            )
         self._limit(len(planned))
 
         def one(entry: tuple[int, dict[str, Any], dict[str, Any] | None]) -> tuple[int, str]:
@@ -380,7 +416,7 @@ class DynamoWriter:
             except PoisonRecord as exc:
                 return index, f"!{exc}"
 
-        for index, word in self._pool.map(one, planned):
+        for index, word in self._executor().map(one, planned):
             if word.startswith("!"):
                 outcome.reject(index, f"sink {self.name!r}: refused by DynamoDB: {word[1:]}")
             else:
@@ -389,7 +425,8 @@ class DynamoWriter:
     def _throttled(self) -> None:
         self._on_throttle()
         if self._rate is not None:
-            self._rate.throttled()
+            with self._rate_lock:
+                self._rate.throttled()
 
     def _call(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run a boto3 call: throttling/network → RetriableError, auth/missing table → fatal,

@@ -191,6 +191,13 @@ class DynamoDBSink(SinkBase):
     rate_limit: SinkRateLimit | None = Field(
         default=None, description="Keep writes under the table's capacity."
     )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Write requests in flight at once (BatchWriteItem chunks, or conditional "
+        "PutItems with version_field).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DynamoDBSink:

@@ -3,6 +3,7 @@ conditional puts, Decimal conversion and dead-letter reasons."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -123,6 +124,7 @@ def _writer(client: FakeDynamo, sleeps: list[float] | None = None, **cfg: Any) -
         client,
         backoff=Backoff(0.01, 1.0, rand=lambda a, b: b),
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        concurrency=config.concurrency,
     )
     w.open()
     return w
@@ -135,9 +137,43 @@ def _batch(n: int, **extra: Any) -> list[Any]:
 def test_splits_into_chunks_of_25_and_converts_floats() -> None:
     client = FakeDynamo()
     out = _writer(client).write(_batch(60))
-    assert client.batches == [25, 25, 10]
+    assert sorted(client.batches) == [10, 25, 25]  # chunks are sent concurrently
     assert out.counts["written"] == 60 and len(client.items) == 60
     assert client.items["k3"]["price"] == Decimal("1.5")
+
+
+class BlockingDynamo(FakeDynamo):
+    """Every BatchWriteItem waits until ``together`` calls are in flight (or times out):
+    the writer must send its chunks concurrently to get through. ``fail`` chunks (by their
+    first id) raise that error code."""
+
+    def __init__(self, together: int, fail: dict[str, str] | None = None):
+        super().__init__()
+        self.barrier = threading.Barrier(together, timeout=5)
+        self.fail = fail or {}
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        self.barrier.wait()
+        ((_table, reqs),) = RequestItems.items()
+        code = self.fail.get(reqs[0]["PutRequest"]["Item"]["id"])
+        if code:
+            raise _err(code)
+        return super().batch_write_item(RequestItems)
+
+
+def test_chunks_are_written_concurrently() -> None:
+    client = BlockingDynamo(together=4)
+    out = _writer(client, concurrency=4).write(_batch(100))
+    assert sorted(client.batches) == [25, 25, 25, 25]
+    assert out.counts["written"] == 100 and len(client.items) == 100
+
+
+def test_a_failed_chunk_fails_the_batch_after_the_others_finish() -> None:
+    client = BlockingDynamo(together=3, fail={"k25": "InternalServerError"})
+    with pytest.raises(RetriableError, match="InternalServerError"):
+        _writer(client, concurrency=3).write(_batch(75))
+    # the other two chunks were written (the runner retries the whole batch: same items)
+    assert len(client.items) == 50
 
 
 def test_unprocessed_items_are_retried_with_backoff_until_written() -> None:
