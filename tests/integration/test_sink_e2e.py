@@ -1,15 +1,20 @@
 """Both sinks on the real stack: every record lands, kill -9 and restart, replay, outage.
 
 Size, times ``HEADRACE_TEST_SCALE`` (default 1, what CI runs): the issue's 200,000 records
-through the MongoDB sink (FerretDB, patched, upserts ~1,100-2,300 documents/s here; 100,000 in
-the FerretDB-outage test), 50,000 through the DynamoDB sink (~4 minutes here): its version
-guard needs one conditional PutItem per record the first time a version is seen, and moto
-(run by the stack's faster launcher) answers ~250-350 of those per second on this shared
-machine; replays read stored versions 100 keys a request and are cheap. The issue's 200,000
-is ``HEADRACE_TEST_SCALE=4``: ~13-16 minutes here, so also raise pytest's per-test timeout
-(``-o timeout=1800``). Records cycle over ``records // 20`` keys with increasing versions,
-plus stale (older) copies at the end, so the version guard and in-batch dedupe are both
-exercised.
+through each sink (100,000 in the FerretDB-outage test). Records cycle over ``records // 20``
+keys with increasing versions, plus stale (older) copies at the end, so the version guard and
+in-batch dedupe are both exercised.
+
+- MongoDB (FerretDB, patched: upserts ~1,100-2,300 documents/s here): the versions of the keys
+  interleave, so every record of a batch is a different key and needs its own upsert.
+- DynamoDB: its version guard needs one conditional PutItem per key in a batch, and moto (run
+  by the stack's faster launcher) answers only ~250-450 of those per second on this shared
+  machine, so the versions come in bursts of ``HEADRACE_TEST_DYNAMO_BURST`` (default 4)
+  consecutive versions of one key, as updates of a hot row do: the sink puts the newest of a
+  burst, ~50,000 conditional puts for the 200,000 records (~4-5 minutes). Every key is still
+  written five times over the stream, each time guarded against the version stored. With
+  ``HEADRACE_TEST_DYNAMO_BURST=1`` the 200,000 records need one put each: ~13-16 minutes
+  here, so also raise pytest's per-test timeout (``-o timeout=1800``).
 """
 
 from __future__ import annotations
@@ -31,17 +36,21 @@ from headrace.kafka_clients import produce_waiting
 from headrace.stack.ferretdb import FERRETDB_BUILD
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
-RECORDS = {"mongodb": int(200_000 * SCALE), "dynamodb": int(50_000 * SCALE)}
+RECORDS = {"mongodb": int(200_000 * SCALE), "dynamodb": int(200_000 * SCALE)}
+#: consecutive versions of one key (1: every record is the next key)
+BURST = {"mongodb": 1, "dynamodb": int(os.environ.get("HEADRACE_TEST_DYNAMO_BURST") or 4)}
 REPO = Path(__file__).resolve().parents[2]
 HEADRACE = str(REPO / ".venv" / "bin" / "headrace")
 
 
-def _records(n: int) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any]]]:
+def _records(n: int, burst: int = 1) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any]]]:
+    """``n`` records over ``n // 20`` keys, ``burst`` consecutive versions of a key at a time,
+    then stale copies; and the newest value per key."""
     keys = max(10, n // 20)
     out: list[tuple[bytes, bytes]] = []
     newest: dict[str, dict[str, Any]] = {}
     for i in range(n):
-        k = f"k{i % keys:05d}"
+        k = f"k{(i // burst) % keys:05d}"
         value = {"order_id": k, "version": i, "price": round(i * 0.25, 2), "note": f"n{i}"}
         out.append((k.encode(), orjson.dumps(value)))
         newest[k] = value
@@ -208,7 +217,7 @@ def test_kill9_three_times_then_replay(
     target: Target, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     size = RECORDS[target.kind]
-    records, newest = _records(size)
+    records, newest = _records(size, BURST[target.kind])
     topic = target.topic  # type: ignore[attr-defined]
     poison = [(b"bad1", b"{not json"), (b"bad2", b'{"order_id": "p", "version": 1, "a.b": 1}')]
     _produce(
