@@ -27,8 +27,7 @@ __all__ = [
 ]
 
 
-def client_config(kafka: KafkaConfig) -> dict[str, Any]:
-    """librdkafka settings shared by every client: servers, security, pass-through ``client``."""
+def _connection(kafka: KafkaConfig) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap_servers,
         "security.protocol": kafka.security_protocol,
@@ -39,42 +38,65 @@ def client_config(kafka: KafkaConfig) -> dict[str, Any]:
         conf["sasl.username"] = kafka.sasl_username
     if kafka.sasl_password is not None:
         conf["sasl.password"] = kafka.sasl_password.get_secret_value()
+    return conf
+
+
+def client_config(kafka: KafkaConfig) -> dict[str, Any]:
+    """librdkafka settings shared by every client: servers, security, pass-through ``client``."""
+    conf = _connection(kafka)
     conf.update(kafka.client)
     return conf
 
 
+#: producer defaults that ``kafka.client`` may change (throughput and memory)
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "compression.type": "lz4",
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+}
+#: producer settings the guarantees rest on (``kafka.client`` may not change them: the
+#: pipeline file's validation refuses other values, see ``CLIENT_FIXED``)
+PRODUCER_FIXED: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "partitioner": "murmur2_random",
+}
+#: consumer defaults that ``kafka.client`` may change
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "fetch.max.bytes": 16 * 1024 * 1024,
+}
+#: consumer settings the guarantees rest on
+CONSUMER_FIXED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "isolation.level": "read_committed",
+}
+
+
 def producer_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
-    """Durable, ordered, compressed producing: acks=all, idempotence, lz4, murmur2 keys."""
-    conf = client_config(kafka)
-    conf.update(
-        {
-            "acks": "all",
-            "enable.idempotence": True,
-            "compression.type": "lz4",
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 500_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "partitioner": "murmur2_random",
-        }
-    )
+    """Durable, ordered, compressed producing: acks=all, idempotence, lz4, murmur2 keys.
+    Precedence: ``PRODUCER_DEFAULTS`` < ``kafka.client`` < ``PRODUCER_FIXED`` < ``overrides``
+    (the caller's own needs, e.g. a transactional id)."""
+    conf = _connection(kafka)
+    conf.update(PRODUCER_DEFAULTS)
+    conf.update(kafka.client)
+    conf.update(PRODUCER_FIXED)
     conf.update(overrides)
     return conf
 
 
 def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict[str, Any]:
-    """Manual commits, start from the earliest offset, read only committed transactions."""
-    conf = client_config(kafka)
-    conf.update(
-        {
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "fetch.max.bytes": 16 * 1024 * 1024,
-        }
-    )
+    """Manual commits, start from the earliest offset, read only committed transactions.
+    Precedence: ``CONSUMER_DEFAULTS`` < ``kafka.client`` < ``CONSUMER_FIXED`` and the group
+    < ``overrides``."""
+    conf = _connection(kafka)
+    conf.update(CONSUMER_DEFAULTS)
+    conf.update(kafka.client)
+    conf.update(CONSUMER_FIXED)
+    conf["group.id"] = group_id
     conf.update(overrides)
     return conf
 

@@ -52,6 +52,21 @@ _FIRST_CLASS = {
     "sasl.password": "sasl_password",
 }
 _DERIVED_SUFFIXES = (".dlq", ".overflow")
+#: librdkafka settings headrace's guarantees rest on: ``kafka.client`` may not change them
+#: (name: (the only value accepted, why))
+CLIENT_FIXED: dict[str, tuple[ClientValue, str]] = {
+    "acks": ("all", "a record counts as sent only once every in-sync replica has it"),
+    "request.required.acks": (
+        "all",
+        "a record counts as sent only once every in-sync replica has it",
+    ),
+    "enable.idempotence": (True, "a producer retry must not write a record twice"),
+    "partitioner": ("murmur2_random", "keys must land on the partitions Faust and Java pick"),
+    "enable.auto.commit": (False, "offsets are committed only after the work is done"),
+    "enable.auto.offset.store": (False, "offsets are committed only after the work is done"),
+    "isolation.level": ("read_committed", "aborted transactions must not be read"),
+}
+_FIXED_ALIASES: dict[str, tuple[ClientValue, ...]] = {"all": ("all", -1, "-1")}
 
 
 class KafkaConfig(ConfigModel):
@@ -72,7 +87,9 @@ class KafkaConfig(ConfigModel):
     client: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra librdkafka settings passed through as they are "
-        "(e.g. ssl.ca.location, linger.ms).",
+        "(e.g. ssl.ca.location, linger.ms); they override headrace's defaults, except the "
+        "settings its guarantees rest on (acks, enable.idempotence, partitioner, "
+        "enable.auto.commit, enable.auto.offset.store, isolation.level), which are fixed.",
     )
 
     @field_validator("bootstrap_servers", mode="before")
@@ -116,6 +133,15 @@ class KafkaConfig(ConfigModel):
                 found.append((("client", name), f"set kafka.{_FIRST_CLASS[name]} instead"))
             elif not isinstance(value, ClientValue):
                 found.append((("client", name), "expected a string, number or boolean"))
+            elif name in CLIENT_FIXED:
+                fixed, why = CLIENT_FIXED[name]
+                if value not in _FIXED_ALIASES.get(str(fixed), (fixed,)):
+                    found.append(
+                        (
+                            ("client", name),
+                            f"fixed to {fixed!r} by headrace ({why}); remove it",
+                        )
+                    )
         if found:
             raise problems(found)
         return self

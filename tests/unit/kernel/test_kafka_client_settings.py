@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from headrace.config import load_pipeline
+from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, consumer_config, producer_config
 
 SHOP = Path(__file__).resolve().parents[1] / "config" / "fixtures" / "shop.yaml"
@@ -51,3 +52,50 @@ def test_security_settings_pass_through(tmp_path: Path) -> None:
     assert conf["sasl.username"] == "u"
     assert conf["sasl.password"] == "sekrit-value"
     assert conf["ssl.ca.location"] == "/etc/ca.pem"
+
+
+def _pipeline_with_client(tmp_path: Path, client: str) -> Path:
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "name: p\n"
+        f"kafka: {{bootstrap_servers: 'b:9093', client: {{{client}}}}}\n"
+        "topics: [t]\n"
+        "sinks: {m: {type: mongodb, from: t, uri: 'mongodb://h', database: d, collection: c}}\n"
+    )
+    return f
+
+
+def test_client_settings_override_the_defaults_but_not_the_guarantees(tmp_path: Path) -> None:
+    kafka = load_pipeline(
+        _pipeline_with_client(
+            tmp_path, "linger.ms: 5, compression.type: zstd, fetch.max.bytes: 1000000, acks: -1"
+        )
+    ).kafka
+    produce = producer_config(kafka)
+    assert produce["linger.ms"] == 5  # the documented pass-through, not our default of 20
+    assert produce["compression.type"] == "zstd"
+    assert produce["acks"] == "all" and produce["enable.idempotence"] is True
+    consume = consumer_config(kafka, "g")
+    assert consume["fetch.max.bytes"] == 1_000_000
+    assert consume["enable.auto.commit"] is False and consume["group.id"] == "g"
+
+
+@pytest.mark.parametrize(
+    ("setting", "fixed"),
+    [
+        ("acks: 1", "'all'"),
+        ("enable.idempotence: false", "True"),
+        ("partitioner: consistent_random", "'murmur2_random'"),
+        ("enable.auto.commit: true", "False"),
+        ("isolation.level: read_uncommitted", "'read_committed'"),
+    ],
+)
+def test_a_client_setting_that_would_weaken_a_guarantee_is_refused(
+    tmp_path: Path, setting: str, fixed: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(_pipeline_with_client(tmp_path, setting))
+    name = setting.split(":")[0]
+    message = str(info.value)
+    assert f"kafka.client.{name}:" in message or f'kafka.client["{name}"]:' in message, message
+    assert f"fixed to {fixed} by headrace" in message and "remove it" in message
