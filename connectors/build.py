@@ -51,7 +51,6 @@ def build_sink(
             config,
             dynamo_client(config),
             on_throttle=metrics.throttle,
-            concurrency=config.concurrency,
         )
     delivery: list[Callable[[Any, Any], None]] = []
     producer: Any = make_producer(

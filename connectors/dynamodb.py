@@ -84,7 +84,7 @@ class DynamoWriter:
         sleep: Callable[[float], None] = time.sleep,
         rate: AdaptiveRate | None = None,
         on_throttle: Callable[[], None] = lambda: None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -95,7 +95,7 @@ class DynamoWriter:
         if rate is None and config.rate_limit is not None:
             self._rate = AdaptiveRate(config.rate_limit.per_second)
         self._on_throttle = on_throttle
-        self._concurrency = concurrency
+        self._concurrency = config.concurrency if concurrency is None else concurrency
         self._pool: ThreadPoolExecutor | None = None
         # the rate limiter is shared by the chunks in flight
         self._rate_lock = threading.Lock()

@@ -14,7 +14,9 @@ record matches nothing, its upsert then collides on ``_id`` (E11000) and counts 
 once more before it is called older. Within a batch only the newest record per ``_id`` is
 sent (``superseded`` counts the rest), since unordered bulk writes have no order.
 
-Operations go in requests of at most ``MAX_OPS``. Upstream FerretDB 1.24 hangs on an update
+Operations go in requests of at most ``MAX_OPS``, up to ``concurrency`` requests in flight at
+once (a batch holds each ``_id`` once, so requests never race on a document; the batch
+returns when every request is answered). Upstream FerretDB 1.24 hangs on an update
 command of 100+ statements that match documents; the stack's FerretDB is patched (see
 ``headrace/stack/ferretdb_patches.py``), so point the sink at it or at MongoDB, not at an
 unpatched FerretDB 1.x. Per-document errors other than E11000 reject that record only.
@@ -23,6 +25,7 @@ unpatched FerretDB 1.x. Per-document errors other than E11000 reject that record
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -47,14 +50,24 @@ class Collection(Protocol):
 
 
 class MongoWriter:
-    """Writes batches to one collection. Used by the runner's thread only."""
+    """Writes batches to one collection. ``write`` is called from the runner's thread only;
+    the requests of one batch may run on ``concurrency`` threads of its own."""
 
-    def __init__(self, name: str, config: MongoSink, collection: Collection) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: MongoSink,
+        collection: Collection,
+        *,
+        concurrency: int | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self._coll = collection
         self._id_fields = list(config.id or [])
         self._vf = config.version_field
+        self._concurrency = config.concurrency if concurrency is None else concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> None:
         """Create the configured indexes (if missing)."""
@@ -65,7 +78,10 @@ class MongoWriter:
             _call(self.name, lambda i=index, k=kwargs: self._coll.create_index(i.key_spec(), **k))
 
     def close(self) -> None:
-        """Nothing to release here; the client is closed by its owner."""
+        """Stop the request threads; the client is closed by its owner."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- building operations ----------------------------------------------------------------
 
@@ -186,11 +202,36 @@ class MongoWriter:
         """Write ``batch`` (see the module docstring); raises RetriableError/FatalSinkError."""
         outcome = WriteOutcome()
         planned = self._plan(batch, outcome)
-        for start in range(0, len(planned), MAX_OPS):
-            chunk = self._drop_older(planned[start : start + MAX_OPS], outcome)
-            if chunk:
-                self._write_chunk(chunk, outcome, retry_collisions=True)
+        chunks = [planned[start : start + MAX_OPS] for start in range(0, len(planned), MAX_OPS)]
+        if len(chunks) <= 1 or self._concurrency <= 1:
+            for chunk in chunks:
+                self._write_planned(chunk, outcome)
+            return outcome
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self._concurrency, thread_name_prefix=f"sink-{self.name}"
+            )
+        parts = [WriteOutcome() for _ in chunks]
+        futures = [
+            self._pool.submit(self._write_planned, chunk, part)
+            for chunk, part in zip(chunks, parts, strict=True)
+        ]
+        errors = [f.exception() for f in futures]  # waits for every request
+        for error in errors:
+            if error is not None:
+                raise error  # the runner retries the batch: the written part is idempotent
+        for part in parts:
+            outcome.counts.update(part.counts)
+            outcome.rejected.update(part.rejected)
         return outcome
+
+    def _write_planned(
+        self, chunk: list[tuple[int, Any, Any, SinkRecord]], outcome: WriteOutcome
+    ) -> None:
+        """One request's worth: drop what is older than stored, write the rest."""
+        kept = self._drop_older(chunk, outcome)
+        if kept:
+            self._write_chunk(kept, outcome, retry_collisions=True)
 
     def _write_chunk(
         self, chunk: list[tuple[int, Any]], outcome: WriteOutcome, *, retry_collisions: bool

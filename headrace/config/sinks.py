@@ -143,6 +143,13 @@ class MongoSink(SinkBase):
     write_concern: WriteConcern | None = Field(
         default=None, description="Write concern (default: the server's)."
     )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Bulk write requests (of up to 500 operations) in flight at once; more "
+        "helps a server with many cores (FerretDB on SQLite writes one at a time).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MongoSink:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -164,8 +165,39 @@ def test_requests_are_chunked_and_newest_per_id_wins() -> None:
     keys = 2 * MAX_OPS + 20
     batch = [rec(f"k{i % keys}", {"n": i}, i) for i in range(2 * keys)]
     out = _writer(coll).write(batch)
-    assert coll.requests == [MAX_OPS, MAX_OPS, 20]
+    assert sorted(coll.requests) == [20, MAX_OPS, MAX_OPS]  # sent concurrently
     assert out.counts["superseded"] == keys and coll.docs["k5"]["n"] == keys + 5
+
+
+class BlockingCollection(FakeCollection):
+    """Every bulk_write waits until ``together`` are in flight (or times out): the writer
+    must send a batch's requests concurrently to get through."""
+
+    def __init__(self, together: int, down: int = 0) -> None:
+        super().__init__(down)
+        self.barrier = threading.Barrier(together, timeout=5)
+        self.lock = threading.Lock()
+
+    def bulk_write(self, requests: list[Any], ordered: bool = True) -> Any:
+        self.barrier.wait()
+        with self.lock:
+            return super().bulk_write(requests, ordered)
+
+
+def test_requests_of_a_batch_are_written_concurrently() -> None:
+    coll = BlockingCollection(together=3)
+    batch = [rec(f"k{i}", {"n": i}, i) for i in range(3 * MAX_OPS)]
+    out = _writer(coll, concurrency=3).write(batch)
+    assert coll.requests == [MAX_OPS] * 3 and len(coll.docs) == 3 * MAX_OPS
+    assert out.counts["inserted"] == 3 * MAX_OPS
+
+
+def test_a_failed_request_fails_the_batch_after_the_others_finish() -> None:
+    coll = BlockingCollection(together=2, down=1)
+    batch = [rec(f"k{i}", {"n": i}, i) for i in range(2 * MAX_OPS)]
+    with pytest.raises(RetriableError, match="unreachable"):
+        _writer(coll, concurrency=2).write(batch)
+    assert len(coll.docs) == MAX_OPS  # the other request was written; a retry rewrites it
 
 
 def test_unreachable_server_is_retriable() -> None:
