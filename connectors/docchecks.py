@@ -26,7 +26,32 @@ def mongo_problem(value: dict[str, Any], raw_size: int) -> str | None:
     """Why MongoDB would refuse ``value`` (None if it would not)."""
     if raw_size > MONGO_MAX_DOC:
         return f"document of {raw_size} bytes is over MongoDB's 16 MB limit"
+    if _mongo_clean(value):
+        return None
     return _mongo_walk(value, "")
+
+
+#: exact types that hold nothing to check (what a JSON decoder makes, besides containers)
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+def _mongo_clean(value: Any) -> bool:
+    """True when ``value`` certainly holds nothing MongoDB refuses: the common case, checked
+    without building field paths. False means "look closer" (``_mongo_walk`` says why, or
+    finds nothing for a type this fast path does not know)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or "." in key or key[:1] == "$":
+                return False
+            if type(item) not in _LEAVES and not _mongo_clean(item):
+                return False
+        return True
+    if kind is list:
+        return all(type(item) in _LEAVES or _mongo_clean(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _LEAVES
 
 
 def _mongo_walk(value: Any, path: str) -> str | None:
