@@ -113,8 +113,8 @@ def build_runner(
     source: MySQLRowSource | S3ObjectSource
     if isinstance(cfg, MySQLSource):
         source = _mysql(name, cfg)
-        if type(codec) is JsonCodec:
-            codec = JsonCodec(naive_utc=True)  # the source's datetimes are UTC, left naive
+        if isinstance(codec, JsonCodec):
+            codec = codec.as_naive_utc()  # the source's datetimes are UTC, left naive
         encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
     else:
         # lines sent as read (plain JSON): parse only the fields the key and event time need

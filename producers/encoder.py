@@ -107,8 +107,12 @@ def codec_for(
 class _ValidatingJson(JsonCodec):
     """JSON output that is first checked against an Avro schema (``schema:`` with json)."""
 
-    def __init__(self, avro: AvroCodec) -> None:
+    def __init__(self, avro: AvroCodec, *, naive_utc: bool = False) -> None:
+        super().__init__(naive_utc=naive_utc)
         self._avro = avro
+
+    def as_naive_utc(self) -> _ValidatingJson:
+        return _ValidatingJson(self._avro, naive_utc=True)
 
     def encode(self, value: dict[str, Any]) -> bytes:
         self._avro.encode(value)

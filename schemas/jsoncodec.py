@@ -39,6 +39,10 @@ class JsonCodec:
     def __init__(self, *, naive_utc: bool = False) -> None:
         self._option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_NAIVE_UTC if naive_utc else 0)
 
+    def as_naive_utc(self) -> JsonCodec:
+        """The same codec writing naive datetimes as UTC."""
+        return JsonCodec(naive_utc=True)
+
     def encode(self, value: dict[str, Any]) -> bytes:
         """JSON bytes of ``value``; TypeError names an unsupported type."""
         return orjson.dumps(value, default=_default, option=self._option)

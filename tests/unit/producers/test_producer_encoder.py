@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from headrace.errors import PoisonRecord
-from producers.encoder import RecordEncoder, event_time_ms
+from producers.encoder import RecordEncoder, _ValidatingJson, event_time_ms
 from schemas import AvroCodec, JsonCodec
 
 SCHEMA = {
@@ -118,3 +118,20 @@ def test_text_event_times_by_whole_column_equal_event_time_ms() -> None:
     assert out.times[1] == 1714521605001 and out.times[5] == -1
     naive = enc.encode_many([{"k": "a", "at": "2024-05-01T00:00:05"}, {"k": "b", "at": 5}], None)
     assert naive.times == [1714521605000, 5]  # not all aware text: one by one, same rules
+
+
+def test_json_checked_against_a_schema_encodes_good_records_and_rejects_bad_ones() -> None:
+    """``schema:`` with JSON output: valid records are JSON, invalid ones poison (a crash on
+    every valid record was a bug)."""
+    enc = RecordEncoder(_ValidatingJson(AvroCodec(SCHEMA, 0)), ["id"])
+    key, data, _ts = enc.encode({"id": 7, "price": Decimal("1.50")})
+    assert key == b"7" and orjson.loads(data) == {"id": 7, "price": "1.50"}
+    many = enc.encode_many([{"id": 1, "price": "2.00"}, {"id": "x", "price": "1"}], None)
+    assert many.datas[0] is not None and orjson.loads(many.datas[0])["id"] == 1
+    assert set(many.poison) == {1} and "schema mismatch" in str(many.poison[1])
+    # the MySQL source writes naive datetimes as UTC, through the same check
+    naive = _ValidatingJson(AvroCodec(SCHEMA, 0)).as_naive_utc()
+    assert naive.encode({"id": 1, "price": "1.00"}) == b'{"id":1,"price":"1.00"}'
+    assert JsonCodec().as_naive_utc().encode({"t": datetime(2024, 1, 1)}) == (
+        b'{"t":"2024-01-01T00:00:00+00:00"}'
+    )
