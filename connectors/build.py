@@ -60,7 +60,8 @@ def build_sink(
     consumer: Any = make_consumer(
         pipeline.kafka,
         group or group_id(pipeline, name),
-        **{"statistics.interval.ms": 5000, "stats_cb": lambda s: holder[0].on_stats(s)},
+        defaults={"statistics.interval.ms": 5000},  # the lag gauge's period (kafka.client wins)
+        stats_cb=lambda s: holder[0].on_stats(s),
     )
     runner = SinkRunner(
         name=name,

@@ -94,9 +94,8 @@ def read_dead_letters(
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     name = dlq_name(topic)
-    consumer = Consumer(
-        consumer_config(kafka, group or "headrace-dlq-reader", **{"enable.partition.eof": False})
-    )
+    no_eof: dict[str, Any] = {"enable.partition.eof": False}
+    consumer = Consumer(consumer_config(kafka, group or "headrace-dlq-reader", **no_eof))
     try:
         meta = consumer.list_topics(name, timeout=timeout).topics.get(name)
         if meta is None or meta.error is not None or not meta.partitions:

@@ -76,24 +76,35 @@ CONSUMER_FIXED: dict[str, Any] = {
 }
 
 
-def producer_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+def producer_config(
+    kafka: KafkaConfig, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Durable, ordered, compressed producing: acks=all, idempotence, lz4, murmur2 keys.
-    Precedence: ``PRODUCER_DEFAULTS`` < ``kafka.client`` < ``PRODUCER_FIXED`` < ``overrides``
-    (the caller's own needs, e.g. a transactional id)."""
+    Precedence: ``PRODUCER_DEFAULTS`` < the caller's ``defaults`` (e.g. a shorter linger) <
+    ``kafka.client`` < ``PRODUCER_FIXED`` < ``overrides`` (what the caller cannot do
+    without, e.g. a transactional id or a delivery callback)."""
     conf = _connection(kafka)
     conf.update(PRODUCER_DEFAULTS)
+    conf.update(defaults or {})
     conf.update(kafka.client)
     conf.update(PRODUCER_FIXED)
     conf.update(overrides)
     return conf
 
 
-def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    kafka: KafkaConfig,
+    group_id: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Manual commits, start from the earliest offset, read only committed transactions.
-    Precedence: ``CONSUMER_DEFAULTS`` < ``kafka.client`` < ``CONSUMER_FIXED`` and the group
-    < ``overrides``."""
+    Precedence: ``CONSUMER_DEFAULTS`` < the caller's ``defaults`` < ``kafka.client`` <
+    ``CONSUMER_FIXED`` and the group < ``overrides``."""
     conf = _connection(kafka)
     conf.update(CONSUMER_DEFAULTS)
+    conf.update(defaults or {})
     conf.update(kafka.client)
     conf.update(CONSUMER_FIXED)
     conf["group.id"] = group_id
@@ -116,16 +127,26 @@ def produce_waiting(
             producer.poll(0.1)
 
 
-def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
+def make_producer(
+    kafka: KafkaConfig, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> Producer:
+    """A producer with ``producer_config`` (``defaults`` yield to ``kafka.client``)."""
     from confluent_kafka import Producer
 
-    return Producer(producer_config(kafka, **overrides))
+    return Producer(producer_config(kafka, defaults=defaults, **overrides))
 
 
-def make_consumer(kafka: KafkaConfig, group_id: str, **overrides: Any) -> Consumer:
+def make_consumer(
+    kafka: KafkaConfig,
+    group_id: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Consumer:
+    """A consumer with ``consumer_config`` (``defaults`` yield to ``kafka.client``)."""
     from confluent_kafka import Consumer
 
-    return Consumer(consumer_config(kafka, group_id, **overrides))
+    return Consumer(consumer_config(kafka, group_id, defaults=defaults, **overrides))
 
 
 def ensure_topics(

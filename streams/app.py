@@ -129,10 +129,11 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         broker_max_poll_records=10_000,
         topic_disable_leader=True,
     )
-    producer = make_producer(pipeline.kafka, **{"linger.ms": 5})
+    # a short linger keeps the stages' latency low; kafka.client may set another
+    producer = make_producer(pipeline.kafka, defaults={"linger.ms": 5})
     # stateless stages need to hear only of failed deliveries (see StageRunner)
     stateless_producer = make_producer(
-        pipeline.kafka, **{"linger.ms": 5, "delivery.report.only.error": True}
+        pipeline.kafka, defaults={"linger.ms": 5}, **{"delivery.report.only.error": True}
     )
     runners: list[StageRunner] = []
     lookups: list[LookupRunner] = []

@@ -99,3 +99,14 @@ def test_a_client_setting_that_would_weaken_a_guarantee_is_refused(
     message = str(info.value)
     assert f"kafka.client.{name}:" in message or f'kafka.client["{name}"]:' in message, message
     assert f"fixed to {fixed} by headrace" in message and "remove it" in message
+
+
+def test_a_callers_defaults_yield_to_kafka_client(tmp_path: Path) -> None:
+    """The worker's short linger and the sink's statistics period are defaults: the file's
+    ``kafka.client`` wins over them, not the other way round."""
+    kafka = load_pipeline(_pipeline_with_client(tmp_path, "linger.ms: 50")).kafka
+    assert producer_config(kafka, defaults={"linger.ms": 5})["linger.ms"] == 50
+    plain = load_pipeline(_pipeline_with_client(tmp_path, "socket.timeout.ms: 9000")).kafka
+    assert producer_config(plain, defaults={"linger.ms": 5})["linger.ms"] == 5
+    conf = consumer_config(kafka, "g", defaults={"statistics.interval.ms": 5000}, stats_cb=print)
+    assert conf["statistics.interval.ms"] == 5000 and conf["stats_cb"] is print
