@@ -8,7 +8,10 @@ from changelogs, commits of acked offsets, the web server and timers. Only the f
 loops, lookups) in one call, as the raw aiokafka records (no ``Message``/``Event`` objects, no
 task per message). Every other topic (table changelogs during recovery, user agents) takes
 Faust's own per-message path unchanged. The consumer thread (``BatchConsumerThread``) makes
-its aiokafka consumer hold an empty fetch for ``FETCH_MAX_WAIT_MS`` instead of Faust's 1.5 s.
+its aiokafka consumer hold an empty fetch for ``FETCH_MAX_WAIT_MS`` instead of Faust's 1.5 s,
+and read only committed transactions (Faust reads uncommitted ones unless the app itself is
+exactly-once; a source with ``exactly_once: true`` aborts a transaction on a retry, and the
+stages must not see the aborted copy, as the sinks already do not).
 
 Acks: the stage acks a batch with ``ack_offsets`` once its output is acknowledged by the
 broker; an offset of a topic with several readers counts as acked once all of them acked it.
@@ -80,11 +83,14 @@ class BatchApp(faust.App):
 
 
 class BatchConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, its aiokafka consumer holding fetches ``FETCH_MAX_WAIT_MS``."""
+    """Faust's consumer thread, its aiokafka consumer holding fetches ``FETCH_MAX_WAIT_MS`` and
+    reading committed transactions only."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when start() makes the fetcher
+        # both read when start() makes the fetcher
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._isolation_level = "read_committed"
         return consumer
 
 
