@@ -47,7 +47,9 @@ class SinkBase(ConfigModel):
         default=1000, description="Most records written per batch."
     )
     batch_bytes: ByteSize = Field(
-        default=4_000_000, description="Most bytes written per batch (e.g. 4MB)."
+        default=4_000_000,
+        description="Most bytes (keys and values) written per batch (e.g. 4MB); a larger "
+        "record is written alone.",
     )
     linger: Duration = Field(
         default=0.1, description="Longest a record waits for its batch to fill (e.g. 100ms)."
@@ -196,7 +198,9 @@ class DynamoDBSink(SinkBase):
         default=False, description="Create the table (on-demand billing) if it does not exist."
     )
     rate_limit: SinkRateLimit | None = Field(
-        default=None, description="Keep writes under the table's capacity."
+        default=None,
+        description="Keep writes under the table's capacity; it holds per sink process, so "
+        "N copies of the sink write up to N times it.",
     )
     concurrency: int = Field(
         default=8,

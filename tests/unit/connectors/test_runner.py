@@ -47,6 +47,26 @@ def test_commits_each_partitions_next_offset_after_the_write() -> None:
     assert consumer.closed
 
 
+def test_batch_bytes_bounds_every_batch() -> None:
+    """10 records of 9 bytes with batch_bytes 20: batches of 2 (a third would pass 20),
+    never more bytes than the bound, and each batch committed after its write."""
+    consumer, writer = FakeConsumer(_msgs(10)), ScriptedWriter()
+    sizes: list[int] = []
+    original = writer.write
+
+    def spy(batch):  # type: ignore[no-untyped-def]
+        sizes.append(sum(r.size for r in batch))
+        return original(batch)
+
+    writer.write = spy  # type: ignore[method-assign]
+    runner = _runner(consumer, writer, batch_size=10)
+    runner._batch.max_bytes = 20
+    runner.run(max_idle_polls=2)
+    assert len(writer.stored) == 10
+    assert sizes == [18] * 5, sizes
+    assert len(consumer.commits) == 5
+
+
 def test_retriable_failure_pauses_backs_off_and_commits_nothing_until_written() -> None:
     clock = FakeClock()
     consumer = FakeConsumer(_msgs(4), partitions=[0, 1], clock=clock)
