@@ -42,6 +42,7 @@ from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
 from streams.datadir import drop_stale_stores, worker_data_dir
 from streams.health import Health
+from streams.kafka_auth import faust_credentials
 from streams.lookup import LookupRunner
 from streams.output_log import KafkaOutputLog
 from streams.runner import StageRunner
@@ -128,6 +129,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=10_000,
         topic_disable_leader=True,
+        **faust_credentials(pipeline.kafka),
     )
     # a short linger keeps the stages' latency low; kafka.client may set another
     producer = make_producer(pipeline.kafka, defaults={"linger.ms": 5})
