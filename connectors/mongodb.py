@@ -109,9 +109,12 @@ class MongoWriter:
         return record.value[self._vf]
 
     def _operation(self, record: SinkRecord, doc_id: Any) -> Any:
-        from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
+        from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
         if record.value is None:
+            if type(doc_id) is int and len(self._id_fields) == 1:
+                # the key's text cannot tell the number 123 from the string "123": either goes
+                return DeleteMany({"_id": {"$in": [doc_id, str(doc_id)]}})
             return DeleteOne({"_id": doc_id})
         doc = dict(record.value)
         doc["_id"] = doc_id
@@ -324,7 +327,10 @@ def _id_from_key(text: str, fields: list[str]) -> Any:
     import orjson
 
     if len(fields) == 1:
-        return int(text) if text.lstrip("-").isdigit() else text
+        # a number only when the text is one as encode_key writes it ("00123" is a string)
+        if text.lstrip("-").isdigit() and str(int(text)) == text:
+            return int(text)
+        return text
     try:
         parts = orjson.loads(text)
     except orjson.JSONDecodeError:

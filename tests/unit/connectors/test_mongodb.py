@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fakes import rec
-from pymongo import DeleteOne, InsertOne, ReplaceOne
+from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 from connectors.mongodb import MAX_OPS, MongoWriter
@@ -59,6 +59,9 @@ class FakeCollection:
                     res["nInserted"] += 1
             elif isinstance(op, DeleteOne):
                 res["nRemoved"] += int(self.docs.pop(_key(op._filter["_id"]), None) is not None)
+            elif isinstance(op, DeleteMany):
+                for doc_id in op._filter["_id"]["$in"]:
+                    res["nRemoved"] += int(self.docs.pop(_key(doc_id), None) is not None)
             else:
                 new = op._doc if isinstance(op, ReplaceOne) else op._doc["$set"]
                 k = _key(op._filter["_id"])
@@ -211,3 +214,14 @@ def test_compound_id_tombstone_deletes_from_the_key() -> None:
     w.write([rec("x", {"w": 5, "c": "c1"}), rec("y", {"w": 5, "c": "c2"}, 1)])
     out = w.write([rec('[5,"c1"]', None, 2)])
     assert out.counts["deleted"] == 1 and list(coll.docs) == [(("c", "c2"), ("w", 5))]
+
+
+def test_tombstone_of_a_one_field_id_finds_text_and_number_ids() -> None:
+    """The key's text is all the tombstone has: "00123" stays text, and "7" deletes the
+    number 7 or the text "7", whichever the collection holds."""
+    coll = FakeCollection()
+    w = _writer(coll, id=["id"], write="delete-on-tombstone")
+    w.write([rec("00123", {"id": "00123"}), rec("7", {"id": "7"}, 1), rec("8", {"id": 8}, 2)])
+    assert set(coll.docs) == {"00123", "7", 8}
+    w.write([rec("00123", None, 3), rec("7", None, 4), rec("8", None, 5)])
+    assert coll.docs == {}
