@@ -114,8 +114,21 @@ class WriteConcern(ConfigModel):
     )
     j: bool = Field(default=True, description="Wait for the journal.")
     wtimeout: Duration | None = Field(
-        default=None, description="Give up waiting for acknowledgement after this long."
+        default=None,
+        description="Give up waiting for acknowledgement after this long (at least 1ms; "
+        "omit it to wait without a limit).",
     )
+
+    @model_validator(mode="after")
+    def _check_wtimeout(self) -> WriteConcern:
+        # MongoDB counts whole milliseconds and reads 0 as "no limit": refuse what rounds to it
+        if self.wtimeout is not None and self.wtimeout < 0.001:
+            raise problem(
+                f"{self.wtimeout:g}s is under 1ms, which MongoDB would read as no limit; "
+                "give at least 1ms, or omit wtimeout to wait without one",
+                "wtimeout",
+            )
+        return self
 
 
 class MongoSink(SinkBase):

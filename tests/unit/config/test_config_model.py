@@ -723,6 +723,12 @@ def test_sink_options_load(write):
             "sinks.k.write_concern.w: -1 is not a number of members or 'majority'",
         ),
         (
+            _mongo(write_concern={"wtimeout": "0s"}),
+            "sinks.k.write_concern.wtimeout: 0s is under 1ms, which MongoDB would read as no "
+            "limit; give at least 1ms, or omit wtimeout to wait without one",
+        ),
+        (_mongo(write_concern={"wtimeout": "1ms"}), None),
+        (
             _mongo(indexes=[{"keys": ["a up"]}]),
             "sinks.k.indexes[0].keys: 'a up' is not 'field', 'field asc' or 'field desc'",
         ),
