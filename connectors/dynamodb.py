@@ -508,7 +508,8 @@ def dynamo_client(config: DynamoDBSink, timeout: float = 10.0) -> Any:
             connect_timeout=timeout,
             read_timeout=timeout,
             retries={"max_attempts": 1},
-            max_pool_connections=32,
+            # room for every request in flight (reads too), or connections get thrown away
+            max_pool_connections=max(32, 2 * config.concurrency),
         ),
     }
     if config.aws_access_key_id:
