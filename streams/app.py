@@ -38,6 +38,7 @@ from faust.types import TP
 from headrace.config import Pipeline, Stage
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
+from producers.encoder import make_registry
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
 from streams.datadir import drop_stale_stores, worker_data_dir
@@ -47,6 +48,7 @@ from streams.lookup import LookupRunner
 from streams.output_log import KafkaOutputLog
 from streams.runner import StageRunner
 from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
+from streams.stages.base import use_registry
 from streams.stages.repartition import RepartitionStage
 
 __all__ = ["WorkerOptions", "build_worker", "stage_loop"]
@@ -115,6 +117,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
             f"unknown stage(s) {', '.join(unknown)}; the file has {', '.join(pipeline.stages)}"
         )
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
+    use_registry(make_registry(pipeline))  # Avro inputs decode by schema id
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
     app = BatchApp(

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 from headrace.dlq import DeadLetter
-from schemas import JsonCodec
+from schemas import MAGIC, AvroDecoder, JsonCodec
 
 __all__ = [
     "HEADER_LATENESS",
@@ -21,13 +21,40 @@ __all__ = [
     "StageProcessor",
     "StateWrite",
     "dead_letter",
+    "use_registry",
 ]
 
 HEADER_LATENESS = "headrace.lateness_ms"
 HEADER_SOURCE = "headrace.source"
 """Set by a records stage on each output: ``topic|partition|offset|index`` of the input that
 produced it, so a stateful stage downstream can drop the duplicates a replay re-sends."""
-CODEC = JsonCodec()
+
+
+class _InputCodec(JsonCodec):
+    """JSON out; in, JSON or Confluent-framed Avro (magic byte 0), the latter once the worker
+    has set ``avro`` (an ``AvroDecoder`` on the pipeline's registry: ``use_registry``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.avro: AvroDecoder | None = None
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if data[:1] == _AVRO_MAGIC and len(data) >= 5:
+            if self.avro is None:
+                raise ValueError("Confluent-framed Avro but the worker has no schema registry")
+            return self.avro.decode(data)
+        return super().decode(data)
+
+
+_AVRO_MAGIC = bytes([MAGIC])
+CODEC = _InputCodec()
+
+
+def use_registry(registry: Any) -> None:
+    """Decode Avro inputs (a source with ``format``/``encoding: avro``) with schemas looked up
+    by id in ``registry`` (``schema_for_id``), process-wide; JSON inputs are unaffected."""
+    CODEC.avro = AvroDecoder(registry)
+
 
 StateWrite = tuple[Any, Any]
 """(table key, value); value None deletes the key (a changelog tombstone)."""

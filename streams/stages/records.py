@@ -1,10 +1,10 @@
 """A ``records`` stage: lookup (optional), transform steps, output key, rate limit.
 
-Per input message, in order: decode JSON (bad bytes -> DLQ), enrich from the lookup table
-(``missing: keep|drop|dlq``), apply the transform (a PoisonRecord -> DLQ, the batch goes on),
-key each output by ``key`` fields (default: the input key). The rate limit then decides for
-the whole batch: ``delay`` returns ``wait_s`` (the runtime sleeps before producing),
-``shed`` sends the excess, unchanged, to ``<from>.overflow``.
+Per input message, in order: decode (JSON, or Avro by schema id; bad bytes -> DLQ), enrich
+from the lookup table (``missing: keep|drop|dlq``), apply the transform (a PoisonRecord ->
+DLQ, the batch goes on), key each output by ``key`` fields (default: the input key). The rate
+limit then decides for the whole batch: ``delay`` returns ``wait_s`` (the runtime sleeps
+before producing), ``shed`` sends the excess, unchanged, to ``<from>.overflow``.
 """
 
 from __future__ import annotations

@@ -136,3 +136,41 @@ def test_shed_sends_the_excess_unchanged_to_the_overflow_topic() -> None:
     assert [m.topic for m in out.messages] == ["out", "out", "in.overflow"]
     assert out.messages[2].value == batch[2].value and out.messages[2].headers == []
     assert out.counts == {"shed": 1, "out": 2, "dlq": 0}
+
+
+def test_avro_inputs_decode_by_schema_id_once_the_worker_has_a_registry() -> None:
+    """A source with ``format: avro`` feeding a stage: Confluent-framed records decode with
+    the registry's schema; before a registry is set they are dead letters with the reason."""
+    from schemas import AvroCodec
+    from streams.stages import base
+
+    schema = {
+        "type": "record",
+        "name": "o",
+        "fields": [{"name": "quantity", "type": "long"}, {"name": "price", "type": "string"}],
+    }
+
+    class Registry:
+        def schema_for_id(self, schema_id: int) -> dict[str, Any]:
+            if schema_id != 7:
+                raise LookupError(f"no schema with id {schema_id}")
+            return schema
+
+    framed = AvroCodec(schema, 7).encode({"quantity": 2, "price": "0.10"})
+    unknown = AvroCodec(schema, 8).encode({"quantity": 1, "price": "0.10"})
+    before = base.CODEC.avro
+    try:
+        base.CODEC.avro = None
+        out = stage(**ORDERS).process(2, [msg(1, framed)])
+        assert out.counts["dlq"] == 1 and "no schema registry" in str(out.dead[0])
+        base.use_registry(Registry())
+        out = stage(**ORDERS).process(
+            2, [msg(2, framed), msg(3, unknown), msg(4, {"quantity": 1, "price": "1"})]
+        )
+        assert [orjson.loads(m.value or b"") for m in out.messages] == [
+            {"quantity": 2, "price": 2, "total": "0.20"},
+            {"quantity": 1, "price": 1, "total": "1"},
+        ]
+        assert out.counts["dlq"] == 1  # the unknown schema id, with the reason
+    finally:
+        base.CODEC.avro = before
