@@ -46,12 +46,7 @@ def build_sink(
         writer = MongoWriter(name, config, collection)
     else:
         assert isinstance(config, DynamoDBSink)
-        writer = DynamoWriter(
-            name,
-            config,
-            dynamo_client(config),
-            on_throttle=metrics.throttle,
-        )
+        writer = DynamoWriter(name, config, dynamo_client(config), on_throttle=metrics.throttle)
     delivery: list[Callable[[Any, Any], None]] = []
     producer: Any = make_producer(
         pipeline.kafka, on_delivery=lambda err, msg: [cb(err, msg) for cb in delivery]

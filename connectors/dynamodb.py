@@ -25,7 +25,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ import orjson
 
 from connectors.adaptive import AdaptiveRate
 from connectors.backoff import Backoff
+from connectors.chunkpool import ChunkPool
 from connectors.docchecks import dynamo_item
 from connectors.records import FatalSinkError, SinkRecord, WriteOutcome
 from headrace.config import DynamoDBSink
@@ -95,8 +95,7 @@ class DynamoWriter:
         if rate is None and config.rate_limit is not None:
             self._rate = AdaptiveRate(config.rate_limit.per_second)
         self._on_throttle = on_throttle
-        self._concurrency = config.concurrency if concurrency is None else concurrency
-        self._pool: ThreadPoolExecutor | None = None
+        self._chunks = ChunkPool(name, config.concurrency if concurrency is None else concurrency)
         # the rate limiter is shared by the chunks in flight
         self._rate_lock = threading.Lock()
         self._key_types: dict[str, str] = {}
@@ -147,9 +146,7 @@ class DynamoWriter:
             self._sleep(1.0)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._chunks.close()
 
     # -- building requests ------------------------------------------------------------------
 
@@ -233,39 +230,14 @@ class DynamoWriter:
             self._write_chunks(planned, outcome)
         return outcome
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self._concurrency, thread_name_prefix=f"sink-{self.name}"
-            )
-        return self._pool
-
     def _write_chunks(
         self,
         planned: list[tuple[int, dict[str, Any], dict[str, Any] | None]],
         outcome: WriteOutcome,
     ) -> None:
-        """BatchWriteItem ``planned`` in chunks of ``CHUNK``, several in flight at once.
-        Every chunk is waited for; the first error (in chunk order) is then raised, and the
-        runner retries the whole batch (the chunks already written are written again: the
-        same items)."""
+        """BatchWriteItem ``planned`` in chunks of ``CHUNK``, several in flight at once."""
         chunks = [planned[start : start + CHUNK] for start in range(0, len(planned), CHUNK)]
-        if len(chunks) <= 1 or self._concurrency <= 1:
-            for chunk in chunks:
-                self._write_chunk(chunk, outcome)
-            return
-        parts = [WriteOutcome() for _ in chunks]
-        futures = [
-            self._executor().submit(self._write_chunk, chunk, part)
-            for chunk, part in zip(chunks, parts, strict=True)
-        ]
-        errors = [f.exception() for f in futures]  # waits for every chunk
-        for error in errors:
-            if error is not None:
-                raise error
-        for part in parts:
-            outcome.counts.update(part.counts)
-            outcome.rejected.update(part.rejected)
+        self._chunks.run(self._write_chunk, chunks, outcome)
 
     def _limit(self, n: int) -> None:
         if self._rate is not None:
@@ -416,7 +388,7 @@ class DynamoWriter:
             except PoisonRecord as exc:
                 return index, f"!{exc}"
 
-        for index, word in self._executor().map(one, planned):
+        for index, word in self._chunks.executor().map(one, planned):
             if word.startswith("!"):
                 outcome.reject(index, f"sink {self.name!r}: refused by DynamoDB: {word[1:]}")
             else:

@@ -25,10 +25,10 @@ unpatched FerretDB 1.x. Per-document errors other than E11000 reject that record
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Protocol
 
+from connectors.chunkpool import ChunkPool
 from connectors.docchecks import mongo_problem
 from connectors.records import FatalSinkError, SinkRecord, WriteOutcome
 from headrace.config import MongoSink
@@ -66,8 +66,7 @@ class MongoWriter:
         self._coll = collection
         self._id_fields = list(config.id or [])
         self._vf = config.version_field
-        self._concurrency = config.concurrency if concurrency is None else concurrency
-        self._pool: ThreadPoolExecutor | None = None
+        self._chunks = ChunkPool(name, config.concurrency if concurrency is None else concurrency)
 
     def open(self) -> None:
         """Create the configured indexes (if missing)."""
@@ -79,9 +78,7 @@ class MongoWriter:
 
     def close(self) -> None:
         """Stop the request threads; the client is closed by its owner."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._chunks.close()
 
     # -- building operations ----------------------------------------------------------------
 
@@ -206,26 +203,7 @@ class MongoWriter:
         outcome = WriteOutcome()
         planned = self._plan(batch, outcome)
         chunks = [planned[start : start + MAX_OPS] for start in range(0, len(planned), MAX_OPS)]
-        if len(chunks) <= 1 or self._concurrency <= 1:
-            for chunk in chunks:
-                self._write_planned(chunk, outcome)
-            return outcome
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self._concurrency, thread_name_prefix=f"sink-{self.name}"
-            )
-        parts = [WriteOutcome() for _ in chunks]
-        futures = [
-            self._pool.submit(self._write_planned, chunk, part)
-            for chunk, part in zip(chunks, parts, strict=True)
-        ]
-        errors = [f.exception() for f in futures]  # waits for every request
-        for error in errors:
-            if error is not None:
-                raise error  # the runner retries the batch: the written part is idempotent
-        for part in parts:
-            outcome.counts.update(part.counts)
-            outcome.rejected.update(part.rejected)
+        self._chunks.run(self._write_planned, chunks, outcome)
         return outcome
 
     def _write_planned(

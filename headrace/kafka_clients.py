@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from headrace.config.model import CLIENT_FIXED
+
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
 
@@ -56,12 +58,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 1_048_576,
 }
-#: producer settings the guarantees rest on (``kafka.client`` may not change them: the
-#: pipeline file's validation refuses other values, see ``CLIENT_FIXED``)
+#: producer settings the guarantees rest on: ``kafka.client`` may not change them (the pipeline
+#: file's validation refuses other values; the values are ``CLIENT_FIXED``'s)
 PRODUCER_FIXED: dict[str, Any] = {
-    "acks": "all",
-    "enable.idempotence": True,
-    "partitioner": "murmur2_random",
+    k: CLIENT_FIXED[k][0] for k in ("acks", "enable.idempotence", "partitioner")
 }
 #: consumer defaults that ``kafka.client`` may change
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -70,9 +70,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 #: consumer settings the guarantees rest on
 CONSUMER_FIXED: dict[str, Any] = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "isolation.level": "read_committed",
+    k: CLIENT_FIXED[k][0]
+    for k in ("enable.auto.commit", "enable.auto.offset.store", "isolation.level")
 }
 
 

@@ -28,27 +28,23 @@ def test_plaintext_needs_nothing(tmp_path: Path) -> None:
     assert faust_credentials(_kafka(tmp_path, "security_protocol: PLAINTEXT")) == {}
 
 
-def test_sasl_ssl_scram_carries_user_password_and_an_ssl_context(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "mechanism", "with_ssl"),
+    [("SASL_SSL", "SCRAM-SHA-512", True), ("SASL_PLAINTEXT", "PLAIN", False)],
+)
+def test_sasl_carries_user_password_and_ssl_only_with_sasl_ssl(
+    tmp_path: Path, protocol: str, mechanism: str, with_ssl: bool
+) -> None:
     kafka = _kafka(
         tmp_path,
-        "security_protocol: SASL_SSL, sasl_mechanism: SCRAM-SHA-512, sasl_username: u, "
+        f"security_protocol: {protocol}, sasl_mechanism: {mechanism}, sasl_username: u, "
         "sasl_password: pw-123456",
     )
     creds = faust_credentials(kafka)["broker_credentials"]
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password) == ("u", "pw-123456")
-    assert creds.mechanism.value == "SCRAM-SHA-512"
-    assert creds.protocol.value == "SASL_SSL" and isinstance(creds.ssl_context, ssl.SSLContext)
-
-
-def test_sasl_plaintext_has_no_ssl(tmp_path: Path) -> None:
-    kafka = _kafka(
-        tmp_path,
-        "security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_username: u, "
-        "sasl_password: pw-123456",
-    )
-    creds = faust_credentials(kafka)["broker_credentials"]
-    assert creds.protocol.value == "SASL_PLAINTEXT" and creds.ssl_context is None
+    assert creds.mechanism.value == mechanism and creds.protocol.value == protocol
+    assert isinstance(creds.ssl_context, ssl.SSLContext) if with_ssl else creds.ssl_context is None
 
 
 def test_ssl_honours_the_verification_switch(tmp_path: Path) -> None:
