@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NATIVE := $(VENV)/.native
 
 .PHONY: help setup demo test lint unit integration stack-up stack-down clean
 
@@ -17,7 +18,7 @@ help:
 	@echo "make integration integration tests against the local stack"
 	@echo "make stack-up / stack-down   start or stop the local stack"
 
-setup: $(STAMP)
+setup: $(STAMP) $(NATIVE)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: '$(PYTHON)' not found; install Python 3.11+ (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -34,6 +35,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# the optional native reader of the S3 JSONL source (Rust, pyo3): without cargo headrace runs
+# its pure-Python path, the same records at a lower rate (README: "Native reader")
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs native/_headrace_native.pyi
+	@if command -v cargo >/dev/null 2>&1; then \
+	  echo "setup: building the native reader (native/, Rust; cached in native/target/)"; \
+	  $(BIN)/python -m pip install --quiet ./native || exit 1; \
+	else \
+	  echo "setup: cargo not found: the S3 JSONL source uses its pure-Python reader (slower); install Rust (https://rustup.rs) and re-run make setup to build it"; \
+	fi
+	@touch $(NATIVE)
 
 demo: setup
 	$(BIN)/headrace demo --verify

@@ -36,7 +36,7 @@ from producers.bench_data import (
     put_gzip_jsonl,
     put_small_objects,
 )
-from producers.s3_formats import GZIP_READER
+from producers.s3_formats import GZIP_READER, NATIVE_READER
 
 if TYPE_CHECKING:
     from headrace.config import Pipeline
@@ -156,7 +156,9 @@ def _bench_s3_jsonl(
         raw,
         peak_rss_mb(),
         note=f"one gzip object, {size / 1e6:.1f} MB compressed, {lines} lines, read with "
-        f"{GZIP_READER.__module__}; ours sets each record's event time (created_at), the "
+        f"{GZIP_READER.__module__} and the "
+        f"{'native field reader' if NATIVE_READER else 'msgspec field reader (native not built)'}"
+        "; ours sets each record's event time (created_at), the "
         f"baseline none; the baseline ran before ours ({before:,.0f}/s, ratio "
         f"{ours / before:.3f}) and after it ({after:,.0f}/s, ratio {ours / after:.3f}): "
         "its rate is over both runs",

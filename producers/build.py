@@ -122,7 +122,8 @@ def build_runner(
         plain = type(codec) is JsonCodec and cfg.file_format == "jsonl"
         encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
         # the reader threads encode the records too: the runner's thread only produces
-        source = _s3(name, cfg, Projection(fields) if plain else None, encoder)
+        projection = Projection(fields, key=cfg.key, time=cfg.timestamp_field) if plain else None
+        source = _s3(name, cfg, projection, encoder)
     ensure_topics(pipeline.kafka, {cfg.topic: DEFAULT_PARTITIONS, dlq_topic(cfg.topic): 1})
     store = CheckpointStore(client_config(pipeline.kafka), pipeline.name, name)
     reports = DeliveryReports()

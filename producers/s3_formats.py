@@ -25,7 +25,7 @@ import gzip
 import importlib
 import io
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
@@ -38,7 +38,15 @@ from producers.batch import Poison
 if TYPE_CHECKING:
     from producers.encoder import Encoded
 
-__all__ = ["GZIP_READER", "Chunk", "Projection", "line_blocks", "parse", "read_lines"]
+__all__ = [
+    "GZIP_READER",
+    "NATIVE_READER",
+    "Chunk",
+    "Projection",
+    "line_blocks",
+    "parse",
+    "read_lines",
+]
 
 CHUNK = 2000
 READ_SIZE = 1 << 20
@@ -50,7 +58,8 @@ class Chunk:
     ``raws`` or None, their positions ``lines``) and the ``poison`` among them; ``last`` is the
     position of the chunk's last item, record or poison. ``encoded``: the records' Kafka
     message parts once a reader encoded them (see ``S3ObjectSource``), aligned with
-    ``values``."""
+    ``values``. A chunk read by a native projection comes encoded, and its ``values`` are
+    empty placeholders (only the message parts are sent)."""
 
     values: list[dict[str, Any]] = field(default_factory=list)
     raws: list[bytes] | None = None
@@ -126,6 +135,27 @@ def _gzip_reader() -> tuple[Any, tuple[type[BaseException], ...]]:
 
 GZIP_READER, _GZIP_ERRORS = _gzip_reader()
 
+#: ``encode_lines(lines, key_field, time_field)`` of the native reader: (keys, times) or None.
+NativeEncode = Callable[
+    [list[bytes], str | None, str | None],
+    tuple[list[bytes | None] | None, list[int | None] | None] | None,
+]
+
+
+def _native_reader() -> NativeEncode | None:
+    """The native reader's ``encode_lines`` (``native/``, built by ``make setup`` when cargo
+    is installed), or None without it: the Python path gives the same records."""
+    try:
+        module = importlib.import_module("_headrace_native")
+    except ImportError:
+        return None
+    return cast(NativeEncode, module.encode_lines)
+
+
+_native_encode_lines = _native_reader()
+#: Whether the native reader is installed (the benchmark's note says which reader ran).
+NATIVE_READER = _native_encode_lines is not None
+
 #: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting,
 #: broken JSON inside a streamed array).
 _BAD_CONTENT = (
@@ -162,6 +192,7 @@ def _jsonl(
     # positions are the ``lines`` column, no object per record
     chunk = Chunk(raws=[])
     n = 0  # lines met so far, blank ones included: positions are 1-based line numbers
+    native = projection is not None and projection.native
     bad: BaseException | None = None
     try:
         for lines in line_blocks(body):
@@ -174,21 +205,43 @@ def _jsonl(
                 first = skip + 1
             at = 0
             while at < len(lines):  # into chunks of CHUNK items
-                room = CHUNK - len(chunk)
+                room = CHUNK - (len(chunk.lines) if native else len(chunk))
                 part = lines if at == 0 and len(lines) <= room else lines[at : at + room]
-                _add_lines(part, first + at, chunk, key, etag, projection)
+                if native:  # every line for now, read as a whole chunk in _native_chunk
+                    chunk.raws.extend(part)  # type: ignore[union-attr]
+                    chunk.lines.extend(range(first + at, first + at + len(part)))
+                else:
+                    _add_lines(part, first + at, chunk, key, etag, projection)
                 at += len(part)
-                if len(chunk) >= CHUNK:
+                if (len(chunk.lines) if native else len(chunk)) >= CHUNK:
                     chunk.last = first + at - 1
-                    yield chunk
+                    yield _native_chunk(chunk, key, etag, projection) if native else chunk
                     chunk = Chunk(raws=[])
     except _BAD_CONTENT as exc:
         bad = exc  # hand on what was read before the content went bad, then fail
-    if len(chunk):
+    if len(chunk) or chunk.lines:
         chunk.last = n
-        yield chunk
+        yield _native_chunk(chunk, key, etag, projection) if native else chunk
     if bad is not None:
         raise bad
+
+
+#: The ``values`` of a natively read chunk's records (see ``Chunk``).
+_NO_VALUE: dict[str, Any] = {}
+
+
+def _native_chunk(chunk: Chunk, key: str, etag: str, projection: Projection | None) -> Chunk:
+    """``chunk`` (every line of it, blank ones too, numbered consecutively) read by the
+    native reader; when it declines, by the Python path (which also finds the poison)."""
+    assert projection is not None and chunk.raws is not None
+    encoded = projection.encode(chunk.raws)
+    if encoded is not None:
+        chunk.values = [_NO_VALUE] * len(chunk.raws)
+        chunk.encoded = encoded
+        return chunk
+    out = Chunk(raws=[], last=chunk.last)
+    _add_lines(chunk.raws, chunk.lines[0], out, key, etag, projection)
+    return out
 
 
 def _add_lines(
@@ -235,13 +288,47 @@ class Projection:
     object and builds only those fields (several times faster than a full ``orjson.loads``).
     For sources that send a line's own bytes as the value and read fields only for the key
     and the event time. Lines are checked to be UTF-8 as a whole; a line that is not a JSON
-    object with every field is left to the caller (``values`` returns None)."""
+    object with every field is left to the caller (``values`` returns None).
 
-    def __init__(self, fields: Sequence[str]) -> None:
+    Given the record's ``key`` fields and ``time`` field (the source's ``key`` and
+    ``timestamp_field``, for a plain JSON encoder), ``native`` tells whether the native reader
+    (``_headrace_native``) is installed and can encode these records: then ``encode`` gives
+    their message parts directly, parsed without the GIL, or None where the Python path must
+    decide (it gives the same parts, see ``native/src/lib.rs``)."""
+
+    def __init__(
+        self,
+        fields: Sequence[str],
+        *,
+        key: Sequence[str] | None = None,
+        time: str | None = None,
+        native: bool = True,
+    ) -> None:
         self.fields = tuple(dict.fromkeys(fields))
         # a TypedDict: msgspec builds the dict of these keys itself, skipping the rest
         projected = TypedDict("Projected", dict.fromkeys(self.fields, Any))  # type: ignore[misc]
         self._decoder = msgspec.json.Decoder(projected)
+        self._key = key[0] if key else None
+        self._time = time
+        self.native = (
+            native
+            and _native_encode_lines is not None
+            and len(key or ()) <= 1
+            and set(self.fields) == {*(key or ()), *([time] if time else [])}
+        )
+
+    def encode(self, lines: list[bytes]) -> Encoded | None:
+        """The message parts (keys, the lines as values, event times) of ``lines`` read by
+        the native reader, or None when it declines any line (see ``native``)."""
+        from producers.encoder import Encoded
+
+        if _native_encode_lines is None:
+            return None
+        got = _native_encode_lines(lines, self._key, self._time)
+        if got is None:
+            return None
+        keys, times = got
+        return Encoded(keys, list(lines), times)
 
     def values(self, lines: list[bytes]) -> list[dict[str, Any]] | None:
         """The projected values of ``lines`` (no blank line among them), or None."""

@@ -196,7 +196,7 @@ class S3ObjectSource:
                     delimiter=self.delimiter,
                     projection=self.projection,
                 ):
-                    if encoder is not None:
+                    if encoder is not None and chunk.encoded is None:
                         _encode(encoder, chunk, key, etag)
                     while not cancel.is_set():
                         try:

@@ -1,0 +1,6 @@
+"""Type stubs of the native reader (see ``native/src/lib.rs`` for the contract)."""
+
+def encode_lines(
+    lines: list[bytes], key_field: str | None, time_field: str | None
+) -> tuple[list[bytes] | None, list[int] | None] | None: ...
+def iso_to_ms(text: str) -> int | None: ...
