@@ -38,10 +38,10 @@ $(STAMP): pyproject.toml
 
 # the optional native reader of the S3 JSONL source (Rust, pyo3): without cargo headrace runs
 # its pure-Python path, the same records at a lower rate (README: "Native reader")
-$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs native/_headrace_native.pyi
+$(NATIVE): $(STAMP) producers/native/Cargo.toml producers/native/Cargo.lock producers/native/pyproject.toml producers/native/src/lib.rs producers/native/_headrace_native.pyi
 	@if command -v cargo >/dev/null 2>&1; then \
-	  echo "setup: building the native reader (native/, Rust; cached in native/target/)"; \
-	  $(BIN)/python -m pip install --quiet ./native || exit 1; \
+	  echo "setup: building the native reader (producers/native/, Rust; cached in its target/)"; \
+	  $(BIN)/python -m pip install --quiet ./producers/native || exit 1; \
 	else \
 	  echo "setup: cargo not found: the S3 JSONL source uses its pure-Python reader (slower); install Rust (https://rustup.rs) and re-run make setup to build it"; \
 	fi

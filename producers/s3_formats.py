@@ -24,6 +24,7 @@ import csv
 import gzip
 import importlib
 import io
+import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,8 +144,11 @@ NativeEncode = Callable[
 
 
 def _native_reader() -> NativeEncode | None:
-    """The native reader's ``encode_lines`` (``native/``, built by ``make setup`` when cargo
-    is installed), or None without it: the Python path gives the same records."""
+    """The native reader's ``encode_lines`` (``producers/native/``, built by ``make setup``
+    when cargo is installed), or None without it or when the environment sets
+    ``HEADRACE_NATIVE_READER=0``: the Python path gives the same records."""
+    if os.environ.get("HEADRACE_NATIVE_READER", "1").strip() == "0":
+        return None
     try:
         module = importlib.import_module("_headrace_native")
     except ImportError:
@@ -294,7 +298,7 @@ class Projection:
     ``timestamp_field``, for a plain JSON encoder), ``native`` tells whether the native reader
     (``_headrace_native``) is installed and can encode these records: then ``encode`` gives
     their message parts directly, parsed without the GIL, or None where the Python path must
-    decide (it gives the same parts, see ``native/src/lib.rs``)."""
+    decide (it gives the same parts, see ``producers/native/src/lib.rs``)."""
 
     def __init__(
         self,

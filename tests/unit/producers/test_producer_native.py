@@ -1,4 +1,4 @@
-"""The native reader (``native/``) gives exactly the Python encoder's key bytes and event
+"""The native reader (``producers/native/``) gives exactly the Python encoder's key bytes and event
 times, or declines; an S3 source reads the same records and poison with it as without it.
 
 Skipped where the extension is not built (no cargo), except in CI (``CI`` set), where
