@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 CHUNK = 2000
+#: Lines per chunk read by the native reader: each call gives up the GIL and must take it back
+#: from the producing thread, so fewer, larger calls wait less (measured on a 1.3 M-line
+#: object, ratio to raw producing: 2,000 lines 0.51-0.62, 8,000 0.62-0.68, 20,000 0.54-0.61).
+NATIVE_CHUNK = 8000
 READ_SIZE = 1 << 20
 
 
@@ -197,6 +201,7 @@ def _jsonl(
     chunk = Chunk(raws=[])
     n = 0  # lines met so far, blank ones included: positions are 1-based line numbers
     native = projection is not None and projection.native
+    size = NATIVE_CHUNK if native else CHUNK
     bad: BaseException | None = None
     try:
         for lines in line_blocks(body):
@@ -209,7 +214,7 @@ def _jsonl(
                 first = skip + 1
             at = 0
             while at < len(lines):  # into chunks of CHUNK items
-                room = CHUNK - (len(chunk.lines) if native else len(chunk))
+                room = size - (len(chunk.lines) if native else len(chunk))
                 part = lines if at == 0 and len(lines) <= room else lines[at : at + room]
                 if native:  # every line for now, read as a whole chunk in _native_chunk
                     chunk.raws.extend(part)  # type: ignore[union-attr]
@@ -217,7 +222,7 @@ def _jsonl(
                 else:
                     _add_lines(part, first + at, chunk, key, etag, projection)
                 at += len(part)
-                if (len(chunk.lines) if native else len(chunk)) >= CHUNK:
+                if (len(chunk.lines) if native else len(chunk)) >= size:
                     chunk.last = first + at - 1
                     yield _native_chunk(chunk, key, etag, projection) if native else chunk
                     chunk = Chunk(raws=[])

@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 
 _END = object()
 BATCH_RECORDS = 5000
-#: Parsed chunks (of up to 2,000 records) each reader may hold ahead of the runner: enough that
-#: the runner seldom waits for the object it is handing on (measured: with 4, it waited ~10%
-#: of a 1.3 M-line object's time; with 8, ~3%), at most ~7 MB per object being read.
+#: Parsed chunks (of up to 2,000 records; 8,000 lines from the native reader) each reader may
+#: hold ahead of the runner: enough that the runner seldom waits for the object it is handing
+#: on (measured: with 4, it waited ~10% of a 1.3 M-line object's time; with 8, ~3%), at most
+#: ~7 MB per object being read (~20 MB of 150-byte lines from the native reader).
 QUEUE_CHUNKS = 8
 #: Most listed objects held ahead of the one being handed on (skipped ones included).
 WINDOW = 1000

@@ -196,29 +196,45 @@ def _read(body: bytes, projection: Projection, batch: int = 700) -> tuple[list[A
     return records, poison
 
 
-def test_an_s3_source_reads_the_same_records_and_poison_natively() -> None:
-    good = b"".join(
-        b'{"id": "k%d", "at": "2024-05-01T00:%02d:%02dZ", "x": [1]}\n' % (i, i // 60 % 60, i % 60)
-        for i in range(1, 4501)
-    )
-    body = (
-        good
-        + b'{"id": 9}\r\n\n{"id": 10, "at": 1, "x": "\xff"}\nnot json\n[1]\n{"id": 11, "at": 2}\n'
-        + good
-        + b'{"id": 12, "at": "never"}\n{"id": 1.5, "at": 3}\n'
-    )
+def test_an_s3_source_reads_the_same_records_and_poison_natively(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producers import s3_formats
+
+    def good(first: int, count: int) -> bytes:
+        return b"".join(
+            b'{"id": "k%d", "at": "2024-05-01T00:%02d:%02dZ", "x": [1]}\n'
+            % (i, i // 60 % 60, i % 60)
+            for i in range(first, first + count)
+        )
+
+    messy = b'{"id": 9}\r\n\n{"id": 10, "at": 1, "x": "\xff"}\nnot json\n[1]\n{"id": 11, "at": 2}\n'
+    n = s3_formats.NATIVE_CHUNK
+    # a clean chunk (read natively), one with poison (the Python path), one ending in poison
+    body = good(1, n) + good(n + 1, 500) + messy + good(n + 507, n) + b'{"id": 12, "at": "x"}\n'
     fields = ["id", "at"]
     native_proj = Projection(fields, key=["id"], time="at")
     assert native_proj.native
+    answered: list[int] = []
+    encode = Projection.encode
+
+    def spy(self: Projection, lines: list[bytes]) -> Any:
+        got = encode(self, lines)
+        answered.append(len(lines) if got is not None else 0)
+        return got
+
+    monkeypatch.setattr(Projection, "encode", spy)
     ours = _read(body, native_proj)
+    assert answered == [n, 0, 0]  # the clean chunk natively, the others declined
     assert ours == _read(body, Projection(fields, key=["id"], time="at", native=False))
     records, poison = ours
-    assert len(records) == 9002 and records[0] == (1, b"k1", good.split(b"\n")[0], 1714521601000)
-    assert records[-1] == (9008, b"1.5", b'{"id": 1.5, "at": 3}', 3)  # encode_key's key
+    assert len(records) == 2 * n + 501
+    assert records[0] == (1, b"k1", good(1, 1).rstrip(), 1714521601000)
+    assert records[n + 500] == (n + 506, b"11", b'{"id": 11, "at": 2}', 2)
     assert sorted((line, cls, key) for line, cls, key, _ in poison) == [
-        (4501, "PoisonRecord", b"9"),  # no time field
-        (4503, "JSONDecodeError", None),
-        (4504, "JSONDecodeError", None),
-        (4505, "PoisonRecord", None),
-        (9007, "PoisonRecord", b"12"),
+        (n + 501, "PoisonRecord", b"9"),  # no time field
+        (n + 503, "JSONDecodeError", None),
+        (n + 504, "JSONDecodeError", None),
+        (n + 505, "PoisonRecord", None),
+        (2 * n + 507, "PoisonRecord", b"12"),
     ]
