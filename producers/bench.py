@@ -36,7 +36,8 @@ from producers.bench_data import (
     put_gzip_jsonl,
     put_small_objects,
 )
-from producers.s3_formats import GZIP_READER, NATIVE_READER
+from producers.projection import NATIVE_READER
+from producers.s3_formats import GZIP_READER
 
 if TYPE_CHECKING:
     from headrace.config import Pipeline

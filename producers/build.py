@@ -10,8 +10,8 @@ from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, producer_config
 from producers.encoder import RecordEncoder, make_codec
 from producers.mysql_source import MySQLRowSource, make_engine
+from producers.projection import Projection
 from producers.runner import DeliveryReports, Progress, Runner, delivery_settings
-from producers.s3_formats import Projection
 from producers.s3_source import S3ObjectSource
 from schemas import JsonCodec
 

@@ -15,7 +15,8 @@ source moves on.
 
 Gzip is read with ISA-L (the ``isal`` package) when it is installed, else with the standard
 library's zlib: the same bytes, about three times faster (the bulk of an S3 JSONL source's
-CPU after producing itself).
+CPU after producing itself). A jsonl ``Projection`` (``producers.projection``) that uses the
+native reader gets whole chunks of up to ``NATIVE_CHUNK`` lines, encoded.
 """
 
 from __future__ import annotations
@@ -24,30 +25,21 @@ import csv
 import gzip
 import importlib
 import io
-import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
+from typing import IO, TYPE_CHECKING, Any
 
 import ijson
-import msgspec
 import orjson
 
 from producers.batch import Poison
+from producers.projection import Projection
 
 if TYPE_CHECKING:
     from producers.encoder import Encoded
 
-__all__ = [
-    "GZIP_READER",
-    "NATIVE_READER",
-    "Chunk",
-    "Projection",
-    "line_blocks",
-    "parse",
-    "read_lines",
-]
+__all__ = ["GZIP_READER", "Chunk", "line_blocks", "parse", "read_lines"]
 
 CHUNK = 2000
 #: Lines per chunk read by the native reader: each call gives up the GIL and must take it back
@@ -141,30 +133,6 @@ def _gzip_reader() -> tuple[Any, tuple[type[BaseException], ...]]:
 
 
 GZIP_READER, _GZIP_ERRORS = _gzip_reader()
-
-#: ``encode_lines(lines, key_field, time_field)`` of the native reader: (keys, times) or None.
-NativeEncode = Callable[
-    [list[bytes], str | None, str | None],
-    tuple[list[bytes | None] | None, list[int | None] | None] | None,
-]
-
-
-def _native_reader() -> NativeEncode | None:
-    """The native reader's ``encode_lines`` (``producers/native/``, built by ``make setup``
-    when cargo is installed), or None without it or when the environment sets
-    ``HEADRACE_NATIVE_READER=0``: the Python path gives the same records."""
-    if os.environ.get("HEADRACE_NATIVE_READER", "1").strip() == "0":
-        return None
-    try:
-        module = importlib.import_module("_headrace_native")
-    except ImportError:
-        return None
-    return cast(NativeEncode, module.encode_lines)
-
-
-_native_encode_lines = _native_reader()
-#: Whether the native reader is installed (the benchmark's note says which reader ran).
-NATIVE_READER = _native_encode_lines is not None
 
 #: The object's bytes themselves are bad (not gzip, truncated, not UTF-8, broken CSV quoting,
 #: broken JSON inside a streamed array).
@@ -295,66 +263,6 @@ def _classify(
     chunk.values.append(value)
     chunk.raws.append(line)  # type: ignore[union-attr]
     chunk.lines.append(n)
-
-
-class Projection:
-    """Decodes JSONL lines keeping only ``fields``: msgspec checks each line is one JSON
-    object and builds only those fields (several times faster than a full ``orjson.loads``).
-    For sources that send a line's own bytes as the value and read fields only for the key
-    and the event time. Lines are checked to be UTF-8 as a whole; a line that is not a JSON
-    object with every field is left to the caller (``values`` returns None).
-
-    Given the record's ``key`` fields and ``time`` field (the source's ``key`` and
-    ``timestamp_field``, for a plain JSON encoder), ``native`` tells whether the native reader
-    (``_headrace_native``) is installed and can encode these records: then ``encode`` gives
-    their message parts directly, parsed without the GIL, or None where the Python path must
-    decide (it gives the same parts, see ``producers/native/src/lib.rs``)."""
-
-    def __init__(
-        self,
-        fields: Sequence[str],
-        *,
-        key: Sequence[str] | None = None,
-        time: str | None = None,
-        native: bool = True,
-    ) -> None:
-        self.fields = tuple(dict.fromkeys(fields))
-        # a TypedDict: msgspec builds the dict of these keys itself, skipping the rest
-        projected = TypedDict("Projected", dict.fromkeys(self.fields, Any))  # type: ignore[misc]
-        self._decoder = msgspec.json.Decoder(projected)
-        self._key = key[0] if key else None
-        self._time = time
-        self.native = (
-            native
-            and _native_encode_lines is not None
-            and len(key or ()) <= 1
-            and set(self.fields) == {*(key or ()), *([time] if time else [])}
-        )
-
-    def encode(self, lines: list[bytes]) -> Encoded | None:
-        """The message parts (keys, the lines as values, event times) of ``lines`` read by
-        the native reader, or None when it declines any line (see ``native``)."""
-        from producers.encoder import Encoded
-
-        if _native_encode_lines is None:
-            return None
-        got = _native_encode_lines(lines, self._key, self._time)
-        if got is None:
-            return None
-        keys, times = got
-        return Encoded(keys, list(lines), times)
-
-    def values(self, lines: list[bytes]) -> list[dict[str, Any]] | None:
-        """The projected values of ``lines`` (no blank line among them), or None."""
-        buf = b"\n".join(lines)
-        try:
-            buf.decode()
-            values = cast(list[dict[str, Any]], self._decoder.decode_lines(buf))
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return None
-        if len(values) != len(lines):
-            return None  # a blank line: let the caller number the lines
-        return values
 
 
 def _csv(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) -> Iterator[Chunk]:

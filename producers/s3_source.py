@@ -33,7 +33,8 @@ from typing import Any
 from headrace.errors import HeadraceError
 from producers.batch import Batch, ObjectRows, Poison
 from producers.encoder import RecordEncoder
-from producers.s3_formats import Chunk, Projection, parse
+from producers.projection import Projection
+from producers.s3_formats import Chunk, parse
 from producers.s3_state import S3State
 
 __all__ = ["S3AccessError", "S3ObjectSource"]

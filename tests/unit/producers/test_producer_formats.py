@@ -148,7 +148,7 @@ def test_json_array_broken_part_way_keeps_the_good_elements() -> None:
 
 
 def test_jsonl_projection_reads_only_the_needed_fields_and_finds_the_same_poison() -> None:
-    from producers.s3_formats import Projection
+    from producers.projection import Projection
 
     good = b"".join(
         b'{"id": %d, "at": "2024-01-01T00:00:00Z", "x": [1, {"y": 2}]}\n' % i

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from producers.encoder import RecordEncoder, event_time_ms
-from producers.s3_formats import NATIVE_READER, Projection
+from producers.projection import NATIVE_READER, Projection
 from schemas import JsonCodec
 
 if not NATIVE_READER:

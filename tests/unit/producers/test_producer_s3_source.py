@@ -237,7 +237,7 @@ def test_missing_bucket_names_bucket_and_endpoint() -> None:
 
 def test_readers_encode_records_and_move_unencodable_ones_to_poison() -> None:
     from producers.encoder import RecordEncoder
-    from producers.s3_formats import Projection
+    from producers.projection import Projection
     from schemas import JsonCodec
 
     body = (
