@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from schemas import Record
 
@@ -92,10 +92,12 @@ class ObjectRows:
     """Collects records of consecutive objects (S3 objects, a published stream) for one batch:
     ``add`` appends a parsed chunk's columns, ``take`` returns them as ``Rows`` whose
     positions are ``{"key", "etag", "line"}`` and starts over. Positions cost nothing until a
-    dead letter asks for one. The rows are ``encoded`` when every chunk added was."""
+    dead letter asks for one. The rows are ``encoded`` when every chunk added was. ``add``
+    takes the lists it is given: the caller must not use them afterwards."""
 
     __slots__ = (
         "_keys",
+        "_nbytes",
         "_raws",
         "_starts",
         "_times",
@@ -118,6 +120,7 @@ class ObjectRows:
         self.datas: list[bytes | None] = []
         self._keys: list[bytes | None] | None = None
         self._times: list[int | None] | None = None
+        self._nbytes: int | None = 0  # the total length of ``datas`` (None: unknown)
         self.plain = False  # some chunk came without its encoded columns
 
     def __len__(self) -> int:
@@ -138,6 +141,9 @@ class ObjectRows:
         if not self._where or self._where[-1] != (key, etag):
             self._starts.append(len(self.values))
             self._where.append((key, etag))
+        if not self.values and not self.poison:  # nothing collected: the chunk's own lists
+            self._adopt(values, raws, lines, poison, encoded)
+            return
         if encoded is None:
             self.plain = True
         elif not self.plain:
@@ -150,10 +156,36 @@ class ObjectRows:
                     self._times = []
                 self._times.extend(encoded.times)
             self.datas.extend(encoded.datas)
+            nbytes = self._nbytes
+            self._nbytes = (
+                None if nbytes is None or encoded.nbytes is None else nbytes + encoded.nbytes
+            )
         self.values.extend(values)
         self._raws.extend(raws if raws is not None else [None] * len(values))
         self.lines.extend(lines)
         self.poison.extend(poison)
+
+    def _adopt(
+        self,
+        values: list[dict[str, Any]],
+        raws: list[bytes] | list[bytes | None] | None,
+        lines: list[int],
+        poison: list[Poison],
+        encoded: Encoded | None,
+    ) -> None:
+        """The first chunk of a batch: its lists become the columns, no copy (a chunk as
+        large as a batch, the native reader's, is handed on as it is)."""
+        if encoded is None:
+            self.plain = True
+        else:
+            self._keys = encoded.keys
+            self._times = encoded.times
+            self.datas = encoded.datas
+            self._nbytes = encoded.nbytes
+        self.values = values
+        self._raws = cast("list[bytes | None]", raws) if raws is not None else [None] * len(values)
+        self.lines = lines
+        self.poison = poison
 
     def take(self) -> tuple[Rows, list[Poison]]:
         """The collected records and poison; the builder is empty afterwards."""
@@ -167,7 +199,7 @@ class ObjectRows:
         if not self.plain and len(self.values):
             from producers.encoder import Encoded
 
-            encoded = Encoded(self._keys, self.datas, self._times)
+            encoded = Encoded(self._keys, self.datas, self._times, nbytes=self._nbytes)
         rows = Rows(self.values, self._raws, position, encoded)
         poison = self.poison
         self.__init__()  # type: ignore[misc]

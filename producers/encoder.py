@@ -130,12 +130,13 @@ def _key1(k: Any) -> bytes:
 class Encoded:
     """A batch's Kafka message parts, aligned with its records: ``keys`` (None: no key
     fields), ``datas`` (None for a poison record), ``times`` (None: no timestamp field), and
-    ``poison`` by record index."""
+    ``poison`` by record index; ``nbytes``, when known, is the total length of ``datas``."""
 
     keys: list[bytes | None] | None
     datas: list[bytes | None]
     times: list[int | None] | None
     poison: dict[int, PoisonRecord] = field(default_factory=dict)
+    nbytes: int | None = None
 
     def good(self) -> tuple[Encoded, list[int]]:
         """The parts of the records that are not poison, and the index of each among all."""

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["NATIVE_READER", "Projection"]
 
-#: ``encode_lines(lines, key_field, time_field)`` of the native reader: (keys, times) or None.
+#: ``encode_lines(lines, key_field, time_field)`` of the native reader: (keys, times, total
+#: length of the lines) or None.
 NativeEncode = Callable[
     [list[bytes], str | None, str | None],
-    tuple[list[bytes | None] | None, list[int | None] | None] | None,
+    tuple[list[bytes | None] | None, list[int | None] | None, int] | None,
 ]
 
 
@@ -90,8 +91,8 @@ class Projection:
         got = _native_encode_lines(lines, self._key, self._time)
         if got is None:
             return None
-        keys, times = got
-        return Encoded(keys, list(lines), times)
+        keys, times, nbytes = got
+        return Encoded(keys, list(lines), times, nbytes=nbytes)
 
     def values(self, lines: list[bytes]) -> list[dict[str, Any]] | None:
         """The projected values of ``lines`` (no blank line among them), or None."""

@@ -206,7 +206,7 @@ class Runner:
         datas, keys, times = enc.datas, enc.keys, enc.times
         values = cast(list[bytes], datas)  # no poison left: every record has its bytes
         refused = self._produce_columns(values, keys, cast("list[int] | None", times))
-        nbytes = sum(map(len, values))
+        nbytes = enc.nbytes if enc.nbytes is not None else sum(map(len, values))
         for j, error in refused:
             data, key = values[j], keys[j] if keys is not None else None
             self._refused(dlq, error, rows.position(index[j] if index else j), data, key)

@@ -79,6 +79,12 @@ def line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
     """The lines of ``stream`` without their ``\\n`` (or ``\\r\\n``), one list per 1 MiB
     block read (a line cut by a block's end comes whole at the start of the next list); never
     an empty list."""
+    for lines, _ in _sized_line_blocks(stream):
+        yield lines
+
+
+def _sized_line_blocks(stream: IO[bytes]) -> Iterator[tuple[list[bytes], int]]:
+    """``line_blocks`` with the bytes each list was split from (line ends included)."""
     rest = b""
     while block := stream.read(READ_SIZE):
         data = rest + block
@@ -87,9 +93,9 @@ def line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
         if b"\r" in data:  # CRLF line ends (rare): C code finds them, Python strips them
             lines = [line.removesuffix(b"\r") for line in lines]
         if lines:
-            yield lines
+            yield lines, len(data) - len(rest)
     if rest:
-        yield [rest.removesuffix(b"\r")]
+        yield [rest.removesuffix(b"\r")], len(rest)
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -174,7 +180,7 @@ def _jsonl(
     size = NATIVE_CHUNK if native else CHUNK
     bad: BaseException | None = None
     try:
-        for lines in line_blocks(body):
+        for lines, nbytes in _sized_line_blocks(body):
             first = n + 1
             n += len(lines)
             if n <= skip:
@@ -183,8 +189,7 @@ def _jsonl(
                 lines = lines[skip - first + 1 :]
                 first = skip + 1
             if native:  # as many lines as fit NATIVE_CHUNK_BYTES, at this block's line length
-                nbytes = sum(map(len, lines)) or 1
-                size = max(1, min(NATIVE_CHUNK, NATIVE_CHUNK_BYTES * len(lines) // nbytes))
+                size = max(1, min(NATIVE_CHUNK, NATIVE_CHUNK_BYTES * len(lines) // (nbytes or 1)))
             at = 0
             while at < len(lines):  # into chunks of CHUNK items
                 room = size - (len(chunk.lines) if native else len(chunk))

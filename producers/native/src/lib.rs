@@ -3,7 +3,7 @@
 //! `encode_lines(lines, key_field, time_field)` reads, for each JSONL line, the one key field
 //! and the event-time field, and returns the Kafka message parts the Python encoder
 //! (`producers.encoder.RecordEncoder`) would make from them: the key bytes and the event
-//! time in milliseconds since the epoch. The parsing runs with the GIL released, so the
+//! time in milliseconds since the epoch (and the lines' total length, for the byte counter). The parsing runs with the GIL released, so the
 //! runner's thread keeps producing meanwhile.
 //!
 //! Contract: it answers only when it is sure to give exactly the Python encoder's answer,
@@ -265,9 +265,9 @@ impl Lines {
 
 type Parsed = Vec<(Option<KeyOut>, Option<i64>)>;
 
-/// Key bytes (when `key_field`) and event times (when `time_field`) of every line of
-/// `lines` (a list of `bytes`, each one JSON object), or None when any line needs the Python
-/// path (see the module doc). Raises TypeError when an item is not `bytes`.
+/// Key bytes (when `key_field`), event times (when `time_field`) and the total length of
+/// every line of `lines` (a list of `bytes`, each one JSON object), or None when any line
+/// needs the Python path (see the module doc). Raises TypeError when an item is not `bytes`.
 #[pyfunction]
 #[pyo3(signature = (lines, key_field, time_field))]
 fn encode_lines<'py>(
@@ -275,7 +275,7 @@ fn encode_lines<'py>(
     lines: &Bound<'py, PyList>,
     key_field: Option<&str>,
     time_field: Option<&str>,
-) -> PyResult<Option<(Option<Bound<'py, PyList>>, Option<Bound<'py, PyList>>)>> {
+) -> PyResult<Option<(Option<Bound<'py, PyList>>, Option<Bound<'py, PyList>>, usize)>> {
     let mut held: Vec<Bound<'py, PyBytes>> = Vec::with_capacity(lines.len());
     let mut spans = Vec::with_capacity(lines.len());
     for item in lines.iter() {
@@ -287,16 +287,19 @@ fn encode_lines<'py>(
     let view = Lines(spans);
     let key = key_field.map(str::to_owned);
     let time = time_field.map(str::to_owned);
-    let parsed: Option<Parsed> = py.detach(move || {
+    let parsed: Option<(Parsed, usize)> = py.detach(move || {
         let wanted = Wanted { key: key.as_deref(), time: time.as_deref() };
         let view = view;
         let mut out = Vec::with_capacity(view.0.len());
+        let mut nbytes = 0;
         for i in 0..view.0.len() {
-            out.push(parse_line(view.get(i), &wanted)?);
+            let line = view.get(i);
+            nbytes += line.len();
+            out.push(parse_line(line, &wanted)?);
         }
-        Some(out)
+        Some((out, nbytes))
     });
-    let Some(parsed) = parsed else {
+    let Some((parsed, nbytes)) = parsed else {
         return Ok(None);
     };
     let keys = match key_field {
@@ -314,7 +317,7 @@ fn encode_lines<'py>(
         None => None,
         Some(_) => Some(PyList::new(py, parsed.iter().map(|(_, t)| t.unwrap_or(0)))?),
     };
-    Ok(Some((keys, times)))
+    Ok(Some((keys, times, nbytes)))
 }
 
 /// The ISO-8601 reader alone (tests compare it with `datetime.fromisoformat`).

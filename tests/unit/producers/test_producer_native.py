@@ -113,7 +113,10 @@ def test_encode_lines_gives_the_python_encoders_parts(key: str | None, time: str
         b'  {"id": 123456789012345678901234567890, "at": -1}  ',
         b'{"x": {"id": "not this one"}, "id": "this", "at": "2024-05-01T00:00:00"}',
     ]
-    assert native.encode_lines(lines, key, time) == _python_parts(lines, key, time)
+    got = native.encode_lines(lines, key, time)
+    assert got is not None
+    assert got[:2] == _python_parts(lines, key, time)
+    assert got[2] == sum(map(len, lines))  # the byte counter's figure
 
 
 @pytest.mark.parametrize(
@@ -138,7 +141,7 @@ def test_encode_lines_gives_the_python_encoders_parts(key: str | None, time: str
 )
 def test_encode_lines_declines_what_the_python_path_must_decide(line: bytes) -> None:
     good = b'{"id": 1, "at": 1}'
-    assert native.encode_lines([good], "id", "at") == ([b"1"], [1])
+    assert native.encode_lines([good], "id", "at") == ([b"1"], [1], len(good))
     assert native.encode_lines([good, line, good], "id", "at") is None
 
 
