@@ -49,7 +49,7 @@ class Rows:
     came from (None when the source has no positions). ``encoded``, when the source already
     encoded the records (in its reader threads, with the runner's encoder), holds their Kafka
     message parts aligned with ``values``, with no poison among them: the runner only
-    produces them.
+    produces them (the native reader leaves ``values`` as empty placeholders then).
     """
 
     __slots__ = ("_where", "encoded", "raws", "values")
