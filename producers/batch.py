@@ -175,9 +175,8 @@ class ObjectRows:
     ) -> None:
         """The first chunk of a batch: its lists become the columns, no copy (a chunk as
         large as a batch, the native reader's, is handed on as it is)."""
-        if encoded is None:
-            self.plain = True
-        else:
+        self.plain = encoded is None  # nothing collected before: only this chunk counts
+        if encoded is not None:
             self._keys = encoded.keys
             self._times = encoded.times
             self.datas = encoded.datas

@@ -93,6 +93,9 @@ class S3ObjectSource:
         self.reingest_on_change = reingest_on_change
         self.endpoint = endpoint or "AWS S3"
         self.batch_records = batch_records
+        if projection is not None and projection.native and encoder is None:
+            # natively read chunks carry only their message parts: every chunk must be encoded
+            raise ValueError("a native projection needs the runner's encoder")
         self.projection = projection
         self.encoder = encoder
         self.position = S3State(reingest_on_change)

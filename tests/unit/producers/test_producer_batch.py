@@ -48,3 +48,12 @@ def test_an_unknown_byte_count_or_a_plain_chunk_is_not_guessed() -> None:
     rows.add("a", "e", [{"x": 1}], None, [2], [])  # not encoded: the runner encodes all
     got, _ = rows.take()
     assert got.encoded is None and got.raws == [b"v0", None]
+
+
+def test_an_empty_chunk_before_the_first_records_does_not_decide_the_batch() -> None:
+    rows = ObjectRows()
+    rows.add("a", "e", [], [], [], [])  # e.g. a run of blank lines, not encoded
+    rows.add("a", "e", [{}], [b"v0"], [3], [], _encoded(1, 0, 2))
+    got, _ = rows.take()
+    assert got.encoded is not None and got.encoded.datas == [b"v0"]
+    assert got.position(0) == {"key": "a", "etag": "e", "line": 3}

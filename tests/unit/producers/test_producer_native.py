@@ -241,3 +241,17 @@ def test_an_s3_source_reads_the_same_records_and_poison_natively(
         (n + 505, "PoisonRecord", None),
         (2 * n + 507, "PoisonRecord", b"12"),
     ]
+
+
+def test_a_native_projection_needs_the_encoder() -> None:
+    from producers.s3_source import S3ObjectSource
+
+    with pytest.raises(ValueError, match="encoder"):
+        S3ObjectSource(
+            "s",
+            object(),
+            bucket="b",
+            prefix="",
+            file_format="jsonl",
+            projection=Projection(["id"], key=["id"]),
+        )
