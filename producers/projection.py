@@ -92,6 +92,7 @@ class Projection:
         if got is None:
             return None
         keys, times, nbytes = got
+        # a list of its own: the batch takes a chunk's ``raws`` and ``datas`` and extends each
         return Encoded(keys, list(lines), times, nbytes=nbytes)
 
     def values(self, lines: list[bytes]) -> list[dict[str, Any]] | None:

@@ -178,6 +178,8 @@ def _jsonl(
     n = 0  # lines met so far, blank ones included: positions are 1-based line numbers
     native = projection is not None and projection.native
     size = NATIVE_CHUNK if native else CHUNK
+    # the native reader takes every line as it is, and reads the whole chunk in _native_chunk
+    add = _pend_lines if native else _add_lines
     bad: BaseException | None = None
     try:
         for lines, nbytes in _sized_line_blocks(body):
@@ -191,22 +193,18 @@ def _jsonl(
             if native:  # as many lines as fit NATIVE_CHUNK_BYTES, at this block's line length
                 size = max(1, min(NATIVE_CHUNK, NATIVE_CHUNK_BYTES * len(lines) // (nbytes or 1)))
             at = 0
-            while at < len(lines):  # into chunks of CHUNK items
-                room = size - (len(chunk.lines) if native else len(chunk))
+            while at < len(lines):  # into chunks of ``size`` items (lines, for the native reader)
+                room = size - len(chunk.lines) - len(chunk.poison)
                 part = lines if at == 0 and len(lines) <= room else lines[at : at + room]
-                if native:  # every line for now, read as a whole chunk in _native_chunk
-                    chunk.raws.extend(part)  # type: ignore[union-attr]
-                    chunk.lines.extend(range(first + at, first + at + len(part)))
-                else:
-                    _add_lines(part, first + at, chunk, key, etag, projection)
+                add(part, first + at, chunk, key, etag, projection)
                 at += len(part)
-                if (len(chunk.lines) if native else len(chunk)) >= size:
+                if len(chunk.lines) + len(chunk.poison) >= size:
                     chunk.last = first + at - 1
                     yield _native_chunk(chunk, key, etag, projection) if native else chunk
                     chunk = Chunk(raws=[])
     except _BAD_CONTENT as exc:
         bad = exc  # hand on what was read before the content went bad, then fail
-    if len(chunk) or chunk.lines:
+    if chunk.lines or chunk.poison:
         chunk.last = n
         yield _native_chunk(chunk, key, etag, projection) if native else chunk
     if bad is not None:
@@ -215,6 +213,15 @@ def _jsonl(
 
 #: The ``values`` of a natively read chunk's records (see ``Chunk``).
 _NO_VALUE: dict[str, Any] = {}
+
+
+def _pend_lines(
+    lines: list[bytes], first: int, chunk: Chunk, key: str, etag: str, projection: Projection | None
+) -> None:
+    """Add consecutive jsonl lines (numbered from ``first``, blank ones too) to ``chunk``
+    unread, for ``_native_chunk``; same arguments as ``_add_lines``."""
+    chunk.raws.extend(lines)  # type: ignore[union-attr]
+    chunk.lines.extend(range(first, first + len(lines)))
 
 
 def _native_chunk(chunk: Chunk, key: str, etag: str, projection: Projection | None) -> Chunk:

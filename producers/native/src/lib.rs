@@ -101,10 +101,10 @@ enum KeyOut {
     Owned(Vec<u8>),
 }
 
-/// An integer literal whose text is the one Python's `str(int(text))` gives back.
-fn is_canonical_int(text: &str) -> bool {
+/// A JSON integer literal (valid JSON has no leading zeros or `+`).
+fn is_int(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && text != "-0"
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn key_of(raw: &RawValue, line: &[u8]) -> Option<KeyOut> {
@@ -118,7 +118,8 @@ fn key_of(raw: &RawValue, line: &[u8]) -> Option<KeyOut> {
         let owned: String = serde_json::from_str(text).ok()?;
         return Some(KeyOut::Owned(owned.into_bytes()));
     }
-    if is_canonical_int(text) {
+    if is_int(text) && text != "-0" {
+        // the text Python's `str(int(text))` gives back ("-0" would be "0")
         return Some(KeyOut::Span(start, start + text.len()));
     }
     None // true/false/null/floats/objects: the Python encoder's encode_key
@@ -133,8 +134,8 @@ fn time_of(raw: &RawValue) -> Option<i64> {
         }
         return iso_ms(inner.as_bytes());
     }
-    if is_canonical_int(text) || text == "-0" {
-        return text.parse().ok();
+    if is_int(text) {
+        return text.parse().ok(); // None past i64: the Python path reads it
     }
     None
 }
