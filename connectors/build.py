@@ -16,6 +16,7 @@ from connectors.records import SinkWriter
 from connectors.runner import SinkRunner
 from connectors.sinkmetrics import SinkMetrics
 from headrace.config import DynamoDBSink, MongoSink, Pipeline
+from headrace.config.keys import key_fields
 from headrace.dlq import dlq_topic
 from headrace.errors import ConfigError
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
@@ -38,15 +39,22 @@ def build_sink(
         known = ", ".join(sorted(pipeline.sinks)) or "none"
         raise ConfigError(f"no sink named {name!r} in the pipeline file (sinks: {known})")
     metrics = SinkMetrics(pipeline.name, name)
+    key_fields_ = key_fields(pipeline).get(config.from_)
     closers: list[Callable[[], None]] = []
     writer: SinkWriter
     if isinstance(config, MongoSink):
         client, collection = mongo_collection(config)
         closers.append(client.close)
-        writer = MongoWriter(name, config, collection)
+        writer = MongoWriter(name, config, collection, key_fields=key_fields_)
     else:
         assert isinstance(config, DynamoDBSink)
-        writer = DynamoWriter(name, config, dynamo_client(config), on_throttle=metrics.throttle)
+        writer = DynamoWriter(
+            name,
+            config,
+            dynamo_client(config),
+            on_throttle=metrics.throttle,
+            key_fields=key_fields_,
+        )
     delivery: list[Callable[[Any, Any], None]] = []
     producer: Any = make_producer(
         pipeline.kafka, on_delivery=lambda err, msg: [cb(err, msg) for cb in delivery]

@@ -15,7 +15,9 @@
   restart costs one request per 100 records instead of one per record. The read is only an
   optimisation; the condition on each put remains the guarantee (against a writer racing in
   between, e.g. a zombie), and keys the read leaves unprocessed are simply put.
-- Tombstones delete the key read from the Kafka key (``encode_key`` of partition/sort key).
+- Tombstones delete the key read from the Kafka key: by name when the topic's key fields are
+  known (``key_fields``; ``check`` makes partition/sort key exactly those), else by position
+  (``encode_key`` of partition key, sort key).
 - ``rate_limit``: an ``AdaptiveRate`` that halves on throttling and recovers slowly.
 """
 
@@ -34,8 +36,9 @@ from connectors.adaptive import AdaptiveRate
 from connectors.backoff import Backoff
 from connectors.chunkpool import ChunkPool
 from connectors.docchecks import dynamo_item
-from connectors.records import FatalSinkError, SinkRecord, WriteOutcome
+from connectors.records import FatalSinkError, SinkRecord, WriteOutcome, key_parts
 from headrace.config import DynamoDBSink
+from headrace.config.keys import MEMBER
 from headrace.errors import PoisonRecord, RetriableError
 
 __all__ = ["CHUNK", "DynamoClient", "DynamoWriter", "dynamo_client"]
@@ -85,10 +88,14 @@ class DynamoWriter:
         rate: AdaptiveRate | None = None,
         on_throttle: Callable[[], None] = lambda: None,
         concurrency: int | None = None,
+        key_fields: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self._client = client
+        # the key fields of the topic read (headrace.config.keys): a tombstone's key names
+        # them; None: the key is encode_key of (partition_key, sort_key), by position
+        self._key_fields = list(key_fields) if key_fields and MEMBER not in key_fields else None
         self._backoff = backoff or Backoff(base=0.05, cap=5.0)
         self._sleep = sleep
         self._rate = rate
@@ -161,6 +168,15 @@ class DynamoWriter:
         if record.key is None:
             raise PoisonRecord("tombstone without a Kafka key: nothing to delete")
         text = record.key.decode("utf-8", errors="replace")
+        if self._key_fields is not None:
+            try:
+                named = key_parts(record.key, self._key_fields)
+            except ValueError as exc:
+                raise PoisonRecord(f"tombstone {exc}") from None
+            missing = [k for k in self._keys if k not in named]
+            if missing:
+                raise PoisonRecord(f"tombstone key has no {missing[0]!r}")
+            return {k: self._typed(k, named[k]) for k in self._keys}
         if len(self._keys) == 1:
             parts: list[Any] = [text]
         else:

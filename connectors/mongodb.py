@@ -1,7 +1,9 @@
 """MongoDB sink (``type: mongodb``): idempotent bulk writes with a version guard.
 
 Each record becomes one operation on ``_id`` (from ``id`` fields, a sub-document when there
-are several, or the Kafka key as text):
+are several, or the Kafka key as text). A tombstone has no fields: its ``_id`` is read from
+its key, by name when the topic's key fields are known (``key_fields``: ``check`` makes the
+``id`` fields exactly those), else by position:
 
 - ``insert``: InsertOne; a duplicate key means "already written", never an error.
 - ``upsert``: UpdateOne ``$set`` with upsert (fields merge into the stored document).
@@ -30,8 +32,9 @@ from typing import Any, Protocol
 
 from connectors.chunkpool import ChunkPool
 from connectors.docchecks import mongo_problem
-from connectors.records import FatalSinkError, SinkRecord, WriteOutcome
+from connectors.records import FatalSinkError, SinkRecord, WriteOutcome, key_parts
 from headrace.config import MongoSink
+from headrace.config.keys import MEMBER
 from headrace.errors import RetriableError
 
 __all__ = ["MAX_OPS", "Collection", "MongoWriter", "mongo_collection"]
@@ -60,11 +63,16 @@ class MongoWriter:
         collection: Collection,
         *,
         concurrency: int | None = None,
+        key_fields: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self._coll = collection
         self._id_fields = list(config.id or [])
+        # the key fields of the topic read (headrace.config.keys): a tombstone's key names
+        # them, and the id is picked from them by name; None: by position (the key is
+        # encode_key of the id fields, the documented contract for external topics)
+        self._key_fields = list(key_fields) if key_fields and MEMBER not in key_fields else None
         self._vf = config.version_field
         self._chunks = ChunkPool(name, config.concurrency if concurrency is None else concurrency)
 
@@ -97,6 +105,14 @@ class MongoWriter:
         text = record.key.decode("utf-8", errors="replace")
         if not self._id_fields:
             return text
+        if self._key_fields is not None and len(self._key_fields) > 1:
+            parts = key_parts(record.key, self._key_fields)
+            missing = [f for f in self._id_fields if f not in parts]
+            if missing:
+                raise ValueError(f"id field {missing[0]!r} is not in the topic's key")
+            if len(self._id_fields) == 1:
+                return parts[self._id_fields[0]]
+            return {f: parts[f] for f in self._id_fields}
         return _id_from_key(text, self._id_fields)
 
     def _version(self, record: SinkRecord) -> Any:
@@ -109,9 +125,15 @@ class MongoWriter:
         from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
         if record.value is None:
-            if type(doc_id) is int and len(self._id_fields) == 1:
+            one_text = len(self._id_fields) == 1 and (
+                self._key_fields is None or len(self._key_fields) == 1
+            )
+            if one_text and type(doc_id) is int:
                 # the key's text cannot tell the number 123 from the string "123": either goes
                 return DeleteMany({"_id": {"$in": [doc_id, str(doc_id)]}})
+            if one_text and doc_id == "":
+                # nor a null id from an empty text (encode_key writes null as "")
+                return DeleteMany({"_id": {"$in": ["", None]}})
             return DeleteOne({"_id": doc_id})
         doc = dict(record.value)
         doc["_id"] = doc_id

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from headrace.errors import HeadraceError
 from schemas import MAGIC, AvroDecoder, JsonCodec, split_wire
 
@@ -21,6 +23,7 @@ __all__ = [
     "SinkWriter",
     "WriteOutcome",
     "decode_value",
+    "key_parts",
 ]
 
 _JSON = JsonCodec()
@@ -42,6 +45,23 @@ def decode_value(data: bytes | None, avro: AvroDecoder | None = None) -> dict[st
             raise ValueError(f"Confluent-framed Avro (schema id {schema_id}) but no registry")
         return avro.decode(data)
     return _JSON.decode(data)
+
+
+def key_parts(key: bytes, fields: Sequence[str]) -> dict[str, Any]:
+    """A tombstone's key read back as ``{field: value}`` for the topic's key ``fields``
+    (``headrace.config.keys.key_fields``): the inverse of ``schemas.encode_key``. One field is
+    the key's text (the caller decides whether a number-like text also stands for a number);
+    several are a JSON array of as many values. ValueError says why the key does not fit."""
+    text = key.decode("utf-8", errors="replace")
+    if len(fields) == 1:
+        return {fields[0]: text}
+    try:
+        parts = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parts = None
+    if not isinstance(parts, list) or len(parts) != len(fields):
+        raise ValueError(f"key {text[:200]!r} is not a JSON array of [{', '.join(fields)}]")
+    return dict(zip(fields, parts, strict=True))
 
 
 class FatalSinkError(HeadraceError):

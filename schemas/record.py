@@ -63,11 +63,13 @@ def _text(v: Any) -> str:
 
 
 def encode_key(key: Sequence[Any]) -> bytes:
-    """Key bytes: one field is its plain text (``42``, ``c0001``); several are a JSON array.
+    """Key bytes: one field is its plain text (``42``, ``c0001``, null as empty text);
+    several are a JSON array keeping integers, text and null as they are (other values as
+    their text), so a sink can read the fields back from a tombstone's key.
 
     Deterministic, so the same key always lands on the same partition, and readable by any
     consumer (kcat shows ``42``, not an envelope).
     """
     if len(key) == 1:
         return _text(key[0]).encode()
-    return orjson.dumps([_text(k) if not isinstance(k, int | str) else k for k in key])
+    return orjson.dumps([k if k is None or isinstance(k, int | str) else _text(k) for k in key])

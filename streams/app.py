@@ -7,6 +7,9 @@
   event; stages reading the same topic each get every record, and an offset is committed once
   all of them acked it); each stage runs in its own asyncio task: concurrency 1 per stage,
   input offsets acked only after the batch's output is acknowledged (see ``streams.runner``);
+- an ``aggregate`` whose input is not keyed by (a subset of) its ``group_by``, and every
+  ``rank``, first re-key their input through an internal topic (``<app id>-<stage>-by-group``,
+  ``-by-partition``; ``streams.stages.repartition``; ``headrace.config.keys`` decides);
 - ``aggregate`` and ``rank`` stages keep state in a Faust table with a changelog topic
   (``<app id>-<stage>-state``), partitioned like the input; ``store`` picks the table store
   (``rocksdb://``, the default: local RocksDB databases in the datadir through the
@@ -29,13 +32,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faust
 from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from headrace.config import Pipeline, Stage
+from headrace.config.keys import key_fields, needs_repartition
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
 from producers.encoder import make_registry
@@ -117,6 +121,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
             f"unknown stage(s) {', '.join(unknown)}; the file has {', '.join(pipeline.stages)}"
         )
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
+    keys = key_fields(pipeline)
     use_registry(make_registry(pipeline))  # Avro inputs decode by schema id
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
@@ -158,27 +163,47 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 name, stage, schemas_dir=options.schemas_dir, lookup=lookup_get
             )
         elif stage.kind == "aggregate":
+            internal = None
+            if needs_repartition(stage, keys.get(stage.from_)):
+                internal = f"{app_id}-{name}-by-group"
+                runners.append(
+                    _repartition(
+                        app,
+                        pipeline,
+                        name,
+                        stage,
+                        internal,
+                        n,
+                        topic,
+                        stateless_producer,
+                        options.within,
+                    )
+                )
+                topic = _batch_topic(app, internal, options)
+                counts[internal] = n
             table = _state_table(app, name, n)
             output_log = KafkaOutputLog(pipeline.kafka, stage.to, counts[stage.to])
             processor = AggregateStage(name, stage, output=output_log, idle_ms=options.idle_ms)
+            processor.source = internal or stage.from_
         else:
             internal = f"{app_id}-{name}-by-partition"
-            ensure_topics(pipeline.kafka, {internal: n})
             runners.append(
-                StageRunner(
-                    app=app,
-                    processor=RepartitionStage(name, stage, target=internal, partitions=n),
-                    topic=topic,
-                    table=None,
-                    producer=stateless_producer,
-                    labels=(pipeline.name, name),
-                    within=options.within,
+                _repartition(
+                    app,
+                    pipeline,
+                    name,
+                    stage,
+                    internal,
+                    n,
+                    topic,
+                    stateless_producer,
+                    options.within,
                 )
             )
             counts[internal] = n
             topic = _batch_topic(app, internal, options)
             table = _state_table(app, name, n)
-            processor = RankStage(name, stage)
+            processor = RankStage(name, stage, key_fields=keys.get(stage.to))
             processor.source = internal
         runners.append(
             StageRunner(
@@ -204,6 +229,35 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
     _wire(app, runners, lookups, counts, health)
     health.install()
     return app, runners
+
+
+def _repartition(
+    app: BatchApp,
+    pipeline: Pipeline,
+    name: str,
+    stage: Stage,
+    internal: str,
+    partitions: int,
+    topic: BatchTopic,
+    producer: Any,
+    within: float,
+) -> StageRunner:
+    """The loop that re-keys ``stage``'s input (``topic``) into the internal topic
+    ``internal``, created here (``streams.stages.repartition``)."""
+    ensure_topics(pipeline.kafka, {internal: partitions})
+    purpose: Literal["rank", "aggregate"] = "rank" if stage.rank is not None else "aggregate"
+    processor = RepartitionStage(
+        name, stage, target=internal, partitions=partitions, purpose=purpose
+    )
+    return StageRunner(
+        app=app,
+        processor=processor,
+        topic=topic,
+        table=None,
+        producer=producer,
+        labels=(pipeline.name, name),
+        within=within,
+    )
 
 
 def _batch_topic(app: BatchApp, name: str, options: WorkerOptions) -> BatchTopic:

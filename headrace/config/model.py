@@ -10,7 +10,9 @@ Cross-reference rules checked here:
 - every stage ``from``, lookup ``table_from`` and sink ``from`` is a topic that a source or stage
   produces, or one listed under ``topics:`` (external topics), or the ``.dlq``/``.overflow``
   companion of such a topic;
-- stages do not form a cycle (a stage reading, directly or not, what it writes).
+- stages do not form a cycle (a stage reading, directly or not, what it writes);
+- a sink that applies tombstones and names its id fields names exactly the key fields of the
+  topic it reads (``headrace.config.keys``), so a tombstone deletes what the upserts wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from headrace.config.base import ConfigModel, Name, ProblemKey, Topic, problem, problems
 from headrace.config.durations import Duration
+from headrace.config.keys import sink_key_problems
 from headrace.config.redact import known_secrets, redact_text, redact_tree
 from headrace.config.sinks import DynamoDBSink, MongoSink, Sink
 from headrace.config.sources import MySQLSource, S3Source, Source
@@ -231,6 +234,8 @@ class Pipeline(ConfigModel):
         found.extend(self._duplicate_names())
         found.extend(self._dangling_topics())
         found.extend(self._cycles())
+        if not found:  # key fields follow the wiring: only once it is sound
+            found.extend(sink_key_problems(self))
         if found:
             raise problems(found)
         return self

@@ -38,6 +38,8 @@ class RankChange:
     partition: Partition
     member: Member
     value: dict[str, Any] | None
+    row: dict[str, Any] | None = None
+    """For a tombstone, the member's last emitted row (its key fields name the document)."""
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -113,7 +115,7 @@ class TopN:
             now = {m: {**row, "rank": r} for r, m, row in self.ranked(part)}
             for member in before:
                 if member not in now:
-                    changes.append(RankChange(part, member, None))
+                    changes.append(RankChange(part, member, None, before[member]))
             for member, row in now.items():
                 if before.get(member) != row:
                     changes.append(RankChange(part, member, row))

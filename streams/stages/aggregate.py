@@ -193,12 +193,13 @@ class AggregateStage:
                     continue
                 late = agg.add(value, msg.timestamp_ms, msg.offset)
             except (PoisonRecord, ValueError, TypeError) as exc:
-                out.dead.append(dead_letter(self.name, msg, exc))
+                out.dead.append(dead_letter(self.name, msg, exc, topic=self.stage.from_))
                 continue
             if late is not None:
                 out.count("late")
                 extra = [(HEADER_LATENESS, str(late.lateness_ms).encode())]
-                out.dead.append(dead_letter(self.name, msg, PoisonRecord(late.message()), extra))
+                problem = PoisonRecord(late.message())
+                out.dead.append(dead_letter(self.name, msg, problem, extra, topic=self.stage.from_))
         part.base_wm = agg.watermark_ms
         part.base_wall = wall_ms  # a record came: not idle (see the module doc)
         if self.spec.emit == "updates":

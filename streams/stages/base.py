@@ -117,11 +117,20 @@ class BatchOutput:
 
 
 def dead_letter(
-    stage: str, msg: InMessage, error: BaseException, extra: list[tuple[str, bytes]] | None = None
+    stage: str,
+    msg: InMessage,
+    error: BaseException,
+    extra: list[tuple[str, bytes]] | None = None,
+    *,
+    topic: str | None = None,
 ) -> OutMessage:
-    """The DLQ message for ``msg`` (original key and bytes, headers naming stage and error)."""
+    """The DLQ message for ``msg`` (original key and bytes, headers naming stage and error),
+    to ``<topic>.dlq``: ``topic`` is the stage's ``from`` when ``msg`` was read from an
+    internal repartition topic (the position still says where it was read), else
+    ``msg.topic``."""
+    topic = topic or msg.topic
     letter = DeadLetter.from_error(
-        topic=msg.topic,
+        topic=topic,
         stage=stage,
         error=error,
         position=msg.position(),
@@ -130,7 +139,7 @@ def dead_letter(
         timestamp_ms=msg.timestamp_ms,
     )
     return OutMessage(
-        msg.topic + ".dlq", msg.key, msg.value, msg.timestamp_ms, letter.headers() + (extra or [])
+        topic + ".dlq", msg.key, msg.value, msg.timestamp_ms, letter.headers() + (extra or [])
     )
 
 

@@ -362,3 +362,54 @@ def test_tombstones_are_not_read_and_still_delete() -> None:
     assert client.gets == [1]  # only the put's key
     assert out.counts == {"deleted": 2, "skipped_older": 1}
     assert list(client.items) == ["k1"] and client.items["k1"]["v"] == 1000
+
+
+class TwoKeyDynamo(FakeDynamo):
+    """A table keyed by (window_start: N, customer_id: S)."""
+
+    def describe_table(self, **kw: Any) -> dict[str, Any]:
+        return {
+            "Table": {
+                "TableStatus": "ACTIVE",
+                "KeySchema": [
+                    {"AttributeName": "window_start", "KeyType": "HASH"},
+                    {"AttributeName": "customer_id", "KeyType": "RANGE"},
+                ],
+                "AttributeDefinitions": [
+                    {"AttributeName": "window_start", "AttributeType": "N"},
+                    {"AttributeName": "customer_id", "AttributeType": "S"},
+                ],
+            }
+        }
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        ((_table, reqs),) = RequestItems.items()
+        for r in reqs:
+            if "PutRequest" in r:
+                item = r["PutRequest"]["Item"]
+                self.items[(item["window_start"], item["customer_id"])] = item  # type: ignore[index]
+            else:
+                key = r["DeleteRequest"]["Key"]
+                self.items.pop((key["window_start"], key["customer_id"]), None)  # type: ignore[call-overload]
+        return {"UnprocessedItems": {}}
+
+
+def test_tombstone_deletes_the_item_by_the_topics_key_fields() -> None:
+    """Issue #15 defect 2: partition_key window_start, sort_key customer_id over a rank keyed
+    [window_start, customer_id]: the tombstone deletes the member's item."""
+    client = TwoKeyDynamo()
+    config = DynamoDBSink.model_validate(
+        {
+            "type": "dynamodb",
+            "from": "top",
+            "table": "top",
+            "partition_key": "customer_id",
+            "sort_key": "window_start",
+        }
+    )
+    w = DynamoWriter("d", config, client, key_fields=("window_start", "customer_id"))
+    w.open()
+    w.write([rec("[0,7]", {"window_start": 0, "customer_id": 7, "rank": 1})])
+    assert list(client.items) == [(Decimal(0), "7")]
+    w.write([rec("[0,7]", None, 1), rec("[0,8]", {"window_start": 0, "customer_id": 8}, 2)])
+    assert list(client.items) == [(Decimal(0), "8")]

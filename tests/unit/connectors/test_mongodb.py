@@ -11,6 +11,7 @@ from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 from connectors.mongodb import MAX_OPS, MongoWriter
+from connectors.records import WriteOutcome
 from headrace.config import MongoSink
 from headrace.errors import RetriableError
 
@@ -224,4 +225,38 @@ def test_tombstone_of_a_one_field_id_finds_text_and_number_ids() -> None:
     w.write([rec("00123", {"id": "00123"}), rec("7", {"id": "7"}, 1), rec("8", {"id": 8}, 2)])
     assert set(coll.docs) == {"00123", "7", 8}
     w.write([rec("00123", None, 3), rec("7", None, 4), rec("8", None, 5)])
+    assert coll.docs == {}
+
+
+def test_tombstone_finds_named_ids_by_the_topics_key_fields() -> None:
+    """Issue #15 defect 2: a rank's tombstone is keyed [window_start, customer_id]; a sink
+    naming those fields in any order deletes the document the member's upsert wrote."""
+    coll = FakeCollection()
+    config = MongoSink.model_validate(
+        {
+            "type": "mongodb",
+            "from": "top",
+            "uri": "mongodb://x",
+            "database": "d",
+            "collection": "c",
+            "id": ["customer_id", "window_start"],
+            "write": "delete-on-tombstone",
+        }
+    )
+    w = MongoWriter("m", config, coll, key_fields=("window_start", "customer_id"))
+    w.write([rec("[0,7]", {"window_start": 0, "customer_id": 7, "rank": 1})])
+    upserted = next(iter(coll.docs))
+    w.write([rec("[0,7]", None, 1), rec("[0,8]", {"window_start": 0, "customer_id": 8}, 2)])
+    assert upserted not in coll.docs
+    assert list(coll.docs) == [(("customer_id", 8), ("window_start", 0))]
+    (op,) = w.plan([rec("[0,7]", None, 3)], WriteOutcome())
+    assert list(op[1]._filter["_id"]) == ["customer_id", "window_start"]  # the upsert's order
+
+
+def test_tombstone_of_a_null_id_part_matches_the_upsert() -> None:
+    coll = FakeCollection()
+    w = _writer(coll, id=["w", "c"], write="delete-on-tombstone")
+    w._key_fields = ["w", "c"]
+    w.write([rec("[5,null]", {"w": 5, "c": None})])
+    w.write([rec("[5,null]", None, 1)])
     assert coll.docs == {}
