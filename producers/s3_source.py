@@ -190,6 +190,13 @@ class S3ObjectSource:
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')
             body = resp["Body"]
+
+            def reopen(offset: int) -> Any:
+                """The object's bytes from ``offset`` (a damaged gzip member is read again)."""
+                return self.client.get_object(
+                    Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"', Range=f"bytes={offset}-"
+                )["Body"]
+
             try:
                 for chunk in parse(
                     body,
@@ -200,6 +207,7 @@ class S3ObjectSource:
                     skip=skip,
                     delimiter=self.delimiter,
                     projection=self.projection,
+                    reopen=reopen,
                 ):
                     if encoder is not None and chunk.encoded is None:
                         _encode(encoder, chunk, key, etag)
