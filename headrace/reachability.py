@@ -137,19 +137,35 @@ def _mysql(source: MySQLSource, timeout: float) -> Outcome:
                 probe = f"SELECT * FROM ({source.query}) AS q LIMIT 0"  # noqa: S608
                 conn.execute(sa.text(probe))
                 return (True, "query prepares")
-            insp = sa.inspect(conn)
             assert source.table is not None
-            if not insp.has_table(source.table):
-                tables = ", ".join(sorted(insp.get_table_names())[:20]) or "none"
-                return (False, f"table not found (tables: {tables})")
-            columns = [c["name"] for c in insp.get_columns(source.table)]
             needed = [c for c in (source.incrementing_column, source.timestamp_column) if c]
-            absent = [c for c in needed if c not in columns]
-            if absent:
-                return (False, f"column {absent[0]!r} not found (columns: {', '.join(columns)})")
-            return (True, f"{len(columns)} columns")
+            return _table(sa.inspect(conn), source.table, needed)
     finally:
         engine.dispose()
+
+
+def _table(insp: Any, name: str, needed: list[str]) -> Outcome:
+    """Whether table ``name`` (``table`` or ``database.table``, as the MySQL source reads
+    it) has the ``needed`` columns, through a SQLAlchemy inspector. A missing table lists
+    the tables of the database searched: the database part when that database exists, else
+    the connection's own (a mistyped or injected "database" part is no database at all)."""
+    schema, _, table = name.rpartition(".")
+    if schema and schema not in insp.get_schema_names():
+        tables = ", ".join(sorted(insp.get_table_names())[:20]) or "none"
+        return (
+            False,
+            f"table not found: no database {schema!r} (the part before the last '.'); "
+            f"the URL's database {insp.default_schema_name!r} has tables: {tables}",
+        )
+    if not insp.has_table(table, schema=schema or None):
+        tables = ", ".join(sorted(insp.get_table_names(schema=schema or None))[:20]) or "none"
+        searched = schema or insp.default_schema_name
+        return (False, f"table not found in database {searched!r} (tables: {tables})")
+    columns = [c["name"] for c in insp.get_columns(table, schema=schema or None)]
+    absent = [c for c in needed if c not in columns]
+    if absent:
+        return (False, f"column {absent[0]!r} not found (columns: {', '.join(columns)})")
+    return (True, f"{len(columns)} columns")
 
 
 def _s3(source: S3Source, timeout: float) -> Outcome:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from headrace.errors import ConfigError, HeadraceError
 from producers.batch import Batch, Rows
+from producers.mysql_catalog import table_types
 from producers.mysql_watermark import Watermark, WatermarkTracker, where_clause
 
 __all__ = ["MySQLAccessError", "MySQLRowSource", "check_driver", "driver_of", "make_engine"]
@@ -201,32 +202,7 @@ class MySQLRowSource:
         try:
             with self.engine.connect() as conn:
                 if self.table:
-                    schema, _, table = self.table.rpartition(".")
-                    rows = conn.execute(
-                        text(
-                            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
-                            "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t "
-                            "ORDER BY ORDINAL_POSITION"
-                        ),
-                        {"s": schema or None, "t": table},
-                    ).all()
-                    if not rows:
-                        tables = conn.execute(
-                            text(
-                                "SELECT TABLE_NAME FROM information_schema.TABLES "
-                                "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) ORDER BY 1"
-                            ),
-                            {"s": schema or None},
-                        ).scalars()
-                        listed = ", ".join(list(tables)[:50]) or "none"
-                        raise ConfigError(
-                            f"source {self.name!r}: table {self.table!r} not found "
-                            f"(tables: {listed}); fix `table`",
-                            key=f"sources.{self.name}.table",
-                        )
-                    types = {str(r[0]): str(r[1]).lower() for r in rows}
-                    for col in self._json_checked(conn, schema or None, table):
-                        types[col] = "json"
+                    types = table_types(conn, self.name, self.table)
                 else:
                     # the query is the operator's own SQL from the pipeline file
                     probe = f"SELECT * FROM ({self.query}) AS hr_q LIMIT 0"  # noqa: S608
@@ -250,26 +226,6 @@ class MySQLRowSource:
                 self._converters.append((col, _utc))
             elif typ == "json" and self.parse_json:
                 self._converters.append((col, _json))
-
-    @staticmethod
-    def _json_checked(conn: Any, schema: str | None, table: str) -> list[str]:
-        """MariaDB stores JSON as LONGTEXT with a json_valid() check: find those columns."""
-        try:
-            rows = conn.execute(
-                text(
-                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-                    "WHERE CONSTRAINT_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t"
-                ),
-                {"s": schema, "t": table},
-            ).scalars()
-        except SQLAlchemyError:
-            return []
-        out = []
-        for clause in rows:
-            c = str(clause).lower().replace(" ", "")
-            if c.startswith("json_valid(`") and c.endswith("`)"):
-                out.append(str(clause).strip()[len("json_valid(`") : -2])
-        return out
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ def test_unknown_column_lists_the_real_columns(
     )
     done = _produce(repo_root, stack_env, missing, "o", "--once")
     assert done.returncode == 2
-    assert "table 'ordres' not found (tables: orders)" in done.stderr
+    assert f"table 'ordres' not found in database '{unique}' (tables: orders)" in done.stderr
 
 
 def test_large_table_every_row_once_then_only_new_rows(
