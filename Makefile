@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 
-.PHONY: help setup demo test lint unit integration stack-up stack-down clean
+.PHONY: help setup demo test lint unit integration oracle stack-up stack-down clean
 
 help:
 	@echo "make demo        bring the local stack up and run the shop demo end to end, verified"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint        ruff (lint + format check) and mypy"
 	@echo "make unit        unit tests only (nothing needs to run)"
 	@echo "make integration integration tests against the local stack"
+	@echo "make oracle N=500  the differential oracle: N generated cases per suite (SEED=S to start elsewhere)"
 	@echo "make stack-up / stack-down   start or stop the local stack"
 
 setup: $(STAMP) $(NATIVE)
@@ -66,6 +67,12 @@ unit: setup
 
 integration: stack-up
 	$(BIN)/pytest tests/integration -q
+
+# N generated cases per oracle suite (CI runs the default, a fixed set of seeds)
+N    ?= 150
+SEED ?= 0
+oracle: stack-up
+	HEADRACE_ORACLE_CASES=$(N) HEADRACE_ORACLE_SEED=$(SEED) $(BIN)/pytest tests/oracle -q -s -p no:cacheprovider
 
 test: lint stack-up
 	$(BIN)/pytest tests -q -p no:cacheprovider
