@@ -19,15 +19,13 @@ Two rules rest on it (ARCHITECTURE.md, "Guarantees"):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from headrace.config.base import ProblemKey
 from headrace.config.sinks import DynamoDBSink, MongoSink
+from headrace.config.sources import MySQLSource, S3Source
 from headrace.config.stages import Stage
-
-if TYPE_CHECKING:
-    from headrace.config.model import Pipeline
 
 __all__ = [
     "MEMBER",
@@ -42,6 +40,20 @@ __all__ = [
 ]
 
 KeyFields = tuple[str, ...] | None
+
+
+class Pipeline(Protocol):
+    """What this module reads of a ``headrace.config.Pipeline`` (which calls it while it
+    validates, so it is not imported here)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sources(self) -> Mapping[str, MySQLSource | S3Source]: ...
+    @property
+    def stages(self) -> Mapping[str, Stage]: ...
+    @property
+    def sinks(self) -> Mapping[str, MongoSink | DynamoDBSink]: ...
 MEMBER = "<member>"
 """Stands for a rank member known only as its input's key bytes (its input's key fields are
 not known): the rank's key then holds that key's text in this position."""
