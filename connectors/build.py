@@ -20,7 +20,7 @@ from headrace.config.keys import key_fields
 from headrace.dlq import dlq_topic
 from headrace.errors import ConfigError
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
-from schemas import AvroDecoder, ConfluentRegistry, LocalRegistry
+from schemas import AvroDecoder
 
 __all__ = ["build_sink", "group_id"]
 
@@ -77,7 +77,7 @@ def build_sink(
         batch_bytes=config.batch_bytes,
         linger=config.linger,
         ensure_dlq_topic=lambda: _ensure_dlq(pipeline, config.from_),
-        avro=AvroDecoder(_registry(pipeline)),
+        avro=AvroDecoder(pipeline.schema_registry()),
     )
     holder.append(runner)
     delivery.append(runner.on_delivery)
@@ -92,10 +92,3 @@ def build_sink(
 
 def _ensure_dlq(pipeline: Pipeline, topic: str) -> None:
     ensure_topics(pipeline.kafka, {dlq_topic(topic): 1})
-
-
-def _registry(pipeline: Pipeline) -> LocalRegistry | ConfluentRegistry:
-    """Where Avro schema ids are looked up: ``schemas.registry_url`` or the local file."""
-    if pipeline.schemas.registry_url:
-        return ConfluentRegistry(pipeline.schemas.registry_url)
-    return LocalRegistry(pipeline.schema_dir)

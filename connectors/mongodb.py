@@ -20,7 +20,7 @@ Operations go in requests of at most ``MAX_OPS``, up to ``concurrency`` requests
 once (a batch holds each ``_id`` once, so requests never race on a document; the batch
 returns when every request is answered). Upstream FerretDB 1.24 hangs on an update
 command of 100+ statements that match documents; the stack's FerretDB is patched (see
-``headrace/stack/ferretdb_patches.py``), so point the sink at it or at MongoDB, not at an
+``headrace_dev/stack/ferretdb_patches.py``), so point the sink at it or at MongoDB, not at an
 unpatched FerretDB 1.x. Per-document errors other than E11000 reject that record only.
 """
 

@@ -18,10 +18,7 @@ from typing import TYPE_CHECKING, Any
 from headrace.errors import ConfigError, PoisonRecord
 from schemas import (
     AvroCodec,
-    ConfluentRegistry,
     JsonCodec,
-    LocalRegistry,
-    Registry,
     SchemaMismatch,
     SchemaNotFound,
     encode_key,
@@ -38,7 +35,6 @@ __all__ = [
     "codec_for",
     "event_time_ms",
     "make_codec",
-    "make_registry",
 ]
 
 
@@ -72,13 +68,6 @@ def event_time_ms(value: Any) -> int:
     raise ValueError(f"{type(value).__name__} {value!r} is not a time")
 
 
-def make_registry(pipeline: Pipeline) -> Registry:
-    """The schema id source configured in ``schemas:``."""
-    if pipeline.schemas.registry_url:
-        return ConfluentRegistry(pipeline.schemas.registry_url)
-    return LocalRegistry(pipeline.schema_dir)
-
-
 def make_codec(
     pipeline: Pipeline, source: SourceBase, *, topic: str | None = None
 ) -> JsonCodec | AvroCodec:
@@ -101,7 +90,7 @@ def codec_for(
         raise ConfigError(str(exc), path=str(pipeline.file or ""), key="schema") from None
     if output_format == "json":
         return _ValidatingJson(AvroCodec(schema, 0))
-    return AvroCodec(schema, make_registry(pipeline).schema_id(schema_name, topic, schema))
+    return AvroCodec(schema, pipeline.schema_registry().schema_id(schema_name, topic, schema))
 
 
 class _ValidatingJson(JsonCodec):

@@ -42,7 +42,6 @@ from headrace.config import Pipeline, Stage
 from headrace.config.keys import key_fields, needs_repartition
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
-from producers.encoder import make_registry
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
 from streams.datadir import drop_stale_stores, worker_data_dir
@@ -122,7 +121,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         )
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
     keys = key_fields(pipeline)
-    use_registry(make_registry(pipeline))  # Avro inputs decode by schema id
+    use_registry(pipeline.schema_registry())  # Avro inputs decode by schema id
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
     app = BatchApp(

@@ -39,9 +39,9 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class WorkerProcess:
-    """``python -m headrace.cli.main worker -f FILE ...`` with its output appended to ``log``.
+    """``python -m headrace_cli.main worker -f FILE ...`` with its output appended to ``log``.
 
-    ``module`` runs another entry point instead (one that wraps ``headrace.cli.main.main``,
+    ``module`` runs another entry point instead (one that wraps ``headrace_cli.main.main``,
     e.g. to inject a fault), ``env`` adds environment variables. Without ``--store`` in
     ``args``, ``$HEADRACE_TEST_STORE`` (e.g. ``memory://``) picks the table store when set,
     so a test suite can run every worker against the other store than the default."""
@@ -53,7 +53,7 @@ class WorkerProcess:
         log: Path,
         cwd: Path,
         args: list[str] | None = None,
-        module: str = "headrace.cli.main",
+        module: str = "headrace_cli.main",
         env: dict[str, str] | None = None,
     ) -> None:
         self.log = log

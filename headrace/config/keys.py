@@ -54,6 +54,8 @@ class Pipeline(Protocol):
     def stages(self) -> Mapping[str, Stage]: ...
     @property
     def sinks(self) -> Mapping[str, MongoSink | DynamoDBSink]: ...
+
+
 MEMBER = "<member>"
 """Stands for a rank member known only as its input's key bytes (its input's key fields are
 not known): the rank's key then holds that key's text in this position."""

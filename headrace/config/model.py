@@ -32,6 +32,7 @@ from headrace.config.redact import known_secrets, redact_text, redact_tree
 from headrace.config.sinks import DynamoDBSink, MongoSink, Sink
 from headrace.config.sources import MySQLSource, S3Source, Source
 from headrace.config.stages import Stage
+from schemas import Registry
 
 __all__ = [
     "KafkaConfig",
@@ -319,6 +320,16 @@ class Pipeline(ConfigModel):
         """``schemas.dir`` resolved against the pipeline file's directory."""
         base = self._file.parent if self._file is not None else Path.cwd()
         return base / self.schemas.dir
+
+    def schema_registry(self) -> Registry:
+        """Where schema ids come from: ``schemas.registry_url`` (a Confluent-compatible
+        registry) or the local registry file in ``schemas.dir``. The one place it is built
+        (sources encode with it, stages and sinks decode with it)."""
+        from schemas import ConfluentRegistry, LocalRegistry
+
+        if self.schemas.registry_url:
+            return ConfluentRegistry(self.schemas.registry_url)
+        return LocalRegistry(self.schema_dir)
 
     def mysql_sources(self) -> dict[str, MySQLSource]:
         """The ``type: mysql`` sources by name."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headrace.bench_e2e import SINKS, figure, run_e2e
+from headrace_dev.bench.e2e import SINKS, figure, run_e2e
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 

@@ -8,7 +8,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from headrace.cli.main import main
+from headrace_cli.main import main
 
 
 @pytest.fixture

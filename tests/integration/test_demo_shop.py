@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from headrace.config import load_pipeline
-from headrace.demo.shop import PIPELINE_FILE, prepare, start_run
-from headrace.demo.shop_verify import DYNAMO_TABLE, verify
-from headrace.stack import aws_client
+from headrace_dev.demo.shop import PIPELINE_FILE, prepare, start_run
+from headrace_dev.demo.shop_verify import DYNAMO_TABLE, verify
+from headrace_dev.stack import aws_client
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 ORDERS = max(2000, int(50_000 * SCALE))
@@ -36,7 +36,7 @@ ORDERS = max(2000, int(50_000 * SCALE))
 
 def _cli(repo_root: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", *args],
+        [sys.executable, "-m", "headrace_cli.main", *args],
         cwd=repo_root,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ def test_demo_runs_and_matches_sql(repo_root: Path, stack_env: dict[str, str]) -
         [
             sys.executable,
             "-m",
-            "headrace.cli.main",
+            "headrace_cli.main",
             "demo",
             "--smoke",
             "--orders",

@@ -9,9 +9,9 @@ from uuid import uuid4
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from headrace.cli.main import main
 from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import PoisonRecord
+from headrace_cli.main import main
 
 
 def _pipeline(tmp_path: Path, bootstrap: str, topic: str) -> Path:

@@ -1,9 +1,9 @@
 """Faust on this Kafka: consumer group, changelog-backed table, recovery after a graceful restart.
 
-``streams/smoke.py`` counts records per key in a Table, once per store: memory (its state can
-only come back from the changelog topic) and RocksDB (from the local store plus the changelog
-after its persisted offset), and sends ``key -> str(count)`` to a sink topic. The test runs it
-as a real worker process, stops it with SIGTERM between two batches, starts it again, and
+``headrace_dev/faust_smoke.py`` counts records per key in a Table, once per store: memory (its
+state can only come back from the changelog topic) and RocksDB (from the local store plus the
+changelog after its persisted offset), and sends ``key -> str(count)`` to a sink topic. The test
+runs it as a real worker process, stops it with SIGTERM between two batches, starts it again, and
 checks the sink: per key the counts are exactly 1, 2, ..., total over both batches, one sink
 record per source record. A table that did not recover would restart at 1; offsets that were
 not committed (or records processed twice) would count past the total.
@@ -43,7 +43,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 class Worker:
-    """One ``python -m streams.smoke`` process, its output appended to ``log``."""
+    """One ``python -m headrace_dev.faust_smoke`` process, its output appended to ``log``."""
 
     def __init__(self, argv: list[str], *, log: Path, env: dict[str, str], cwd: Path) -> None:
         self.log = log
@@ -195,7 +195,7 @@ def test_faust_counts_survive_a_graceful_restart(
 
     def start() -> Worker:
         argv = [
-            sys.executable, "-m", "streams.smoke",
+            sys.executable, "-m", "headrace_dev.faust_smoke",
             "--bootstrap", kafka_bootstrap,
             "--app-id", app_id,
             "--source", source,

@@ -11,12 +11,12 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from connectors.mongodb import MAX_OPS
-from headrace.stack.ferretdb import FERRETDB_BUILD
+from headrace_dev.stack.ferretdb import FERRETDB_BUILD
 
 N_DOCS = 500
 # Upstream FerretDB 1.24.2 (SQLite backend) never answers an `update` command of 100 or more
 # statements that hit existing documents (each statement kept a pooled connection until the
-# command ended); our build is patched (headrace/stack/ferretdb_patches.py), so one request
+# command ended); our build is patched (headrace_dev/stack/ferretdb_patches.py), so one request
 # carries as many operations as the MongoDB sink sends (connectors.mongodb.MAX_OPS).
 CHUNK = MAX_OPS
 

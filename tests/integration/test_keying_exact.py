@@ -83,7 +83,7 @@ sinks:
     aws_secret_access_key: testing
 """
 
-HEADRACE = [sys.executable, "-m", "headrace.cli.main"]
+HEADRACE = [sys.executable, "-m", "headrace_cli.main"]
 
 
 def _order_on(partition: int, customer: int, amount: str, start: int) -> dict[str, Any]:

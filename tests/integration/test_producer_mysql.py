@@ -18,7 +18,7 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from producers.bench_data import create_orders_table
+from headrace_dev.bench.produce_data import create_orders_table
 from producers.testing import read_topic, write_pipeline
 from schemas import AvroCodec, split_wire
 
@@ -40,7 +40,7 @@ def db_url(mysql_url, unique):
 def _produce(repo_root: Path, stack_env: dict, pipeline: Path, name: str, *args: str):
     env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
     return subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "produce", "-f", str(pipeline), name, *args],
+        [sys.executable, "-m", "headrace_cli.main", "produce", "-f", str(pipeline), name, *args],
         cwd=repo_root,
         env=env,
         capture_output=True,

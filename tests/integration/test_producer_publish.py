@@ -23,7 +23,7 @@ def _unused(topic: str) -> dict:
 def _publish(repo_root, stack_env, pipeline, *args, stdin: bytes | None = None):
     env = {**os.environ, **stack_env}
     return subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "publish", "-f", str(pipeline), *args],
+        [sys.executable, "-m", "headrace_cli.main", "publish", "-f", str(pipeline), *args],
         cwd=repo_root,
         env=env,
         input=stdin,

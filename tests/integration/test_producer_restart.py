@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import create_engine, text
 
 from headrace.checkpoints import CheckpointStore
-from producers.bench_data import create_orders_table, put_gzip_jsonl
+from headrace_dev.bench.produce_data import create_orders_table, put_gzip_jsonl
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
@@ -47,7 +47,7 @@ def _start(repo_root: Path, stack_env: dict, pipeline: Path, *args: str) -> subp
         [
             sys.executable,
             "-m",
-            "headrace.cli.main",
+            "headrace_cli.main",
             "produce",
             "-f",
             str(pipeline),

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from headrace.dlq import HEADER_ERROR_CLASS, HEADER_POSITION
-from producers.bench_data import jsonl_lines, put_gzip_jsonl
+from headrace_dev.bench.produce_data import jsonl_lines, put_gzip_jsonl
 from producers.testing import read_topic, write_pipeline
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
@@ -57,7 +57,7 @@ def _source(bucket: str, aws_endpoint: str, topic: str, prefix: str, fmt: str, *
 def _produce(repo_root: Path, stack_env: dict, pipeline: Path, name: str, *args: str):
     env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
     return subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "produce", "-f", str(pipeline), name, *args],
+        [sys.executable, "-m", "headrace_cli.main", "produce", "-f", str(pipeline), name, *args],
         cwd=repo_root,
         env=env,
         capture_output=True,

@@ -25,7 +25,7 @@ def test_prometheus_sees_every_process_and_the_kafka_count(
     pipeline, rows = orders_pipeline
     env = {"HEADRACE_PROMETHEUS_TARGETS": stack_env["HEADRACE_PROMETHEUS_TARGETS"]}
     run = subprocess.Popen(
-        [sys.executable, "-m", "headrace.cli.main", "run", "-f", str(pipeline)],
+        [sys.executable, "-m", "headrace_cli.main", "run", "-f", str(pipeline)],
         cwd=repo_root,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,

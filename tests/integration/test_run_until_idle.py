@@ -26,7 +26,7 @@ def test_run_until_idle_moves_every_record_once(
         [
             sys.executable,
             "-m",
-            "headrace.cli.main",
+            "headrace_cli.main",
             "run",
             "-f",
             str(pipeline),

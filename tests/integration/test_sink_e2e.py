@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pymongo import MongoClient
 
 from headrace.kafka_clients import produce_waiting
-from headrace.stack.ferretdb import FERRETDB_BUILD
+from headrace_dev.stack.ferretdb import FERRETDB_BUILD
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 RECORDS = {"mongodb": int(200_000 * SCALE), "dynamodb": int(200_000 * SCALE)}

@@ -18,7 +18,7 @@ def _headrace(
     env = dict(os.environ, HEADRACE_STACK_DIR=str(stack_dir))
     try:
         return subprocess.run(
-            [sys.executable, "-m", "headrace.cli.main", *args],
+            [sys.executable, "-m", "headrace_cli.main", *args],
             cwd=repo_root,
             env=env,
             capture_output=True,

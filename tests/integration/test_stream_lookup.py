@@ -207,7 +207,7 @@ def test_lookup_topic_with_other_partition_count_stops_the_worker(
         )
     )
     run = subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "worker", "-f", str(pipeline)],
+        [sys.executable, "-m", "headrace_cli.main", "worker", "-f", str(pipeline)],
         cwd=repo_root,
         capture_output=True,
         text=True,

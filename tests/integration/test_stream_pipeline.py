@@ -89,7 +89,7 @@ metrics: {{port: {metrics_port}}}
 
 _CRASH_HOOK = """
 import os, signal, sys
-from headrace.cli.main import main
+from headrace_cli.main import main
 from streams.runner import StageRunner
 
 persist = StageRunner._persist

@@ -19,7 +19,7 @@ import pymysql
 from streamcase import FILTERS, MINUTE, Case, Order
 
 from headrace.config.durations import parse_duration
-from headrace.stack import read_env_file
+from headrace_dev.stack import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 

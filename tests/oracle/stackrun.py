@@ -31,11 +31,11 @@ from connectors.build import build_sink, group_id
 from headrace.config import Pipeline, load_pipeline
 from headrace.dlq import HEADER_STAGE
 from headrace.kafka_clients import ensure_topics, make_producer
-from headrace.stack import read_env_file
+from headrace_dev.stack import read_env_file
 from schemas import encode_key
 
 REPO = Path(__file__).resolve().parents[2]
-HEADRACE = [sys.executable, "-m", "headrace.cli.main"]
+HEADRACE = [sys.executable, "-m", "headrace_cli.main"]
 
 
 def stack_env() -> dict[str, str]:

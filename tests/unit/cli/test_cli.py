@@ -8,12 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from headrace.cli.main import _command_modules, build_parser, main
-from headrace.cli.pending import PENDING
 from headrace.config import generate_key
+from headrace_cli.main import _command_modules, build_parser, main
 
 SHOP = Path(__file__).resolve().parents[1] / "config" / "fixtures" / "shop.yaml"
-COMMANDS = ["demo", "stack", "check", "config", "secrets", *PENDING]
+COMMANDS = [
+    "demo",
+    "stack",
+    "check",
+    "config",
+    "secrets",
+    "produce",
+    "publish",
+    "worker",
+    "sink",
+    "run",
+    "dlq",
+    "bench",
+    "status",
+]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -50,22 +63,11 @@ def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[s
     assert "usage: headrace" in capsys.readouterr().out
 
 
-def test_pending_commands_fail_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from headrace.cli import pending
-
-    for name in sorted(PENDING):
-        code = pending._not_yet(argparse.Namespace(command_name=name))
-        assert code == 1
-        assert f"headrace {name}: not available yet" in capsys.readouterr().err
-
-
-def test_every_pending_name_is_registered_once() -> None:
+def test_every_command_is_registered_once() -> None:
     provided = [c for m in _command_modules() for c in m.COMMANDS]
     assert len(provided) == len(set(provided))
     names = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(PENDING) <= set(names)
+    assert set(COMMANDS) == set(names)
 
 
 def test_unknown_command_is_a_usage_error() -> None:

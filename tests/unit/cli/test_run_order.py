@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from headrace.cli import run_cmd
 from headrace.config import load_pipeline
+from headrace_cli import run_cmd
 
 PIPELINE = """
 name: p
@@ -58,7 +58,7 @@ def test_until_idle_orders_feeders_worker_then_the_rest(
     pipe, file, created = pipeline
     done: set[str] = set()
     lags: dict[str, int] = {}
-    monkeypatch.setattr("headrace.idle.active_group_lag", lambda kafka, topics: dict(lags))
+    monkeypatch.setattr("headrace_cli.idle.active_group_lag", lambda kafka, topics: dict(lags))
     monkeypatch.setattr(run_cmd._LookupsRead, "every", 0.0)
     specs = run_cmd._specs(pipe, file, True, done=done.__contains__)
     assert created == [["customers", "orders"]]  # so the worker can start before `orders` ran

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from headrace.cli.worker_cmd import DEFAULT_WEB_PORT, web_port
+from headrace_cli.worker_cmd import DEFAULT_WEB_PORT, web_port
 
 
 def test_a_requested_port_is_kept() -> None:

@@ -181,7 +181,7 @@ def test_check_warns_when_a_sink_skips_a_rankings_tombstones(tmp_path):
 def test_check_command_prints_the_repartition_and_exits_2_on_a_bad_layout(tmp_path):
     path = pipeline(tmp_path)
     run = subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "check", "-f", str(path)],
+        [sys.executable, "-m", "headrace_cli.main", "check", "-f", str(path)],
         capture_output=True,
         text=True,
     )
@@ -189,7 +189,7 @@ def test_check_command_prints_the_repartition_and_exits_2_on_a_bad_layout(tmp_pa
     assert "repartitions it by group_by" in run.stdout
     bad = pipeline(tmp_path, sinks={"out": mongo(id=["customer_id"])})
     run = subprocess.run(
-        [sys.executable, "-m", "headrace.cli.main", "check", "-f", str(bad)],
+        [sys.executable, "-m", "headrace_cli.main", "check", "-f", str(bad)],
         capture_output=True,
         text=True,
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from headrace.cli.main import build_parser, main
+from headrace_cli.main import build_parser, main
 
 
 def test_sink_command_is_registered() -> None:

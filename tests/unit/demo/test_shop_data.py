@@ -3,8 +3,8 @@ malformed lines counted the same way the oracle counts them."""
 
 from __future__ import annotations
 
-from headrace.demo.shop_data import PREFIX, WINDOW_MS, generate
-from headrace.demo.shop_verify import expected_customers
+from headrace_dev.demo.shop_data import PREFIX, WINDOW_MS, generate
+from headrace_dev.demo.shop_verify import expected_customers
 
 NOW = 1_790_000_123_456
 

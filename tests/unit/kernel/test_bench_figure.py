@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from headrace.bench import BenchFigure, peak_rss_mb, timed
+from headrace_dev.bench.common import BenchFigure, peak_rss_mb, timed
 
 
 def test_json_line_has_the_documented_keys_and_ratio() -> None:

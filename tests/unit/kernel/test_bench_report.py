@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from headrace.bench import BenchFigure, process_peak_rss_mb
-from headrace.bench_e2e import SINKS, TUNING, Tuning, _insert_steadily, pipeline_yaml
-from headrace.cli.bench_cmd import markdown
 from headrace.config import DynamoDBSink, MongoSink
 from headrace.config.loader import load_pipeline
+from headrace_cli.bench_cmd import markdown
+from headrace_dev.bench.common import BenchFigure, process_peak_rss_mb
+from headrace_dev.bench.e2e import SINKS, TUNING, Tuning, _insert_steadily, pipeline_yaml
 
 
 def test_markdown_has_latency_columns_and_notes_only_when_a_figure_has_them() -> None:
@@ -38,7 +38,7 @@ def test_peak_rss_is_per_figure_not_the_largest_so_far() -> None:
     # In a fresh interpreter: pytest's own process may hold hundreds of MiB by now (after the
     # integration tests), whose lifetime peak and allocator state would blur the figures.
     script = (
-        "from headrace.bench import peak_rss_mb\n"
+        "from headrace_dev.bench.common import peak_rss_mb\n"
         "peak_rss_mb()\n"
         "ballast = bytearray(150 * 1024 * 1024)\n"
         "ballast[::4096] = b'x' * len(ballast[::4096])  # touch every page\n"

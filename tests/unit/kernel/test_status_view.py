@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from headrace import metrics
-from headrace.cli.main import main
-from headrace.status_view import collect, discover_targets
+from headrace_cli.main import main
+from headrace_cli.status_view import collect, discover_targets
 
 
 def test_serve_registers_a_target_and_status_reads_rates(
@@ -66,7 +66,7 @@ def test_a_dead_target_is_reported_down(tmp_path: Path) -> None:
 
 
 def test_histogram_quantile_interpolates_like_promql() -> None:
-    from headrace.status_view import histogram_quantile
+    from headrace_cli.status_view import histogram_quantile
 
     inf = float("inf")
     assert histogram_quantile(0.99, {0.1: 0, 1.0: 0, inf: 0}) is None

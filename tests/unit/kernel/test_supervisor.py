@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from headrace.supervisor import ProcessSpec, Supervisor
+from headrace_cli.supervisor import ProcessSpec, Supervisor
 
 PY = sys.executable
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from headrace import metrics
-from headrace.cli.main import main
+from headrace_cli.main import main
 
 
 def _target(folder: Path, name: str, started: str | None = None) -> Path:

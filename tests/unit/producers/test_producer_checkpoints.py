@@ -14,7 +14,7 @@ from headrace.checkpoints import (
     decode_checkpoint,
     encode_checkpoint,
 )
-from headrace.cli.produce_cmd import describe_checkpoint
+from headrace_cli.produce_cmd import describe_checkpoint
 from producers.s3_state import S3State, digest
 
 

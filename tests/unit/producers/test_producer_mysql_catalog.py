@@ -108,7 +108,7 @@ def _sqlite() -> sa.Inspector:
 
 
 def test_check_connect_looks_for_a_database_qualified_table_in_that_database() -> None:
-    from headrace.reachability import _table
+    from headrace_cli.reachability import _table
 
     insp = _sqlite()
     assert _table(insp, "other.audit", ["id"]) == (True, "1 columns")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from headrace.stack import DEFAULT_PORTS
-from headrace.stack.mariadb import MYSQL_DATABASE, MYSQL_PASSWORD, MYSQL_USER
-from headrace.stack.moto import AWS_ENV
+from headrace_dev.stack import DEFAULT_PORTS
+from headrace_dev.stack.mariadb import MYSQL_DATABASE, MYSQL_PASSWORD, MYSQL_USER
+from headrace_dev.stack.moto import AWS_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.kafka.yml").read_text())

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from headrace.errors import StackError
-from headrace.stack import StackPaths
-from headrace.stack.ferretdb import FERRETDB_BUILD, FERRETDB_VERSION, FerretDB
-from headrace.stack.ferretdb_patches import PATCH_LEVEL, PATCHES, SourcePatch, apply_patches
+from headrace_dev.stack import StackPaths
+from headrace_dev.stack.ferretdb import FERRETDB_BUILD, FERRETDB_VERSION, FerretDB
+from headrace_dev.stack.ferretdb_patches import PATCH_LEVEL, PATCHES, SourcePatch, apply_patches
 
 
 def _tree(tmp_path: Path, text: str) -> Path:

@@ -17,9 +17,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from headrace.stack.moto import SERVER_MODULE, Moto
-from headrace.stack.moto_server import make_server
-from headrace.stack.paths import StackPaths
+from headrace_dev.stack.moto import SERVER_MODULE, Moto
+from headrace_dev.stack.moto_server import make_server
+from headrace_dev.stack.paths import StackPaths
 
 
 @pytest.fixture(scope="module")

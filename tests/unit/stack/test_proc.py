@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from headrace.stack import proc
+from headrace_dev.stack import proc
 
 
 def _sleeper(tmp_path: Path, marker: str = "headrace-test-sleeper") -> tuple[Path, int]:

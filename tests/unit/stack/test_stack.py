@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from headrace.errors import StackError
-from headrace.stack import DEFAULT_PORTS, Stack, StackPaths, read_env_file
+from headrace_dev.stack import DEFAULT_PORTS, Stack, StackPaths, read_env_file
 
 
 def _stack(tmp_path: Path) -> Stack:

@@ -1,0 +1,72 @@
+"""``headrace sink NAME``: run one sink (MongoDB or DynamoDB) as a long-lived process.
+
+Several copies of one sink share the topic's partitions (one consumer group). SIGTERM and
+SIGINT flush the batch in hand, commit and leave the group; exit 0. A fatal sink error
+(credentials, missing table) exits 1; bad configuration or an unknown sink exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from types import FrameType
+
+from headrace_cli.common import add_file_option, pipeline_path
+
+__all__ = ["COMMANDS", "register"]
+
+COMMANDS = ("sink",)
+
+log = logging.getLogger("headrace.sink")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sink",
+        help="run one sink (MongoDB or DynamoDB) as a long-lived process",
+        description=(
+            "Consume the sink's topic, write batches to MongoDB or DynamoDB idempotently, and "
+            "commit offsets only after each batch is written. Bad records go to <topic>.dlq. "
+            "Run several copies to share the partitions. SIGTERM: flush, commit, exit 0."
+        ),
+    )
+    add_file_option(p)
+    p.add_argument("name", metavar="NAME", help="the sink's name under sinks: in the file")
+    p.add_argument(
+        "--group", default=None, help="consumer group (default headrace.<pipeline>.sink.<NAME>)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of /metrics (default: the file's metrics.port; 0 or busy: a free port)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from connectors.build import build_sink
+    from headrace.config import load_pipeline
+    from headrace.metrics import serve
+
+    pipeline = load_pipeline(pipeline_path(args))
+    runner, close = build_sink(pipeline, args.name, group=args.group)
+    port = pipeline.metrics.port if args.metrics_port is None else args.metrics_port
+    actual = serve(pipeline.name, "sink", args.name, port, pipeline.metrics.final_scrape)
+    log.info("sink %r: reading %r, metrics on 127.0.0.1:%d", args.name, runner.topic, actual)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "sink %r: %s received; flushing and leaving", args.name, signal.Signals(signum).name
+        )
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        runner.run()
+    finally:
+        close()
+    log.info("sink %r: stopped; committed %s", args.name, runner.committed)
+    return 0

@@ -1,0 +1,55 @@
+"""The house rules (ARCHITECTURE, docs/architecture.md): the runtime never imports the CLI or
+the developer tooling, and producers, streams and connectors never import each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+RUNTIME = ["headrace", "schemas", "producers", "streams", "connectors"]
+PEERS = {"producers", "streams", "connectors"}
+
+
+def _imports(package: str) -> list[tuple[Path, str]]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [(path, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append((path, node.module))
+    return found
+
+
+@pytest.mark.parametrize("package", RUNTIME)
+def test_the_runtime_never_imports_the_cli_or_the_tooling(package: str) -> None:
+    bad = [
+        f"{p.relative_to(ROOT)} imports {m}"
+        for p, m in _imports(package)
+        if m.split(".")[0] in ("headrace_cli", "headrace_dev")
+    ]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("package", sorted(PEERS))
+def test_peers_never_import_each_other(package: str) -> None:
+    bad = [
+        f"{p.relative_to(ROOT)} imports {m}"
+        for p, m in _imports(package)
+        if m.split(".")[0] in PEERS - {package}
+    ]
+    assert not bad, bad
+
+
+def test_the_kernel_and_schemas_import_no_peer() -> None:
+    bad = [
+        f"{p.relative_to(ROOT)} imports {m}"
+        for pkg in ("headrace", "schemas")
+        for p, m in _imports(pkg)
+        if m.split(".")[0] in PEERS | ({"headrace"} if pkg == "schemas" else set())
+    ]
+    assert not bad, bad
