@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import IO, Any
 
 import ijson
@@ -132,9 +134,16 @@ def csv_chunks(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) 
         yield unreadable(bad, key, etag, n + 1, item="row", offset=offset, partial=partial)
 
 
-def json_chunks(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chunk]:
+def json_chunks(
+    body: IO[bytes],
+    key: str,
+    etag: str,
+    skip: int,
+    again: Callable[[], tuple[IO[bytes], Callable[[], None]]] | None = None,
+) -> Iterator[Chunk]:
     """One document, or the elements of a top-level array streamed one at a time (ijson),
-    so a large array is never held whole."""
+    so a large array is never held whole. ``again()``: (the decoded body from its start, its
+    closer), to read an array again past a number its fast parse cannot hold."""
     peek = _Peek(body)
     try:
         first = peek.first_significant()
@@ -150,8 +159,9 @@ def json_chunks(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chu
     chunk = Chunk()
     n = 0
     bad: BaseException | None = None
+    elements = _Elements(peek, again)
     try:
-        for value in ijson.items(peek, "item", use_float=True):
+        for value in elements:
             n += 1
             if n <= skip:
                 continue
@@ -159,14 +169,7 @@ def json_chunks(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chu
                 chunk.values.append(value)
                 chunk.lines.append(n)
             else:
-                chunk.poison.append(
-                    Poison(
-                        orjson.dumps(value),
-                        "PoisonRecord",
-                        f"element {n}: expected a JSON object, got {type(value).__name__}",
-                        position(key, etag, n),
-                    )
-                )
+                chunk.poison.append(_not_an_object(value, n, key, etag))
             if len(chunk) >= CHUNK:
                 chunk.last = n
                 yield chunk
@@ -177,8 +180,86 @@ def json_chunks(body: IO[bytes], key: str, etag: str, skip: int) -> Iterator[Chu
         chunk.last = n
         yield chunk
     if bad is not None and n + 1 > skip:
+        peek = elements.peek
         offset = peek.nread if peek.failed else None  # ijson's own errors say where themselves
         yield unreadable(bad, key, etag, n + 1, item="element", offset=offset)
+
+
+def _not_an_object(value: Any, n: int, key: str, etag: str) -> Poison:
+    if type(value) is _OutOfRange:
+        return Poison(
+            b"",
+            "PoisonRecord",
+            f"element {n}: a number past the double range ({value.text}); JSON output cannot "
+            "carry it, fix the object",
+            position(key, etag, n),
+        )
+    return Poison(
+        orjson.dumps(value),
+        "PoisonRecord",
+        f"element {n}: expected a JSON object, got {type(value).__name__}",
+        position(key, etag, n),
+    )
+
+
+class _OutOfRange:
+    """An element holding a number past the double range (``text``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Elements:
+    """The elements of the array ``peek`` reads (its ``[`` next), as ijson parses them with
+    floats as floats. That parse (yajl's) stops at an integer past the signed 64-bit range
+    (ijson issue #153) or a number past the double range: then, when ``again`` can give the
+    body once more, the elements after the ones given are read from a second parse that
+    reads numbers as ints and Decimals (floats made of them; a number past the double range
+    makes its element an ``_OutOfRange``). ``peek`` is the reader in use."""
+
+    def __init__(
+        self, peek: _Peek, again: Callable[[], tuple[IO[bytes], Callable[[], None]]] | None
+    ) -> None:
+        self.peek = peek
+        self._again = again
+
+    def __iter__(self) -> Iterator[Any]:
+        given = 0
+        try:
+            for value in ijson.items(self.peek, "item", use_float=True):
+                given += 1
+                yield value
+            return
+        except ijson.JSONError as exc:
+            if self._again is None or "overflow" not in str(exc):
+                raise
+        body, close = self._again()
+        try:
+            self.peek = _Peek(body)
+            self.peek.first_significant()
+            for i, value in enumerate(ijson.items(self.peek, "item", use_float=False), 1):
+                if i > given:
+                    try:
+                        yield _floats(value)
+                    except OverflowError as too_large:
+                        yield _OutOfRange(str(too_large))
+        finally:
+            close()
+
+
+def _floats(value: Any) -> Any:
+    """``value`` with its Decimals as floats (OverflowError naming a number past them)."""
+    kind = type(value)
+    if kind is Decimal:
+        number = float(value)
+        if not math.isfinite(number):
+            raise OverflowError(str(value))
+        return number
+    if kind is dict:
+        return {k: _floats(v) for k, v in value.items()}
+    if kind is list:
+        return [_floats(v) for v in value]
+    return value
 
 
 def _json_document(peek: _Peek, key: str, etag: str, skip: int) -> Iterator[Chunk]:

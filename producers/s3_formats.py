@@ -27,7 +27,10 @@ whose value holds that item's decoded bytes before it. What each format recovers
   it); the streaming parser keeps no element bytes, so the value is empty. A json document
   that is not an array is one item: any damage makes it the dead letter, its decoded bytes
   the value. ``offset`` is given for damaged gzip; for broken JSON syntax ijson's message
-  says where.
+  says where. ijson's fast parse stops at an integer past the signed 64-bit range or a
+  number past the double range: the array is then read again (``reopen(0)`` or seeking
+  back; without either it ends there) with exact numbers, and an element holding a number
+  past the double range is poison.
 
 Gzip is read by ``s3_gzip.GzipReader``: ISA-L (the ``isal`` package) when installed, else
 zlib; it gives every byte decoded before damage, exactly, reading a damaged member again
@@ -37,6 +40,7 @@ that uses the native reader gets whole chunks of up to ``NATIVE_CHUNK`` lines, e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
@@ -57,6 +61,8 @@ NATIVE_CHUNK = 8000
 #: ... and at most about this many bytes of lines (memory stays bounded for long lines).
 NATIVE_CHUNK_BYTES = 2 << 20
 READ_SIZE = 1 << 20
+#: A JSON escape of a UTF-16 surrogate (paired or not).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
@@ -72,12 +78,14 @@ class _LineBlocks:
     included). When a read fails, the error passes and ``rest`` holds the bytes of the
     unterminated line read before it, ``read`` the bytes read (a dropped BOM included)."""
 
-    __slots__ = ("read", "rest", "stream")
+    __slots__ = ("escapes", "read", "rest", "scan", "stream")
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], scan: bool = False) -> None:
         self.stream = stream
         self.rest = b""
         self.read = 0
+        self.scan = scan  # look for surrogate escapes: ``escapes`` tells of the last block's
+        self.escapes = False
 
     def __iter__(self) -> Iterator[tuple[list[bytes], int]]:
         stream = self.stream
@@ -100,6 +108,8 @@ class _LineBlocks:
                 start = False
                 if data.startswith(BOM):
                     data = data[len(BOM) :]
+            if self.scan:  # a memchr for the backslash: a regex only where there is one
+                self.escapes = b"\\" in data and _SURROGATE_ESCAPE.search(data) is not None
             lines = data.split(b"\n")
             rest = lines.pop()
             if b"\r" in data:  # CRLF line ends (rare): C code finds them, Python strips them
@@ -137,8 +147,44 @@ def parse(
     if fmt == "csv":
         return _guarded(csv_chunks(body, key, etag, skip, delimiter), key, etag)
     if fmt == "json":
-        return _guarded(json_chunks(body, key, etag, skip), key, etag)
+        again = _again(stream, gzipped, reopen)
+        return _guarded(json_chunks(body, key, etag, skip, again), key, etag)
     raise ValueError(f"unknown file format {fmt!r} (expected json, jsonl or csv)")
+
+
+def _again(
+    stream: IO[bytes], gzipped: bool, reopen: Callable[[int], IO[bytes]] | None
+) -> Callable[[], tuple[IO[bytes], Callable[[], None]]] | None:
+    """A way to read the object's decoded body again from its start, with what closes it:
+    ``reopen(0)``, or ``stream`` seeked back; None when neither can be done."""
+    if reopen is not None:
+
+        def raw() -> tuple[IO[bytes], Callable[[], None]]:
+            again = reopen(0)
+            return again, again.close
+
+    elif _seekable(stream):
+        origin = stream.tell()
+
+        def raw() -> tuple[IO[bytes], Callable[[], None]]:
+            stream.seek(origin)
+            return stream, lambda: None
+
+    else:
+        return None
+
+    def body() -> tuple[IO[bytes], Callable[[], None]]:
+        data, close = raw()
+        return (cast(IO[bytes], GzipReader(data, reopen)) if gzipped else data), close
+
+    return body
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _guarded(chunks: Iterator[Chunk], key: str, etag: str) -> Iterator[Chunk]:
@@ -166,7 +212,8 @@ def _jsonl(
     # the native reader takes every line as it is, and reads the whole chunk in _native_chunk
     add = _pend_lines if native else _add_lines
     bad: BaseException | None = None
-    blocks = _LineBlocks(body)
+    blocks = _LineBlocks(body, scan=native)
+    escaped = False  # the chunk may hold a surrogate escape: the native reader must not read it
     try:
         for lines, nbytes in blocks:
             first = n + 1
@@ -183,16 +230,18 @@ def _jsonl(
                 room = size - len(chunk.lines) - len(chunk.poison)
                 part = lines if at == 0 and len(lines) <= room else lines[at : at + room]
                 add(part, first + at, chunk, key, etag, projection)
+                escaped = escaped or blocks.escapes
                 at += len(part)
                 if len(chunk.lines) + len(chunk.poison) >= size:
                     chunk.last = first + at - 1
-                    yield _native_chunk(chunk, key, etag, projection) if native else chunk
+                    yield _native_chunk(chunk, key, etag, projection, escaped) if native else chunk
                     chunk = Chunk(raws=[])
+                    escaped = False
     except BAD_CONTENT as exc:
         bad = exc  # hand on the lines read whole before the content went bad, then say where
     if chunk.lines or chunk.poison:
         chunk.last = n
-        yield _native_chunk(chunk, key, etag, projection) if native else chunk
+        yield _native_chunk(chunk, key, etag, projection, escaped) if native else chunk
     if bad is not None and n + 1 > skip:
         partial = blocks.rest
         yield unreadable(bad, key, etag, n + 1, item="line", offset=blocks.read, partial=partial)
@@ -211,11 +260,16 @@ def _pend_lines(
     chunk.lines.extend(range(first, first + len(lines)))
 
 
-def _native_chunk(chunk: Chunk, key: str, etag: str, projection: Projection | None) -> Chunk:
+def _native_chunk(
+    chunk: Chunk, key: str, etag: str, projection: Projection | None, escaped: bool
+) -> Chunk:
     """``chunk`` (every line of it, blank ones too, numbered consecutively) read by the
-    native reader; when it declines, by the Python path (which also finds the poison)."""
+    native reader; when it declines, by the Python path (which also finds the poison). A
+    chunk that may hold a ``\\uD800``-``\\uDFFF`` escape (``escaped``) takes the Python
+    path: the native reader does not check that a surrogate escape in a field it skips is
+    paired, and a lone one makes the line poison."""
     assert projection is not None and chunk.raws is not None
-    encoded = projection.encode(chunk.raws)
+    encoded = None if escaped else projection.encode(chunk.raws)
     if encoded is not None:
         chunk.values = [_NO_VALUE] * len(chunk.raws)
         chunk.encoded = encoded
@@ -245,7 +299,17 @@ def _classify(
     line: bytes, n: int, chunk: Chunk, key: str, etag: str, projection: Projection | None
 ) -> None:
     """Add one jsonl line to ``chunk``: a record (its value, or with a projection only the
-    projected fields), a poison item, or nothing for a blank line."""
+    projected fields), a poison item, or nothing for a blank line. With a projection a line
+    is read as the projection reads a whole chunk (a line must not become a record or poison
+    depending on the lines around it: orjson, unlike msgspec, refuses a number past the
+    double range in a field not read, and reads an integer past 64 bits as a float)."""
+    if projection is not None:
+        values = projection.values([line])
+        if values is not None:
+            chunk.values.append(values[0])
+            chunk.raws.append(line)  # type: ignore[union-attr]
+            chunk.lines.append(n)
+            return
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

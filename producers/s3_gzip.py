@@ -51,7 +51,7 @@ _RECOVERY_SLACK = 1 << 20
 #: Compressed bytes per zlib call while recovering (each call's state is saved first).
 _RECOVERY_PIECE = 1 << 14
 _MAGIC = b"\x1f\x8b"
-_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT, _RESERVED = 2, 4, 8, 16, 0xE0
 
 
 def _inflater() -> tuple[
@@ -214,6 +214,8 @@ class GzipReader(io.RawIOBase):
             raise _Damage(
                 gzip.BadGzipFile(f"unknown gzip compression method {method} at byte {at}")
             )
+        if flags & _RESERVED:  # RFC 1952: a decoder must refuse them (zlib does)
+            raise _Damage(gzip.BadGzipFile(f"reserved gzip header flags {flags:#04x} at {at}"))
         size = 10
         if flags & _FEXTRA:
             if not self._need(size + 2):
@@ -229,6 +231,10 @@ class GzipReader(io.RawIOBase):
             size += 2
         if not self._need(size):
             raise _Damage(EOFError(f"the object ends inside a gzip header at byte {at}"))
+        if flags & _FHCRC:  # checked as zlib checks it (the stdlib's gzip skips it)
+            stored = struct.unpack("<H", self._buf[size - 2 : size])[0]
+            if stored != zlib.crc32(self._buf[: size - 2]) & 0xFFFF:
+                raise _Damage(gzip.BadGzipFile(f"gzip header CRC mismatch at byte {at}"))
         return size
 
     def _trailer(self) -> None:

@@ -2,14 +2,13 @@
 ``orders; DROP TABLE shop.users`` that splits at its last '.') is refused with the tables of
 the database actually searched, not "(tables: none)" of a database that does not exist.
 The MySQL source is driven through a fake catalog (information_schema answered in Python);
-``check --connect`` through SQLAlchemy's inspector on SQLite with an attached database."""
+``check --connect``'s MySQL probe reads the catalog through the same ``table_types``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from headrace.errors import ConfigError
 from producers.mysql_source import MySQLRowSource
@@ -96,27 +95,3 @@ def test_a_mistyped_table_lists_the_tables_of_the_database_searched() -> None:
 def test_a_table_that_exists_is_read_with_its_columns() -> None:
     src = MySQLRowSource("o", _Catalog(SERVER, "shop"), mode="bulk", table="other.audit")  # type: ignore[arg-type]
     assert src.columns == ["id"]
-
-
-def _sqlite() -> sa.Inspector:
-    engine = sa.create_engine("sqlite://")
-    conn = engine.connect()
-    conn.execute(sa.text("ATTACH DATABASE ':memory:' AS other"))
-    conn.execute(sa.text("CREATE TABLE orders (id INTEGER, updated TEXT)"))
-    conn.execute(sa.text("CREATE TABLE other.audit (id INTEGER)"))
-    return sa.inspect(conn)
-
-
-def test_check_connect_looks_for_a_database_qualified_table_in_that_database() -> None:
-    from headrace_cli.reachability import _table
-
-    insp = _sqlite()
-    assert _table(insp, "other.audit", ["id"]) == (True, "1 columns")
-    assert _table(insp, "main.orders", ["updated"]) == (True, "2 columns")
-    ok, detail = _table(insp, "orders; DROP TABLE main.users", [])
-    assert not ok and "tables: none" not in detail
-    assert "no database 'orders; DROP TABLE main'" in detail and "tables: orders" in detail
-    assert _table(insp, "other.nope", []) == (
-        False,
-        "table not found in database 'other' (tables: audit)",
-    )
