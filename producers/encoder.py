@@ -271,8 +271,11 @@ class RecordEncoder:
         ts: int | None = None
         if self.timestamp_field is not None:
             raw_ts = value.get(self.timestamp_field)
-            if raw_ts is not None and raw_ts == self._last_ts_in:
-                ts = self._last_ts_out  # event times repeat a lot in sorted data
+            last = self._last_ts_in
+            # event times repeat a lot in sorted data; the same type too, as True == 1 (a
+            # bool is not a time) and 1 == 1.0
+            if raw_ts is not None and raw_ts == last and type(raw_ts) is type(last):
+                ts = self._last_ts_out
             else:
                 try:
                     ts = event_time_ms(raw_ts)

@@ -12,9 +12,12 @@ one after it):
   mismatch in a member's trailer, or bytes after a member that are neither padding nor a
   member.
 
-``decoded`` counts the bytes returned. The decoded bytes before the damage are exactly those
-zlib gives when fed the compressed bytes one at a time (the stdlib's ``gzip`` loses the
-output of the read call that fails: up to a whole 1 MiB read).
+``decoded`` counts the bytes returned. Where the decoder notices the damage, the decoded
+bytes before it are exactly those zlib gives when fed the compressed bytes one at a time
+(the stdlib's ``gzip`` loses the output of the read call that fails: up to a whole 1 MiB
+read). Damage may decode to garbage for a while before it is noticed, and ISA-L takes some
+invalid Huffman code sets that zlib refuses at once (1 in ~5,000 generated damaged cases):
+it then decodes on, and the member's CRC check at its end is what notices.
 
 The fast decoder is ISA-L's (``isal``, about three times zlib's speed, GIL released), else
 zlib; each reads ``INPUT`` compressed bytes per call. A decoder that meets a corrupt deflate

@@ -123,10 +123,12 @@ def compare(case: S3Case, exp: Expected, got: Outcome) -> list[str]:
         dup = sorted({n for n in seen if seen.count(n) > 1})[:5]
         bad.append(f"items handed on more than once, at positions {dup}")
     mine = [(n, k, v if case.fmt == "jsonl" else orjson.loads(v), t) for n, k, v, t in got.records]
-    if mine != exp.records:
-        bad.append(_first_difference("records", exp.records, mine))
     items = [x for x in got.letters if not _is_end(x)]
     ends = [x for x in got.letters if _is_end(x)]
+    if _lenient(exp, ends):
+        return bad + _lenient_check(exp, mine, items, ends)
+    if mine != exp.records:
+        bad.append(_first_difference("records", exp.records, mine))
     if sorted(x[0] for x in items) != sorted(exp.poison):
         extra = sorted({x[0] for x in items} - set(exp.poison))[:5]
         missing = sorted(set(exp.poison) - {x[0] for x in items})[:5]
@@ -158,6 +160,33 @@ def compare(case: S3Case, exp: Expected, got: Outcome) -> list[str]:
     return bad
 
 
+#: Cases where ISA-L decoded a damaged deflate stream that zlib refuses (see ``_lenient``).
+LENIENT: list[int] = []
+
+
+def _lenient(exp: Expected, ends: list[Any]) -> bool:
+    """Whether the source's gzip decoder (ISA-L) read on through damage that zlib, the
+    reference's decoder, refuses at once: ISA-L takes some invalid Huffman code sets, and
+    the member's CRC check at its end is what notices (documented in producers/s3_gzip.py).
+    Then the reference knows only a prefix of what the source decoded."""
+    return (
+        exp.end is not None
+        and len(ends) == 1
+        and ("CRC check failed" in ends[0][4] or "stores length" in ends[0][4])
+        and ends[0][0] > exp.end[0]
+    )
+
+
+def _lenient_check(exp: Expected, mine: list[Any], items: list[Any], ends: list[Any]) -> list[str]:
+    """What still holds when ISA-L read further than zlib: zlib's items come first, the
+    same, and the source's end letter comes after them."""
+    if mine[: len(exp.records)] != exp.records:
+        return [_first_difference("records (ISA-L read on)", exp.records, mine)]
+    if not set(exp.poison) <= {x[0] for x in items}:
+        return ["poison zlib's bytes hold is missing (ISA-L read on)"]
+    return []
+
+
 def _first_difference(what: str, exp: list[Any], got: list[Any]) -> str:
     for i, (e, g) in enumerate(zip(exp, got, strict=False)):
         if e != g:
@@ -178,6 +207,8 @@ def check(case: S3Case) -> list[str]:
     exp = expect(case.fmt, case.body, case.gz, case.key, case.time, case.delimiter)
     python = run_source(case, native=False)
     bad = compare(case, exp, python)
+    if not bad and _lenient(exp, [x for x in python.letters if _is_end(x)]):
+        LENIENT.append(case.seed)
     if case.fmt == "jsonl" and NATIVE_READER:
         native = run_source(case, native=True)
         if native.records != python.records:
@@ -219,7 +250,11 @@ def test_generated_source_cases_match_the_reference_reader() -> None:
             failed.append(case.seed)
             print(reproduction(case, bad))
             print(f"  kept as {keep(case)}")
-    print(f"source oracle: {CASES} generated cases from seed {FIRST}, {len(failed)} failed")
+    lenient = [seed for seed in LENIENT if FIRST <= seed < FIRST + CASES]
+    print(
+        f"source oracle: {CASES} generated cases from seed {FIRST}, {len(failed)} failed; "
+        f"ISA-L read on through damage zlib refuses in {len(lenient)}: {lenient[:10]}"
+    )
     assert not failed, f"source oracle: seeds {failed[:20]} differ (reproductions above)"
 
 

@@ -125,6 +125,14 @@ def test_a_json_array_with_64_bit_boundary_integers_is_read_whole(seekable: bool
     assert poison == [(4, "PoisonRecord"), (5, "PoisonRecord")]  # 1e400; past 64 bits
 
 
+def test_a_bool_event_time_is_poison_after_an_equal_number_too() -> None:
+    # seed 2741: the encoder's last-time cache took True for the 1 before it (True == 1)
+    encoder = RecordEncoder(JsonCodec(), None, "at")
+    enc = encoder.encode_many([{"at": 1}, {"at": True}, {"at": 0}, {"at": False}], None)
+    assert enc.times == [1, None, 0, None]
+    assert sorted(enc.poison) == [1, 3] and "True is not a time" in str(enc.poison[1])
+
+
 def _member(flags: int, extra: bytes, data: bytes) -> bytes:
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
     payload = deflate.compress(data) + deflate.flush()
