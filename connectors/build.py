@@ -8,21 +8,32 @@ so copies of one sink share the topic's partitions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.dynamodb import DynamoWriter, dynamo_client
-from connectors.mongodb import MongoWriter, mongo_collection
 from connectors.records import SinkWriter
 from connectors.runner import SinkRunner
 from connectors.sinkmetrics import SinkMetrics
-from headrace.config import DynamoDBSink, MongoSink, Pipeline
-from headrace.config.keys import key_fields
+from headrace.config import Pipeline
+from headrace.config.keys import KeyFields, key_fields
 from headrace.dlq import dlq_topic
 from headrace.errors import ConfigError
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
+from headrace.plugins import require, sink_plugin
 from schemas import AvroDecoder
 
-__all__ = ["build_sink", "group_id"]
+__all__ = ["SinkContext", "build_sink", "group_id"]
+
+
+@dataclass
+class SinkContext:
+    """What a sink connector's ``build`` gets besides its config: the key fields of the topic
+    it reads (``headrace.config.keys``: a tombstone's key names them), a callback counting
+    throttled requests, and ``closers``, where it adds what ``close`` must release."""
+
+    key_fields: KeyFields = None
+    on_throttle: Callable[[], None] = lambda: None
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
 
 def group_id(pipeline: Pipeline, name: str) -> str:
@@ -39,22 +50,13 @@ def build_sink(
         known = ", ".join(sorted(pipeline.sinks)) or "none"
         raise ConfigError(f"no sink named {name!r} in the pipeline file (sinks: {known})")
     metrics = SinkMetrics(pipeline.name, name)
-    key_fields_ = key_fields(pipeline).get(config.from_)
-    closers: list[Callable[[], None]] = []
-    writer: SinkWriter
-    if isinstance(config, MongoSink):
-        client, collection = mongo_collection(config)
-        closers.append(client.close)
-        writer = MongoWriter(name, config, collection, key_fields=key_fields_)
-    else:
-        assert isinstance(config, DynamoDBSink)
-        writer = DynamoWriter(
-            name,
-            config,
-            dynamo_client(config),
-            on_throttle=metrics.throttle,
-            key_fields=key_fields_,
-        )
+    plugin = sink_plugin(config.type)
+    require(plugin, f"sink {name!r}")
+    context = SinkContext(
+        key_fields=key_fields(pipeline).get(config.from_), on_throttle=metrics.throttle
+    )
+    writer: SinkWriter = plugin.build(name, config, context)
+    closers = context.closers
     delivery: list[Callable[[Any, Any], None]] = []
     producer: Any = make_producer(
         pipeline.kafka, on_delivery=lambda err, msg: [cb(err, msg) for cb in delivery]

@@ -25,9 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from headrace.clients import mysql_engine
 from headrace.errors import ConfigError, HeadraceError
 from producers.batch import Batch, Rows
 from producers.mysql_catalog import table_types
@@ -130,7 +131,7 @@ def make_engine(url: str, source: str = "", *, decimals_as_text: bool = False) -
     check_driver(url, source)
     conv = _conversions(driver_of(url), decimals_as_text)
     connect_args = {"conv": conv} if conv is not None else {}
-    engine = create_engine(url, pool_pre_ping=True, pool_size=2, connect_args=connect_args)
+    engine: Engine = mysql_engine(url, pool_pre_ping=True, pool_size=2, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _utc(dbapi_conn: Any, _rec: Any) -> None:

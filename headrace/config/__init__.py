@@ -28,8 +28,8 @@ from headrace.config.secrets import (
     generate_key,
 )
 from headrace.config.settings import Settings
-from headrace.config.sinks import DynamoDBSink, MongoIndex, MongoSink, SinkRateLimit, WriteConcern
-from headrace.config.sources import MySQLSource, S3Source
+from headrace.config.sinks import SinkBase
+from headrace.config.sources import SourceBase
 from headrace.config.stages import (
     Aggregate,
     Lookup,
@@ -44,31 +44,26 @@ from headrace.config.stages import (
 
 __all__ = [
     "Aggregate",
-    "DynamoDBSink",
     "KafkaConfig",
     "Lookup",
     "Measure",
     "MetricsConfig",
-    "MongoIndex",
-    "MongoSink",
-    "MySQLSource",
     "OrderKey",
     "Pipeline",
     "PipelineConfigError",
     "Problem",
     "Rank",
     "RateLimit",
-    "S3Source",
     "SchemasConfig",
     "SecretError",
     "SecretKeyError",
     "SecretTokenError",
     "Settings",
-    "SinkRateLimit",
+    "SinkBase",
+    "SourceBase",
     "Stage",
     "TransformStep",
     "Window",
-    "WriteConcern",
     "decrypt",
     "encrypt",
     "generate_key",

@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from headrace.config.base import ProblemKey
-from headrace.config.sinks import DynamoDBSink, MongoSink
-from headrace.config.sources import MySQLSource, S3Source
+from headrace.config.sinks import SinkBase
+from headrace.config.sources import SourceBase
 from headrace.config.stages import Stage
 
 __all__ = [
@@ -33,10 +33,8 @@ __all__ = [
     "key_fields",
     "needs_repartition",
     "pipeline_notes",
-    "sink_id_fields",
     "sink_key_problems",
     "stage_key_fields",
-    "tombstones_applied",
 ]
 
 KeyFields = tuple[str, ...] | None
@@ -49,11 +47,11 @@ class Pipeline(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def sources(self) -> Mapping[str, MySQLSource | S3Source]: ...
+    def sources(self) -> Mapping[str, SourceBase]: ...
     @property
     def stages(self) -> Mapping[str, Stage]: ...
     @property
-    def sinks(self) -> Mapping[str, MongoSink | DynamoDBSink]: ...
+    def sinks(self) -> Mapping[str, SinkBase]: ...
 
 
 MEMBER = "<member>"
@@ -140,41 +138,25 @@ def needs_repartition(stage: Stage, input_fields: KeyFields) -> bool:
     return not set(input_fields) <= set(stage.aggregate.group_by)
 
 
-def sink_id_fields(sink: MongoSink | DynamoDBSink) -> tuple[str, ...]:
-    """The record fields a sink names as its document id / item key (empty: the Kafka key)."""
-    if isinstance(sink, MongoSink):
-        return tuple(sink.id or ())
-    return (sink.partition_key, *([sink.sort_key] if sink.sort_key else []))
-
-
-def tombstones_applied(sink: MongoSink | DynamoDBSink) -> bool:
-    """Whether the sink deletes on a tombstone (MongoDB only with delete-on-tombstone)."""
-    return not isinstance(sink, MongoSink) or sink.write == "delete-on-tombstone"
-
-
-def _id_key(sink: MongoSink | DynamoDBSink) -> str:
-    return "id" if isinstance(sink, MongoSink) else "partition_key"
-
-
 def sink_key_problems(pipeline: Pipeline) -> Iterator[tuple[ProblemKey, str]]:
     """Sinks that apply tombstones whose id fields cannot be read from the key."""
     keys = key_fields(pipeline)
     for name, sink in pipeline.sinks.items():
-        ids = sink_id_fields(sink)
-        if not ids or not tombstones_applied(sink) or sink.from_ not in keys:
+        ids = sink.id_fields()
+        if not ids or not sink.applies_tombstones() or sink.from_ not in keys:
             continue
         fields = keys[sink.from_]
         if fields is None or set(ids) == set(fields):
             continue
-        where: ProblemKey = ("sinks", name, _id_key(sink))
+        where: ProblemKey = ("sinks", name, sink.id_key)
+        by_key = ", or leave the id to the Kafka key" if sink.id_key == "id" else ""
         if MEMBER in fields:
             yield (
                 where,
                 (
                     f"{sink.from_!r} is a ranking whose members are known only by their input's "
                     "key bytes (that input's key fields are unknown), so a tombstone cannot name "
-                    f"{', '.join(ids)}; give the stage feeding the rank a key:, or leave the id to "
-                    "the Kafka key" + (" (omit id)" if isinstance(sink, MongoSink) else "")
+                    f"{', '.join(ids)}; give the stage feeding the rank a key:{by_key}"
                 ),
             )
             continue
@@ -183,8 +165,7 @@ def sink_key_problems(pipeline: Pipeline) -> Iterator[tuple[ProblemKey, str]]:
             (
                 f"{sink.from_!r} is keyed by [{', '.join(fields)}], so its tombstones name those "
                 f"fields; the sink's id [{', '.join(ids)}] would not match the document a "
-                f"tombstone deletes: name exactly [{', '.join(fields)}]"
-                + (", or omit id to use the Kafka key" if isinstance(sink, MongoSink) else "")
+                f"tombstone deletes: name exactly [{', '.join(fields)}]{by_key}"
             ),
         )
 
@@ -206,11 +187,12 @@ def pipeline_notes(pipeline: Pipeline) -> list[str]:
             )
     ranked = {s.to for s in pipeline.stages.values() if s.rank is not None}
     for name, sink in pipeline.sinks.items():
-        if sink.from_ in ranked and not tombstones_applied(sink):
-            assert isinstance(sink, MongoSink)
+        if sink.from_ in ranked and not sink.applies_tombstones():
+            mode = getattr(sink, "write", None)
             notes.append(
-                f"warning: sink {name!r} (write: {sink.write}) skips the tombstones of ranking "
-                f"{sink.from_!r}, so members that left the top N stay in the collection; use "
-                "write: delete-on-tombstone to hold exactly the current top N"
+                f"warning: sink {name!r}{f' (write: {mode})' if mode else ''} skips the "
+                f"tombstones of ranking {sink.from_!r}, so members that left the top N stay "
+                "where it writes; use a mode that deletes on tombstones (MongoDB: write: "
+                "delete-on-tombstone) to hold exactly the current top N"
             )
     return notes

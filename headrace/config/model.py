@@ -21,7 +21,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -29,10 +29,17 @@ from headrace.config.base import ConfigModel, Name, ProblemKey, Topic, problem, 
 from headrace.config.durations import Duration
 from headrace.config.keys import sink_key_problems
 from headrace.config.redact import known_secrets, redact_text, redact_tree
-from headrace.config.sinks import DynamoDBSink, MongoSink, Sink
-from headrace.config.sources import MySQLSource, S3Source, Source
 from headrace.config.stages import Stage
 from schemas import Registry
+
+if TYPE_CHECKING:  # at run time, ensure_connectors() gives these the registered types
+    from typing import TypeAlias
+
+    from headrace.config.sinks import SinkBase
+    from headrace.config.sources import SourceBase
+
+    SourceConfig: TypeAlias = SourceBase
+    SinkConfig: TypeAlias = SinkBase
 
 __all__ = [
     "KafkaConfig",
@@ -214,14 +221,23 @@ class Pipeline(ConfigModel):
         default_factory=list,
         description="External topics (produced outside this file) that stages or sinks read.",
     )
-    sources: dict[Name, Source] = Field(
-        default_factory=dict, description="Sources by name (type: mysql or s3)."
+    sources: dict[Name, SourceConfig] = Field(
+        default_factory=dict,
+        description="Sources by name; the type key picks the kind (mysql, s3, or a plugin's).",
     )
     stages: dict[Name, Stage] = Field(default_factory=dict, description="Stream stages by name.")
-    sinks: dict[Name, Sink] = Field(
-        default_factory=dict, description="Sinks by name (type: mongodb or dynamodb)."
+    sinks: dict[Name, SinkConfig] = Field(
+        default_factory=dict,
+        description="Sinks by name; the type key picks the kind (mongodb, dynamodb, or a "
+        "plugin's).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics endpoint.")
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Pipeline:
+        """Validate ``obj`` (the source and sink types known to ``headrace.plugins``)."""
+        ensure_connectors()
+        return super().model_validate(obj, *args, **kwargs)
 
     _file: Path | None = PrivateAttr(default=None)
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
@@ -331,22 +347,6 @@ class Pipeline(ConfigModel):
             return ConfluentRegistry(self.schemas.registry_url)
         return LocalRegistry(self.schema_dir)
 
-    def mysql_sources(self) -> dict[str, MySQLSource]:
-        """The ``type: mysql`` sources by name."""
-        return {k: v for k, v in self.sources.items() if isinstance(v, MySQLSource)}
-
-    def s3_sources(self) -> dict[str, S3Source]:
-        """The ``type: s3`` sources by name."""
-        return {k: v for k, v in self.sources.items() if isinstance(v, S3Source)}
-
-    def mongo_sinks(self) -> dict[str, MongoSink]:
-        """The ``type: mongodb`` sinks by name."""
-        return {k: v for k, v in self.sinks.items() if isinstance(v, MongoSink)}
-
-    def dynamodb_sinks(self) -> dict[str, DynamoDBSink]:
-        """The ``type: dynamodb`` sinks by name."""
-        return {k: v for k, v in self.sinks.items() if isinstance(v, DynamoDBSink)}
-
     def attach_source(
         self,
         file: Path | None,
@@ -382,3 +382,28 @@ def _type_first(node: Any) -> Any:
     if isinstance(node, list):
         return [_type_first(v) for v in node]
     return node
+
+
+def ensure_connectors() -> None:
+    """Complete ``Pipeline`` with the source and sink types of ``headrace.plugins`` (once):
+    ``sources:`` and ``sinks:`` accept exactly the registered types. Done on first use, not
+    at import, so importing the config imports no connector module."""
+    if Pipeline.__pydantic_complete__:
+        return
+    from headrace.plugins import sink_plugins, source_plugins
+
+    Pipeline.model_rebuild(
+        _types_namespace={
+            "SourceConfig": _union([p.config for p in source_plugins().values()]),
+            "SinkConfig": _union([p.config for p in sink_plugins().values()]),
+        }
+    )
+
+
+def _union(models: list[type[Any]]) -> Any:
+    if len(models) == 1:
+        return models[0]
+    union: Any = models[0]
+    for model in models[1:]:
+        union = union | model
+    return Annotated[union, Field(discriminator="type")]

@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 
 from headrace.config.base import TypeLabel
 from headrace.config.durations import format_duration
-from headrace.config.model import Pipeline
+from headrace.config.model import Pipeline, ensure_connectors
 
 __all__ = ["iter_config_keys", "reference_markdown"]
 
@@ -135,7 +135,9 @@ def _model_keys(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str,
 
 
 def iter_config_keys() -> Iterator[tuple[str, str, str]]:
-    """Every pipeline-file key as ``(dotted path, type, description)``; see the module docs."""
+    """Every pipeline-file key as ``(dotted path, type, description)``; see the module docs.
+    Source and sink types are those of ``headrace.plugins`` (plugins included)."""
+    ensure_connectors()
     yield from _model_keys(Pipeline, "")
 
 

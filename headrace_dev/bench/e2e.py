@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from connectors.mongodb import MongoWrite
 from headrace.config import KafkaConfig
-from headrace.config.sinks import MongoWrite
 from headrace.errors import HeadraceError
 from headrace.kafka_clients import ensure_topics
 from headrace_cli.status_view import histogram_quantile, scrape

@@ -28,12 +28,14 @@ from uuid import uuid4
 
 import orjson
 
-from connectors.dynamodb import DynamoWriter, dynamo_client
-from connectors.mongodb import MAX_OPS, MongoWriter, mongo_collection
+from connectors.dynamodb import DynamoDBSink, dynamo_client
+from connectors.dynamodb_writer import DynamoWriter
+from connectors.mongodb import MongoSink, mongo_collection
+from connectors.mongodb_writer import MAX_OPS, MongoWriter
 from connectors.records import SinkWriter
 from connectors.runner import SinkRunner
 from connectors.sinkmetrics import SinkMetrics
-from headrace.config import DynamoDBSink, KafkaConfig, MongoSink
+from headrace.config import KafkaConfig
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
 from headrace_dev.bench.common import BenchFigure, peak_rss_mb
 

@@ -10,7 +10,7 @@ from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from connectors.mongodb import MAX_OPS
+from connectors.mongodb_writer import MAX_OPS
 from headrace_dev.stack.ferretdb import FERRETDB_BUILD
 
 N_DOCS = 500

@@ -18,10 +18,12 @@ from typing import Any
 import orjson
 from streamcase import Case, Order
 
-from connectors.dynamodb import DynamoWriter, dynamo_client
-from connectors.mongodb import MongoWriter, mongo_collection
+from connectors.dynamodb import DynamoDBSink, dynamo_client
+from connectors.dynamodb_writer import DynamoWriter
+from connectors.mongodb import MongoSink, mongo_collection
+from connectors.mongodb_writer import MongoWriter
 from connectors.records import SinkRecord, decode_value
-from headrace.config import DynamoDBSink, MongoSink, Pipeline, Stage
+from headrace.config import Pipeline, Stage
 from headrace.config.keys import key_fields, needs_repartition
 from schemas import encode_key
 from streams.output_log import partition_for

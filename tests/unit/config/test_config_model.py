@@ -6,19 +6,13 @@ import copy
 
 import pytest
 
-from headrace.config import (
-    DynamoDBSink,
-    MongoSink,
-    MySQLSource,
-    Pipeline,
-    PipelineConfigError,
-    S3Source,
-    load_pipeline,
-    parse_duration,
-    parse_size,
-)
+from connectors.dynamodb import DynamoDBSink
+from connectors.mongodb import MongoSink
+from headrace.config import Pipeline, PipelineConfigError, load_pipeline, parse_duration, parse_size
 from headrace.config.durations import format_duration
 from headrace.expr import Expression
+from producers.mysql import MySQLSource
+from producers.s3 import S3Source
 
 
 def problems_of(write, data, env=None) -> list[str]:
@@ -246,9 +240,9 @@ def test_mysql_modes_with_their_columns_load(write):
             }
         ),
     )
-    c = p.mysql_sources()["c"]
+    c = p.sources["c"]
     assert c.query == "SELECT * FROM t" and c.key == ["id"]
-    assert p.mysql_sources()["b"].timestamp_delay == 2.0
+    assert p.sources["b"].timestamp_delay == 2.0
 
 
 def _s3(**over):
@@ -276,7 +270,7 @@ def test_s3_source_formats_and_options(write):
             }
         ),
     )
-    a, b = p.s3_sources()["a"], p.s3_sources()["b"]
+    a, b = p.sources["a"], p.sources["b"]
     assert (a.file_format, a.gzip, a.concurrency, a.poll_interval) == ("jsonl", True, 4, 10.0)
     assert (b.delimiter, b.reingest_on_change, b.output_format) == (";", False, "avro")
     assert b.aws_secret_access_key is not None
@@ -627,7 +621,7 @@ stages:
     p = load_pipeline(write(text), env={})
     lookup = p.stages["s"].lookup
     assert lookup is not None and lookup.on == ["id"]
-    assert p.s3_sources()["db"].reingest_on_change is False
+    assert p.sources["db"].reingest_on_change is False
 
 
 # -- sinks -----------------------------------------------------------------------------------
@@ -675,7 +669,7 @@ def test_sink_options_load(write):
             }
         ),
     )
-    m = p.mongo_sinks()["m"]
+    m = p.sinks["m"]
     assert (m.write, m.id, m.batch_size, m.batch_bytes, m.linger) == (
         "delete-on-tombstone",
         ["a", "b"],
@@ -690,7 +684,7 @@ def test_sink_options_load(write):
     ]
     assert m.indexes[2].unique is True
     assert m.write_concern is not None and (m.write_concern.w, m.write_concern.wtimeout) == (1, 5)
-    d = p.dynamodb_sinks()["d"]
+    d = p.sinks["d"]
     assert (d.create, d.sort_key, d.batch_size, d.linger) == (True, "ts", 1000, 0.1)
     assert d.rate_limit is not None and d.rate_limit.per == 1.0
 

@@ -13,9 +13,9 @@ from fakes import rec
 
 from connectors.adaptive import AdaptiveRate
 from connectors.backoff import Backoff
-from connectors.dynamodb import DynamoWriter
+from connectors.dynamodb import DynamoDBSink
+from connectors.dynamodb_writer import DynamoWriter
 from connectors.records import FatalSinkError
-from headrace.config import DynamoDBSink
 from headrace.errors import RetriableError
 
 

@@ -10,9 +10,9 @@ from fakes import rec
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import AutoReconnect, BulkWriteError
 
-from connectors.mongodb import MAX_OPS, MongoWriter
+from connectors.mongodb import MongoSink
+from connectors.mongodb_writer import MAX_OPS, MongoWriter
 from connectors.records import WriteOutcome
-from headrace.config import MongoSink
 from headrace.errors import RetriableError
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from headrace.config import DynamoDBSink, MongoSink
+from connectors.dynamodb import DynamoDBSink
+from connectors.mongodb import MongoSink
 from headrace.config.loader import load_pipeline
 from headrace_cli.bench_cmd import markdown
 from headrace_dev.bench.common import BenchFigure, process_peak_rss_mb
