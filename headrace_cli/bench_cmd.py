@@ -14,6 +14,7 @@ from pathlib import Path
 from headrace.errors import HeadraceError
 from headrace_cli.common import print_table, stack_paths
 from headrace_dev.bench.common import BenchFigure, reset_peak_rss
+from headrace_dev.bench.record import PAGE, RECORDS_DIR, SuiteRun, machine, record_run
 
 __all__ = ["COMMANDS", "register"]
 
@@ -45,10 +46,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "together with its raw baseline in the same run, on the same data, and reported "
             "as records/s and a ratio (ours / baseline), with the peak memory of the process "
             "that did the work; latency figures add p50_ms and p99_ms. Results are written "
-            "to bench/results/ as JSON and Markdown (also as latest-quick|full.json|md).",
+            "to bench/results/ as JSON and Markdown (also as latest-quick|full.json|md); "
+            "that folder is this machine's scratch and is not committed.",
             width=90,
         )
-        + f"\n\nsuites:\n{lines}",
+        + f"\n\nsuites:\n{lines}\n\n"
+        + textwrap.fill(
+            f"--record keeps the run: it appends one JSON line per figure to "
+            f"{RECORDS_DIR}/<date>.jsonl (<date>: today in UTC, as 2026-12-31) with the date "
+            "and time, the git commit (and whether tracked files differed from it), the "
+            "suite, quick or full, the machine's CPU count and architecture and its 1-minute "
+            f"load average as each suite ended; then it rewrites {PAGE} from every file in "
+            f"{RECORDS_DIR}/. "
+            "Commit both. Only suites that finished are recorded. Paths are relative to the "
+            "current directory (run it from the checkout).",
+            width=90,
+            break_on_hyphens=False,
+        ),
     )
     p.add_argument(
         "suite",
@@ -78,6 +92,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-save", action="store_true", help="print only; write nothing to the results folder"
     )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help=f"append this run's figures to {RECORDS_DIR}/<date>.jsonl and regenerate "
+        f"{PAGE} from all recorded runs (see above)",
+    )
     p.set_defaults(func=_bench)
 
 
@@ -89,11 +109,13 @@ def _bench(args: argparse.Namespace) -> int:
     env = read_env_file(stack.paths.env_file)
     chosen = list(SUITES) if args.suite == "all" else [args.suite]
     figures: list[BenchFigure] = []
+    finished: list[SuiteRun] = []
     failed: list[str] = []
     for suite in chosen:
         # Several suites: each in its own process, so a figure's peak memory is its own and
         # not what earlier suites left in this process's heap; a failing suite does not
         # lose the others' figures.
+        ok = True
         if len(chosen) > 1:
             suite_figures, ok = _suite_in_child(suite, args)
             if not ok:
@@ -101,6 +123,8 @@ def _bench(args: argparse.Namespace) -> int:
         else:
             print(f"bench: running {suite}{' (quick)' if args.quick else ''}", file=sys.stderr)
             suite_figures = _suite_here(suite, env, args)
+        if ok:
+            finished.append(SuiteRun(suite, suite_figures, machine()))
         for fig in suite_figures:
             figures.append(fig)
             if args.json:
@@ -109,6 +133,12 @@ def _bench(args: argparse.Namespace) -> int:
         _table(figures)
     if not args.no_save:
         _write(Path(args.out), figures, args.quick)
+    if args.record:
+        if any(run.figures for run in finished):
+            path = record_run(finished, quick=args.quick)
+            print(f"bench: recorded in {path}; {PAGE} rewritten", file=sys.stderr)
+        else:
+            print("bench: nothing to record (no suite finished)", file=sys.stderr)
     if failed:
         print(f"bench: failed: {', '.join(failed)} (see their output above)", file=sys.stderr)
         return 1
