@@ -20,7 +20,7 @@ from headrace.dlq import dlq_topic
 from headrace.errors import ConfigError
 from headrace.kafka_clients import ensure_topics, make_consumer, make_producer
 from headrace.plugins import require, sink_plugin
-from schemas import AvroDecoder
+from schemas import RecordCodec
 
 __all__ = ["SinkContext", "build_sink", "group_id"]
 
@@ -79,7 +79,7 @@ def build_sink(
         batch_bytes=config.batch_bytes,
         linger=config.linger,
         ensure_dlq_topic=lambda: _ensure_dlq(pipeline, config.from_),
-        avro=AvroDecoder(pipeline.schema_registry()),
+        codec=RecordCodec(pipeline.schema_registry()),
     )
     holder.append(runner)
     delivery.append(runner.on_delivery)

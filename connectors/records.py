@@ -15,36 +15,14 @@ from typing import Any, Protocol
 import orjson
 
 from headrace.errors import HeadraceError
-from schemas import MAGIC, AvroDecoder, JsonCodec, split_wire
 
 __all__ = [
     "FatalSinkError",
     "SinkRecord",
     "SinkWriter",
     "WriteOutcome",
-    "decode_value",
     "key_parts",
 ]
-
-_JSON = JsonCodec()
-
-
-def decode_value(data: bytes | None, avro: AvroDecoder | None = None) -> dict[str, Any] | None:
-    """The record value of a Kafka message: None for a tombstone, else the decoded object.
-
-    Confluent-framed Avro (magic byte 0) is decoded with ``avro`` (schemas looked up by id in
-    the pipeline's registry); anything else is JSON. Raises ``ValueError`` (``JsonDecodeError``
-    or ``SchemaMismatch``) when the bytes are not a record; the runner sends such messages to
-    the dead-letter topic.
-    """
-    if data is None:
-        return None
-    if len(data) >= 5 and data[0] == MAGIC:
-        if avro is None:
-            schema_id, _body = split_wire(data)
-            raise ValueError(f"Confluent-framed Avro (schema id {schema_id}) but no registry")
-        return avro.decode(data)
-    return _JSON.decode(data)
 
 
 def key_parts(key: bytes, fields: Sequence[str]) -> dict[str, Any]:

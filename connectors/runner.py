@@ -35,11 +35,11 @@ import orjson
 
 from connectors.backoff import Backoff
 from connectors.batcher import Batch
-from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome, decode_value
+from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome
 from connectors.sinkmetrics import SinkMetrics
 from headrace.dlq import DeadLetter, DeadLetterWriter, LetterProducer
 from headrace.errors import RetriableError
-from schemas import AvroDecoder
+from schemas import RecordCodec
 
 __all__ = ["POLL_SLICE", "Consumer", "DeadLetterProducer", "SinkRunner"]
 
@@ -96,7 +96,7 @@ class SinkRunner:
         clock: Callable[[], float] = time.monotonic,
         ensure_dlq_topic: Callable[[], None] | None = None,
         revoke_deadline: float = 30.0,
-        avro: AvroDecoder | None = None,
+        codec: RecordCodec | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -112,7 +112,7 @@ class SinkRunner:
         self._ensure_dlq = ensure_dlq_topic
         self._dlq_ready = False
         self._revoke_deadline = revoke_deadline
-        self._avro = avro
+        self._codec = codec or RecordCodec()
         self._letters = DeadLetterWriter(producer, on_sent=lambda _l: metrics.dead_letter())
         self._delivery_errors: list[str] = []
         self._stopping = False
@@ -321,7 +321,7 @@ class SinkRunner:
         bad: list[tuple[SinkRecord, str]] = []
         for record in records:
             try:
-                record.value = decode_value(record.raw, self._avro)
+                record.value = self._codec.decode_value(record.raw)
             except ValueError as exc:
                 bad.append((record, f"cannot decode the value: {exc}"))
                 continue

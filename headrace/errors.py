@@ -68,5 +68,11 @@ class PoisonRecord(HeadraceError):
         super().__init__(message)
 
 
+class DeliveryError(HeadraceError):
+    """The broker did not acknowledge a message (after the client's own retries): a source
+    checkpoints nothing past it, a stage acks no input of its batch, a sink commits nothing
+    of its batch; the process stops and its supervisor restarts it from the last commit."""
+
+
 class StackError(HeadraceError):
     """The local stack could not be installed or started (message names cause and fix)."""

@@ -37,7 +37,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from headrace import metrics
 from headrace.checkpoints import CheckpointStore
 from headrace.dlq import DeadLetter, DeadLetterWriter
-from headrace.errors import HeadraceError, PoisonRecord
+from headrace.errors import DeliveryError, PoisonRecord
 from headrace.gc_tuning import tune_gc  # re-exported: `headrace produce` calls it from here
 from producers.batch import Batch, Poison, Source
 from producers.encoder import RecordEncoder
@@ -62,10 +62,6 @@ FORCE_AFTER = 3
 #: middle of a long C call cost up to a few ms (a py-spy profile of the 1.3 M-line S3 object
 #: showed two polls per batch taking a third as long as producing itself).
 POLL_INTERVAL = 0.1
-
-
-class DeliveryError(HeadraceError):
-    """The broker did not acknowledge a record; nothing past it was checkpointed."""
 
 
 class DeliveryReports:

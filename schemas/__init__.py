@@ -5,6 +5,7 @@ Confluent-compatible registry). Imports nothing of headrace's own."""
 from schemas.avrocodec import MAGIC, AvroCodec, AvroDecoder, SchemaMismatch, split_wire
 from schemas.jsoncodec import JsonCodec, JsonDecodeError
 from schemas.record import Record, encode_key, key_of
+from schemas.recordcodec import RecordCodec
 from schemas.registry import (
     ConfluentRegistry,
     LocalRegistry,
@@ -23,6 +24,7 @@ __all__ = [
     "JsonDecodeError",
     "LocalRegistry",
     "Record",
+    "RecordCodec",
     "Registry",
     "SchemaMismatch",
     "SchemaNotFound",

@@ -42,6 +42,7 @@ from headrace.config import Pipeline, Stage
 from headrace.config.keys import key_fields, needs_repartition
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, ensure_topics, make_producer
+from schemas import RecordCodec
 from streams.batch_topic import BatchBuffer, BatchTopic
 from streams.consumer import BatchApp
 from streams.datadir import drop_stale_stores, worker_data_dir
@@ -51,7 +52,6 @@ from streams.lookup import LookupRunner
 from streams.output_log import KafkaOutputLog
 from streams.runner import StageRunner
 from streams.stages import AggregateStage, RankStage, RecordsStage, StageProcessor
-from streams.stages.base import use_registry
 from streams.stages.repartition import RepartitionStage
 
 __all__ = ["WorkerOptions", "build_worker", "stage_loop"]
@@ -121,7 +121,7 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         )
     stages = {n: pipeline.stages[n] for n in pipeline.stages if n in chosen}
     keys = key_fields(pipeline)
-    use_registry(pipeline.schema_registry())  # Avro inputs decode by schema id
+    codec = RecordCodec(pipeline.schema_registry())  # Avro inputs decode by schema id
     counts = _prepare_topics(pipeline, stages)
     app_id = options.app_id or f"headrace-{pipeline.name}"
     app = BatchApp(
@@ -216,6 +216,8 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 output_log=output_log,
             )
         )
+    for runner in runners:  # one codec, the pipeline's registry (no process-wide state)
+        runner.processor.codec = codec
     health = Health(
         app,
         runners,

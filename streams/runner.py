@@ -68,6 +68,7 @@ from confluent_kafka import KafkaError, Producer
 from faust.types import TP
 
 from headrace import metrics
+from headrace.errors import DeliveryError
 from streams import table_store
 from streams.batch_topic import BatchTopic
 from streams.consumer import BatchConsumer
@@ -77,10 +78,6 @@ from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcess
 __all__ = ["StageRunner"]
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryFailed(RuntimeError):
-    """The broker refused an output message; the batch is not acked."""
 
 
 @dataclass(slots=True)
@@ -371,10 +368,10 @@ class StageRunner:
         self._check_delivered(await asyncio.to_thread(self.producer.flush, 60.0))
 
     def _check_delivered(self, remaining: int) -> None:
-        """Raise ``DeliveryFailed`` if messages are left after a flush or a delivery failed."""
+        """Raise ``DeliveryError`` if messages are left after a flush or a delivery failed."""
         if remaining or self._errors:
             errors, self._errors = self._errors[:5], []
-            raise DeliveryFailed(
+            raise DeliveryError(
                 f"stage {self.labels[1]!r}: {remaining} output messages not acknowledged "
                 f"within 60 s, delivery errors: {errors or 'none'}; the batch is not committed "
                 "and will be reprocessed after a restart"

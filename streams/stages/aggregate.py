@@ -77,10 +77,9 @@ from streams.stages.base import (
     InMessage,
     OutMessage,
     OutputLog,
+    StageDefaults,
     StateWrite,
     dead_letter,
-    decode,
-    encode,
 )
 
 __all__ = ["AggregateStage"]
@@ -111,7 +110,7 @@ class _Partition:
         return False
 
 
-class AggregateStage:
+class AggregateStage(StageDefaults):
     """Windowed aggregation; see the module doc. ``output``: the stage's output topic, to
     place outputs and read them back on restore (``streams.output_log.KafkaOutputLog``)."""
 
@@ -137,7 +136,9 @@ class AggregateStage:
         for r in rows:
             key = encode_key([*r.group, r.start_ms])
             where = self.output.partition(key)
-            msg = OutMessage(self.stage.to, key, encode(r.value), r.end_ms - 1, partition=where)
+            msg = OutMessage(
+                self.stage.to, key, self.codec.encode(r.value), r.end_ms - 1, partition=where
+            )
             out.messages.append(msg)
             emitted[(r.group, r.start_ms)] = msg
         out.count("out", len(rows))
@@ -187,7 +188,7 @@ class AggregateStage:
                 out.count("skipped_duplicate")
                 continue
             try:
-                value = decode(msg)
+                value = self.decode(msg)
                 if value is None:
                     out.count("dropped")
                     continue

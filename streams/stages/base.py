@@ -8,11 +8,12 @@ from typing import Any, Protocol
 import orjson
 
 from headrace.dlq import DeadLetter
-from schemas import MAGIC, AvroDecoder, JsonCodec
+from schemas import RecordCodec
 
 __all__ = [
     "HEADER_LATENESS",
     "HEADER_SOURCE",
+    "JSON_CODEC",
     "BatchOutput",
     "InMessage",
     "OutMessage",
@@ -21,39 +22,12 @@ __all__ = [
     "StageProcessor",
     "StateWrite",
     "dead_letter",
-    "use_registry",
 ]
 
 HEADER_LATENESS = "headrace.lateness_ms"
 HEADER_SOURCE = "headrace.source"
 """Set by a records stage on each output: ``topic|partition|offset|index`` of the input that
 produced it, so a stateful stage downstream can drop the duplicates a replay re-sends."""
-
-
-class _InputCodec(JsonCodec):
-    """JSON out; in, JSON or Confluent-framed Avro (magic byte 0), the latter once the worker
-    has set ``avro`` (an ``AvroDecoder`` on the pipeline's registry: ``use_registry``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avro: AvroDecoder | None = None
-
-    def decode(self, data: bytes) -> dict[str, Any]:
-        if data[:1] == _AVRO_MAGIC and len(data) >= 5:
-            if self.avro is None:
-                raise ValueError("Confluent-framed Avro but the worker has no schema registry")
-            return self.avro.decode(data)
-        return super().decode(data)
-
-
-_AVRO_MAGIC = bytes([MAGIC])
-CODEC = _InputCodec()
-
-
-def use_registry(registry: Any) -> None:
-    """Decode Avro inputs (a source with ``format``/``encoding: avro``) with schemas looked up
-    by id in ``registry`` (``schema_for_id``), process-wide; JSON inputs are unaffected."""
-    CODEC.avro = AvroDecoder(registry)
 
 
 StateWrite = tuple[Any, Any]
@@ -143,15 +117,6 @@ def dead_letter(
     )
 
 
-def decode(msg: InMessage) -> dict[str, Any] | None:
-    """The JSON object of ``msg`` (None for a tombstone); JsonDecodeError when not one."""
-    return None if msg.value is None else CODEC.decode(msg.value)
-
-
-def encode(value: dict[str, Any]) -> bytes:
-    return CODEC.encode(value)
-
-
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
@@ -178,6 +143,7 @@ class StageProcessor(Protocol):
 
     name: str
     source: str
+    codec: RecordCodec
 
     def process(self, partition: int, batch: list[InMessage], wall_ms: int = 0) -> BatchOutput: ...
 
@@ -192,9 +158,22 @@ class StageProcessor(Protocol):
         ...
 
 
+JSON_CODEC = RecordCodec()
+"""A stage's codec until the worker gives it the pipeline's (JSON only: no registry)."""
+
+
 class StageDefaults:
     """What a stage without timers, windows or a batch limit does: nothing. Stages inherit
-    it and override only what they have (``StageProcessor`` lists the methods)."""
+    it and override only what they have (``StageProcessor`` lists the methods).
+
+    ``codec`` reads input values and writes output values; the worker sets it to one
+    ``RecordCodec`` on the pipeline's schema registry, so Avro inputs decode by schema id."""
+
+    codec: RecordCodec = JSON_CODEC
+
+    def decode(self, msg: InMessage) -> dict[str, Any] | None:
+        """The record of ``msg`` (None for a tombstone); ValueError when it is not one."""
+        return None if msg.value is None else self.codec.decode(msg.value)
 
     def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
         return BatchOutput()

@@ -39,8 +39,6 @@ from streams.stages.base import (
     OutMessage,
     StageDefaults,
     dead_letter,
-    decode,
-    encode,
 )
 from streams.stages.repartition import HEADER_MEMBER
 
@@ -91,7 +89,7 @@ class RankStage(StageDefaults):
                 (raw_member if raw_member is not None else msg.key or b"").decode(errors="replace"),
             )
             try:
-                value = decode(msg)
+                value = self.decode(msg)
             except ValueError as exc:
                 out.dead.append(dead_letter(self.name, msg, exc, topic=self.stage.from_))
                 continue
@@ -136,7 +134,7 @@ class RankStage(StageDefaults):
                 if source is not None
                 else encode_key([*part, *member])  # a removal stored before 2026-12-07
             )
-        data = None if value is None else encode(value)
+        data = None if value is None else self.codec.encode(value)
         out.messages.append(OutMessage(self.stage.to, key, data, None))
         out.count("tombstone" if data is None else "out")
 

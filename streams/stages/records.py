@@ -20,14 +20,12 @@ from schemas import encode_key
 from streams.operators.ratelimit import StageLimiter, overflow_topic
 from streams.operators.transform import Transformer
 from streams.stages.base import (
-    CODEC,
     HEADER_SOURCE,
     BatchOutput,
     InMessage,
     OutMessage,
     StageDefaults,
     dead_letter,
-    encode,
 )
 
 __all__ = ["RecordsStage"]
@@ -82,7 +80,7 @@ class RecordsStage(StageDefaults):
         messages = out.messages
         to, key_fields, apply = self.stage.to, self.key_fields, self.transformer.apply
         enrich = self._enrich if self.stage.lookup is not None else None
-        decode = CODEC.decode
+        decode, encode = self.codec.decode, self.codec.encode
         dropped = 0
         topic, part, prefix = "", -1, b""  # the source header's start, per input partition
         for msg in batch:

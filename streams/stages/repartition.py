@@ -32,7 +32,6 @@ from streams.stages.base import (
     OutMessage,
     StageDefaults,
     dead_letter,
-    decode,
 )
 
 __all__ = ["HEADER_MEMBER", "RepartitionStage"]
@@ -75,7 +74,7 @@ class RepartitionStage(StageDefaults):
         for msg in batch:
             headers = [(HEADER_MEMBER, msg.key or b"")]
             try:
-                value = decode(msg)
+                value = self.decode(msg)
             except ValueError as exc:
                 out.dead.append(dead_letter(self.name, msg, exc))
                 continue
@@ -97,7 +96,7 @@ class RepartitionStage(StageDefaults):
         fields = self.fields
         for msg in batch:
             try:
-                value = decode(msg)
+                value = self.decode(msg)
             except ValueError as exc:
                 out.dead.append(dead_letter(self.name, msg, exc))
                 continue

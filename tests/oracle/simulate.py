@@ -22,16 +22,18 @@ from connectors.dynamodb import DynamoDBSink, dynamo_client
 from connectors.dynamodb_writer import DynamoWriter
 from connectors.mongodb import MongoSink, mongo_collection
 from connectors.mongodb_writer import MongoWriter
-from connectors.records import SinkRecord, decode_value
+from connectors.records import SinkRecord
 from headrace.config import Pipeline, Stage
 from headrace.config.keys import key_fields, needs_repartition
-from schemas import encode_key
+from schemas import RecordCodec, encode_key
 from streams.output_log import partition_for
 from streams.stages.aggregate import AggregateStage
 from streams.stages.base import InMessage, OutMessage, StageProcessor
 from streams.stages.rank import RankStage
 from streams.stages.records import RecordsStage
 from streams.stages.repartition import RepartitionStage
+
+JSON = RecordCodec()
 
 
 class Topic:
@@ -197,7 +199,7 @@ def sink_records(topic: Topic, rng: random.Random) -> list[SinkRecord]:
         for m in topic.parts[p][cursors[p] : end]:
             out.append(
                 SinkRecord(
-                    m.topic, p, m.offset, m.key, decode_value(m.value), m.value, m.timestamp_ms
+                    m.topic, p, m.offset, m.key, JSON.decode_value(m.value), m.value, m.timestamp_ms
                 )
             )
         cursors[p] = end

@@ -293,7 +293,9 @@ def test_stop_while_the_destination_is_down_commits_nothing_and_returns() -> Non
 
 
 def test_decode_value_json_tombstone_and_framed_avro() -> None:
-    from connectors.records import decode_value
+    from schemas import RecordCodec
+
+    decode_value = RecordCodec().decode_value
 
     assert decode_value(b'{"a": 1.5}') == {"a": 1.5}
     assert decode_value(None) is None

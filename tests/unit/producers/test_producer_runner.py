@@ -8,9 +8,10 @@ import pytest
 
 from headrace.checkpoints import decode_checkpoint
 from headrace.dlq import HEADER_POSITION
+from headrace.errors import DeliveryError
 from producers.batch import Batch, Poison
 from producers.encoder import RecordEncoder
-from producers.runner import DeliveryError, DeliveryReports, Runner
+from producers.runner import DeliveryReports, Runner
 from schemas import JsonCodec, Record
 
 

@@ -8,22 +8,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fixtures.avro import ORDER_PRICED
 
-from connectors.records import decode_value
-from schemas import AvroCodec, AvroDecoder, ConfluentRegistry, LocalRegistry, SchemaMismatch
+from schemas import (
+    AvroCodec,
+    AvroDecoder,
+    ConfluentRegistry,
+    LocalRegistry,
+    RecordCodec,
+    SchemaMismatch,
+)
 
-ORDER = {
-    "type": "record",
-    "name": "order",
-    "fields": [
-        {"name": "id", "type": "long"},
-        {
-            "name": "price",
-            "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2},
-        },
-        {"name": "note", "type": ["null", "string"], "default": None},
-    ],
-}
+ORDER = ORDER_PRICED
 
 
 def test_local_registry_decodes_old_records_after_the_schema_changed(tmp_path: Path) -> None:
@@ -36,7 +32,11 @@ def test_local_registry_decodes_old_records_after_the_schema_changed(tmp_path: P
     assert registry.schema_id("order", "orders.raw", changed) == sid + 1
     decoder = AvroDecoder(LocalRegistry(tmp_path))
     assert decoder.decode(data) == {"id": 7, "price": Decimal("12.50"), "note": "ü"}
-    assert decode_value(data, decoder) == {"id": 7, "price": Decimal("12.50"), "note": "ü"}
+    assert RecordCodec(LocalRegistry(tmp_path)).decode_value(data) == {
+        "id": 7,
+        "price": Decimal("12.50"),
+        "note": "ü",
+    }
 
 
 def test_unknown_schema_id_is_a_schema_mismatch(tmp_path: Path) -> None:
@@ -48,9 +48,9 @@ def test_unknown_schema_id_is_a_schema_mismatch(tmp_path: Path) -> None:
 def test_sinks_without_a_registry_say_so() -> None:
     data = AvroCodec(ORDER, 3).encode({"id": 1, "price": Decimal("1.00")})
     with pytest.raises(ValueError, match="schema id 3"):
-        decode_value(data)
-    assert decode_value(b'{"a": 1}') == {"a": 1}
-    assert decode_value(None) is None
+        RecordCodec().decode_value(data)
+    assert RecordCodec().decode_value(b'{"a": 1}') == {"a": 1}
+    assert RecordCodec().decode_value(None) is None
 
 
 def test_confluent_registry_looks_ids_up_once() -> None:

@@ -141,8 +141,7 @@ def test_shed_sends_the_excess_unchanged_to_the_overflow_topic() -> None:
 def test_avro_inputs_decode_by_schema_id_once_the_worker_has_a_registry() -> None:
     """A source with ``format: avro`` feeding a stage: Confluent-framed records decode with
     the registry's schema; before a registry is set they are dead letters with the reason."""
-    from schemas import AvroCodec
-    from streams.stages import base
+    from schemas import AvroCodec, RecordCodec
 
     schema = {
         "type": "record",
@@ -158,19 +157,15 @@ def test_avro_inputs_decode_by_schema_id_once_the_worker_has_a_registry() -> Non
 
     framed = AvroCodec(schema, 7).encode({"quantity": 2, "price": "0.10"})
     unknown = AvroCodec(schema, 8).encode({"quantity": 1, "price": "0.10"})
-    before = base.CODEC.avro
-    try:
-        base.CODEC.avro = None
-        out = stage(**ORDERS).process(2, [msg(1, framed)])
-        assert out.counts["dlq"] == 1 and "no schema registry" in str(out.dead[0])
-        base.use_registry(Registry())
-        out = stage(**ORDERS).process(
-            2, [msg(2, framed), msg(3, unknown), msg(4, {"quantity": 1, "price": "1"})]
-        )
-        assert [orjson.loads(m.value or b"") for m in out.messages] == [
-            {"quantity": 2, "price": 2, "total": "0.20"},
-            {"quantity": 1, "price": 1, "total": "1"},
-        ]
-        assert out.counts["dlq"] == 1  # the unknown schema id, with the reason
-    finally:
-        base.CODEC.avro = before
+    out = stage(**ORDERS).process(2, [msg(1, framed)])
+    assert out.counts["dlq"] == 1 and "no schema registry" in str(out.dead[0])
+    with_registry = stage(**ORDERS)
+    with_registry.codec = RecordCodec(Registry())
+    out = with_registry.process(
+        2, [msg(2, framed), msg(3, unknown), msg(4, {"quantity": 1, "price": "1"})]
+    )
+    assert [orjson.loads(m.value or b"") for m in out.messages] == [
+        {"quantity": 2, "price": 2, "total": "0.20"},
+        {"quantity": 1, "price": 1, "total": "1"},
+    ]
+    assert out.counts["dlq"] == 1  # the unknown schema id, with the reason

@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from headrace.config import Stage
+from headrace.errors import DeliveryError
 from streams.batch_topic import BatchBuffer
-from streams.runner import DeliveryFailed, StageRunner
+from streams.runner import StageRunner
 from streams.stages.base import BatchOutput, InMessage
 from streams.stages.records import RecordsStage
 
@@ -170,14 +171,14 @@ def test_a_failed_delivery_stops_the_loop_and_acks_nothing_of_the_batch() -> Non
         feeder = asyncio.ensure_future(feed(s, (0, 1), (2, 3), (4, 5)))
         try:
             await asyncio.wait_for(s.runner.run(), timeout=10)
-        except DeliveryFailed as exc:
+        except DeliveryError as exc:
             feeder.cancel()
             assert await s.buffer.idle(0.1), "a dead loop leaves the buffer idle"
             return s.events, exc
         return s.events, None
 
     events, error = asyncio.run(scenario())
-    assert isinstance(error, DeliveryFailed) and "broker said no" in str(error)
+    assert isinstance(error, DeliveryError) and "broker said no" in str(error)
     acks = [ev for ev in events.items if ev[0] == "ack"]
     assert acks == [("ack", 0, 0, 1)]
     assert ("produce", 4) not in events.items  # nothing produced past the failed batch
