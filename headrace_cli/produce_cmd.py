@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from headrace.errors import ConfigError
@@ -71,12 +69,11 @@ def describe_checkpoint(state: dict[str, Any] | None) -> str:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from headrace import metrics
     from headrace.config import load_pipeline
+    from headrace.host import host
     from headrace.kafka_clients import make_producer
     from producers.build import build_runner, source_config
     from producers.progress import ProgressDisplay
-    from producers.runner import tune_gc
 
     pipeline = load_pipeline(pipeline_path(args))
     cfg = source_config(pipeline, args.name)
@@ -93,19 +90,13 @@ def _produce(args: argparse.Namespace) -> int:
         if runner.store is not None:
             p = make_producer(pipeline.kafka)
             runner.store.reset(p)
-    port = metrics.serve(
-        pipeline.name, "source", args.name, pipeline.metrics.port, pipeline.metrics.final_scrape
+    progress = host(
+        pipeline,
+        kind="source",
+        name=args.name,
+        run=lambda: runner.run(once=args.once, poll_interval=poll_interval),
+        stop=runner.stop,
     )
-    log.info("source %r: metrics on http://127.0.0.1:%d/metrics", args.name, port)
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("source %r: signal %d, finishing the batch and checkpointing", args.name, signum)
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    tune_gc()
-    progress = runner.run(once=args.once, poll_interval=poll_interval)
     display.done(progress)
     return 0
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-from types import FrameType
 
 from headrace_cli.common import add_file_option, pipeline_path
 
@@ -48,25 +46,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from connectors.build import build_sink
     from headrace.config import load_pipeline
-    from headrace.metrics import serve
+    from headrace.host import host
 
     pipeline = load_pipeline(pipeline_path(args))
     runner, close = build_sink(pipeline, args.name, group=args.group)
-    port = pipeline.metrics.port if args.metrics_port is None else args.metrics_port
-    actual = serve(pipeline.name, "sink", args.name, port, pipeline.metrics.final_scrape)
-    log.info("sink %r: reading %r, metrics on 127.0.0.1:%d", args.name, runner.topic, actual)
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info(
-            "sink %r: %s received; flushing and leaving", args.name, signal.Signals(signum).name
-        )
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        runner.run()
-    finally:
-        close()
+    log.info("sink %r: reading %r", args.name, runner.topic)
+    host(
+        pipeline,
+        kind="sink",
+        name=args.name,
+        run=runner.run,
+        stop=runner.stop,
+        close=close,
+        metrics_port=args.metrics_port,
+    )
     log.info("sink %r: stopped; committed %s", args.name, runner.committed)
     return 0

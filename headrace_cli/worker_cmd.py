@@ -99,9 +99,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     import faust
 
-    from headrace import metrics
     from headrace.config import load_pipeline
-    from headrace.gc_tuning import tune_gc
+    from headrace.host import host
     from streams.app import WorkerOptions, build_worker
 
     pipeline = load_pipeline(pipeline_path(args))
@@ -118,10 +117,7 @@ def _worker(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
     )
     app, _runners = build_worker(pipeline, options)
-    metrics.serve(
-        pipeline.name, "stage", "worker", pipeline.metrics.port, pipeline.metrics.final_scrape
-    )
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)
-    tune_gc()  # a batch of records is tens of thousands of young objects (see tune_gc)
-    worker.execute_from_commandline()
+    # Faust installs its own SIGTERM/SIGINT handling (stop=None)
+    host(pipeline, kind="stage", name="worker", run=worker.execute_from_commandline, stop=None)
     return 0

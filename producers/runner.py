@@ -38,7 +38,6 @@ from headrace import metrics
 from headrace.checkpoints import CheckpointStore
 from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import DeliveryError, PoisonRecord
-from headrace.gc_tuning import tune_gc  # re-exported: `headrace produce` calls it from here
 from producers.batch import Batch, Poison, Source
 from producers.encoder import RecordEncoder
 
@@ -48,7 +47,6 @@ __all__ = [
     "Progress",
     "Runner",
     "delivery_settings",
-    "tune_gc",
 ]
 
 log = logging.getLogger(__name__)

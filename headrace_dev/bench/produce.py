@@ -292,7 +292,7 @@ def _cleanup(env: dict[str, str], run_id: str, s3: Any, bucket: str) -> None:
 
 def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
     """Every producer figure, measured against the stack named in ``env`` (``.stack/env``)."""
-    from producers.runner import tune_gc
+    from headrace.gc_tuning import tune_gc
 
     tune_gc()  # as `headrace produce` does
     size = SIZES[quick]
