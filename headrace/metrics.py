@@ -172,6 +172,17 @@ def _bind(port: int) -> MetricsServer:
     return MetricsServer(0)
 
 
+def targets_folder() -> Path:
+    """Where processes register their /metrics endpoints for Prometheus:
+    ``$HEADRACE_PROMETHEUS_TARGETS``, else the local stack's folder
+    (``$HEADRACE_STACK_DIR``, default ``./.stack``, then ``conf/prometheus/targets``)."""
+    folder = os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
+    if folder:
+        return Path(folder)
+    stack = Path(os.environ.get("HEADRACE_STACK_DIR") or ".stack").resolve()
+    return stack / "conf" / "prometheus" / "targets"
+
+
 def _register_target(pipeline: str, kind: str, name: str, port: int) -> Path | None:
     """Write this process's file-discovery target; return its path (None: no folder)."""
     folder = os.environ.get("HEADRACE_PROMETHEUS_TARGETS")

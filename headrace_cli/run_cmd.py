@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from headrace.errors import HeadraceError
-from headrace_cli.common import add_file_option, pipeline_path, stack_paths
+from headrace.metrics import targets_folder
+from headrace_cli.common import add_file_option, pipeline_path
 
 if TYPE_CHECKING:
     from headrace.config import Pipeline
@@ -304,7 +305,7 @@ def _share_targets_folder() -> None:
     else a private temporary folder (no local stack: ``run`` still finds its processes)."""
     if os.environ.get("HEADRACE_PROMETHEUS_TARGETS"):
         return
-    folder = stack_paths().conf / "prometheus" / "targets"
+    folder = targets_folder()
     if not folder.is_dir():
         import tempfile
 
@@ -313,8 +314,7 @@ def _share_targets_folder() -> None:
 
 
 def _targets_folder() -> Path:
-    folder = os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
-    return Path(folder) if folder else stack_paths().conf / "prometheus" / "targets"
+    return targets_folder()
 
 
 def _describe(pipeline: str, pids: list[int]) -> dict[int, str]:

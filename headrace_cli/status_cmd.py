@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from headrace_cli.common import print_table, stack_paths
+from headrace_cli.common import print_table
 
 __all__ = ["COMMANDS", "register"]
 
@@ -35,13 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from headrace.metrics import prune_stale_targets
+    from headrace.metrics import prune_stale_targets, targets_folder
     from headrace_cli.status_view import collect, discover_targets
 
     folder = Path(
         args.targets
-        or os.environ.get("HEADRACE_PROMETHEUS_TARGETS")
-        or stack_paths().conf / "prometheus" / "targets"
+        or targets_folder()
     )
     if folder.is_dir() and (removed := prune_stale_targets(folder)):
         print(f"removed {len(removed)} stale target file(s) of processes that are gone")
