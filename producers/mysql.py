@@ -3,7 +3,7 @@
 Rows of a MySQL/MariaDB table or query, polled like Kafka Connect's JDBC source
 (``producers.mysql_source`` reads them; ``producers.mysql_watermark`` keeps the position).
 Needs SQLAlchemy and a driver: PyMySQL (``headrace[mysql]``), or mysqlclient for
-``mysql+mysqldb://`` (about 3x the rows/s).
+``mysql+mysqldb://`` (about 3x the rows/s; ``headrace[mysqlclient]``).
 """
 
 from __future__ import annotations

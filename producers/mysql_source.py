@@ -68,12 +68,12 @@ def check_driver(url: str, source: str = "") -> None:
     where = f"source {source!r}: " if source else ""
     if driver == "mysqldb":
         fix = (
-            "install it with `pip install 'headrace[mysql]'` (it builds against the MariaDB "
+            "install it with `pip install 'headrace[mysqlclient]'` (it builds against the MariaDB "
             "client library: `apt-get install libmariadb-dev pkg-config` first), or use the "
             "pure-Python driver: mysql+pymysql://"
         )
     else:
-        fix = f"pip install {package}"
+        fix = f"pip install 'headrace[mysql]' (or {package})"
     raise ConfigError(
         f"{where}the URL's MySQL driver {driver!r} needs the {package} package, which is not "
         f"installed; {fix}",

@@ -29,7 +29,7 @@ def test_a_missing_driver_names_the_package_and_the_fix(monkeypatch) -> None:
         check_driver("mysql+mysqldb://u:secret@h/db", "orders")
     msg = str(err.value)
     assert "driver 'mysqldb' needs the mysqlclient package" in msg
-    assert "pip install 'headrace[mysql]'" in msg and "libmariadb-dev" in msg
+    assert "pip install 'headrace[mysqlclient]'" in msg and "libmariadb-dev" in msg
     assert "mysql+pymysql://" in msg and "secret" not in msg
     assert err.value.key == "sources.orders.url"
     check_driver("mysql+pymysql://u:p@h/db", "orders")  # installed: no error
