@@ -105,9 +105,12 @@ def _discover(kind: Literal["source", "sink"]) -> Iterator[tuple[str, str]]:
     for ep in entry_points(group=f"headrace.{kind}s"):
         if ep.name in builtin:
             if ep.value != builtin[ep.name]:
+                dist = getattr(ep, "dist", None)
+                package = f"the package {dist.name!r}" if dist else "an installed package"
                 raise ConfigError(
-                    f"the package providing entry point {ep.value!r} registers the {kind} "
-                    f"type {ep.name!r}, which is built in; give it another name"
+                    f"{package} registers the {kind} type {ep.name!r} (entry point "
+                    f"{ep.group}: {ep.name} = {ep.value}), which is built in; give it "
+                    "another name (its entry point and its plugin's type), or uninstall it"
                 )
             continue
         yield ep.name, ep.value
