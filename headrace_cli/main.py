@@ -22,6 +22,7 @@ _COMMAND_MODULES = [
     "demo_cmd",
     "stack_cmd",
     "config_cmd",
+    "test_cmd",
     "produce_cmd",
     "worker_cmd",
     "sink_cmd",

@@ -18,6 +18,7 @@ COMMANDS = [
     "check",
     "config",
     "secrets",
+    "test",
     "produce",
     "publish",
     "worker",
