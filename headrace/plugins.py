@@ -92,7 +92,13 @@ class SinkPlugin:
 
 def _load(spec: str, kind: Literal["source", "sink"]) -> Any:
     module, _, attr = spec.partition(":")
-    found = getattr(importlib.import_module(module), attr)
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"the {kind} connector {spec!r} cannot be loaded ({type(exc).__name__}: {exc}); "
+            "reinstall the package that provides it, or uninstall it"
+        ) from None
     expected = SourcePlugin if kind == "source" else SinkPlugin
     if not isinstance(found, expected):
         raise ConfigError(f"{spec} is not a {expected.__name__} (a {type(found).__name__})")

@@ -16,7 +16,8 @@ from typing import Any
 
 from headrace.config import Pipeline
 from headrace.config.redact import redact_text
-from headrace.plugins import sink_plugin, source_plugin
+from headrace.errors import ConfigError
+from headrace.plugins import require, sink_plugin, source_plugin
 
 __all__ = ["Finding", "check_reachable"]
 
@@ -50,6 +51,11 @@ def check_reachable(pipeline: Pipeline, *, timeout: float = 5.0) -> list[Finding
     ):
         for name, config in items.items():
             plugin = plugin_of(config.type)
+            try:
+                require(plugin, f"{section[:-1]} {name!r}")
+            except ConfigError as exc:
+                findings.append(Finding(f"{section}.{name}", plugin.type, "-", False, str(exc)))
+                continue
             for kind, target, run in plugin.probes(name, config):
                 findings.extend(_guard(f"{section}.{name}", kind, target, partial(run, timeout)))
     return findings

@@ -2,7 +2,8 @@
 
 Rows of a MySQL/MariaDB table or query, polled like Kafka Connect's JDBC source
 (``producers.mysql_source`` reads them; ``producers.mysql_watermark`` keeps the position).
-Needs SQLAlchemy and a driver: PyMySQL (``headrace[mysql]``), or mysqlclient for
+Needs SQLAlchemy and a driver: PyMySQL (``headrace[mysql]``), or mysqlclient
+(``headrace[mysqlclient]``) for
 ``mysql+mysqldb://`` (about 3x the rows/s; ``headrace[mysqlclient]``).
 """
 
@@ -42,7 +43,7 @@ class MySQLSource(SourceBase):
     url: str = Field(
         description="SQLAlchemy URL, e.g. mysql+pymysql://user:password@host:3306/db "
         "(use ${ENV} or enc:<token> for the password); mysql+mysqldb:// uses the C driver "
-        "(headrace[mysql]), about 3x faster."
+        "(headrace[mysqlclient]), about 3x faster."
     )
     table: str | None = Field(default=None, description="Table to read (exclusive with query).")
     query: str | None = Field(
