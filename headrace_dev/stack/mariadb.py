@@ -4,6 +4,13 @@ The Debian package provides the binaries only: the system service is never start
 ``tools.apt_install``). ``prepare`` runs ``mariadb-install-db`` once into the stack's data dir;
 ``bootstrap`` creates the ``headrace`` user (all privileges, so tests can create databases) and
 the ``headrace`` database.
+
+The server writes a row-based binlog for change data capture (``type: mysql_cdc``):
+``log_bin``, ``binlog_format=ROW``, ``binlog_row_image=FULL``, ``server_id=1``, binlogs kept
+``EXPIRE_LOGS_DAYS`` days; the user holds REPLICATION SLAVE, REPLICATION CLIENT and RELOAD
+(inside ALL PRIVILEGES, granted explicitly too). ``log_bin`` cannot be switched on at run
+time, so ``bootstrap`` restarts, once, a running server that was started without it (a
+checkout from before CDC); the other settings are re-applied with ``SET GLOBAL`` every time.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headrace.errors import StackError
+from headrace_dev.stack import proc
 from headrace_dev.stack.component import Component, Log
 from headrace_dev.stack.tools import run_logged
 
@@ -23,6 +31,18 @@ __all__ = ["MYSQL_DATABASE", "MYSQL_PASSWORD", "MYSQL_USER", "MariaDB"]
 MYSQL_USER = "headrace"
 MYSQL_PASSWORD = os.environ.get("HEADRACE_MYSQL_PASSWORD", "headrace")
 MYSQL_DATABASE = "headrace"
+#: server id of the stack's MariaDB (a CDC reader registers with another id)
+SERVER_ID = 1
+#: days binlogs are kept: long enough for a CDC source stopped over a long weekend
+EXPIRE_LOGS_DAYS = 7
+#: the binlog settings CDC needs: (variable, value it must have, the option that sets it)
+BINLOG_SETTINGS = (
+    ("log_bin", "ON", "--log-bin=mariadb-bin"),
+    ("binlog_format", "ROW", "--binlog-format=ROW"),
+    ("binlog_row_image", "FULL", "--binlog-row-image=FULL"),
+    ("server_id", str(SERVER_ID), f"--server-id={SERVER_ID}"),
+    ("expire_logs_days", str(EXPIRE_LOGS_DAYS), f"--expire-logs-days={EXPIRE_LOGS_DAYS}"),
+)
 
 
 def _find(name: str) -> str | None:
@@ -95,7 +115,7 @@ class MariaDB(Component):
             f"--pid-file={self.paths.run / 'mariadbd.pid'}",
             *self._user_args(),
             "--skip-name-resolve",
-            "--skip-log-bin",
+            *(option for _var, _value, option in BINLOG_SETTINGS),
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
             "--default-time-zone=+00:00",
@@ -125,12 +145,52 @@ class MariaDB(Component):
         finally:
             conn.close()  # type: ignore[attr-defined]
 
-    def bootstrap(self, log: Log) -> None:
-        import pymysql
-
+    def _binlog_off(self) -> bool:
+        """The running server was started without ``--log-bin`` (needs a restart)."""
         conn = self._root()
         try:
             with conn.cursor() as cur:  # type: ignore[attr-defined]
+                cur.execute("SELECT @@log_bin")
+                return bool(int(cur.fetchone()[0]) == 0)
+        finally:
+            conn.close()  # type: ignore[attr-defined]
+
+    def _restart(self, log: Log) -> None:
+        """Stop the running server (SIGTERM: a clean InnoDB shutdown, a few seconds on the
+        stack's small data) and start it again with :meth:`command`."""
+        pid_file = self.paths.pid_file(self.name)
+        log(
+            "mariadb runs without the binlog that CDC (type: mysql_cdc) reads: restarting it "
+            "once with log_bin, binlog_format=ROW, binlog_row_image=FULL (a few seconds)"
+        )
+        proc.stop(pid_file, timeout=60)
+        proc.spawn(
+            self.command(),
+            pid_file=pid_file,
+            log_file=self.paths.log_file(self.name),
+            marker=self.marker,
+            cwd=self.paths.root,
+            env=self.process_env(),
+        )
+        if not proc.wait_until(self.healthy, timeout=self.start_timeout, interval=0.3):
+            raise StackError(
+                f"mariadb did not come back within {self.start_timeout:.0f}s after the restart "
+                f"that enables the binlog; see {self.paths.log_file(self.name)}"
+            )
+
+    def bootstrap(self, log: Log) -> None:
+        import pymysql
+
+        if self._binlog_off():
+            self._restart(log)
+        conn = self._root()
+        try:
+            with conn.cursor() as cur:  # type: ignore[attr-defined]
+                cur.execute(
+                    "SET GLOBAL binlog_format = 'ROW', binlog_row_image = 'FULL', "
+                    "server_id = %s, expire_logs_days = %s",
+                    (SERVER_ID, EXPIRE_LOGS_DAYS),
+                )
                 cur.execute("DROP USER IF EXISTS ''@'localhost'")
                 cur.execute(
                     "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s",
@@ -139,6 +199,10 @@ class MariaDB(Component):
                 cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (MYSQL_USER, MYSQL_PASSWORD))
                 cur.execute(
                     "GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", (MYSQL_USER,)
+                )
+                cur.execute(
+                    "GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* TO %s@'%%'",
+                    (MYSQL_USER,),
                 )
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{MYSQL_DATABASE}`")
         finally:
