@@ -83,7 +83,8 @@ def _shown(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     keys = SHOWN[kind]
 
     def shown(item: dict[str, Any]) -> dict[str, Any]:
-        return {k: item[k] for k in keys if k in item}
+        # a record without a key is shown (and written) without one: less to read
+        return {k: item[k] for k in keys if k in item and (k != "key" or item[k] is not None)}
 
     return shown
 

@@ -21,6 +21,7 @@ Operations are shown as plain mappings:
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,13 @@ from headrace_cli.pipeline_test.values import plain
 from schemas import JsonCodec
 from streams.stages.base import OutMessage
 
-__all__ = ["PLANNABLE", "SinkPlan", "plan_sink"]
+__all__ = ["PLANNABLE", "SinkPlan", "missing_library", "plan_sink"]
 
 PLANNABLE = ("mongodb", "dynamodb")
 """Sink types whose writes a test can check."""
+
+_LIBRARIES = {"mongodb": ("pymongo", "mongodb")}
+"""Sink type -> (the package its operations are made of, the headrace extra that has it)."""
 
 _CODEC = JsonCodec()
 
@@ -47,6 +51,20 @@ class SinkPlan:
 
     operations: list[dict[str, Any]] = field(default_factory=list)
     dead: list[OutMessage] = field(default_factory=list)
+
+
+def missing_library(name: str, sink_type: str) -> str | None:
+    """Why sink ``name``'s operations cannot be shown here (a library missing, with the
+    install hint), or None. A DynamoDB plan needs no library; a MongoDB plan is made of
+    pymongo's operations."""
+    needed = _LIBRARIES.get(sink_type)
+    if needed is None or importlib.util.find_spec(needed[0]) is not None:
+        return None
+    package, extra = needed
+    return (
+        f"sink {name!r} (type {sink_type}) needs the Python package {package!r} to show "
+        f"its operations, which is not installed: pip install 'headrace[{extra}]'"
+    )
 
 
 class _NoServer:

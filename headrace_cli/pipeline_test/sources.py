@@ -36,6 +36,7 @@ __all__ = [
     "mysql_messages",
     "s3_messages",
     "s3_objects",
+    "s3_source",
 ]
 
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -142,9 +143,11 @@ def default_object_key(cfg: Any) -> str:
     return f"{cfg.prefix}test.{cfg.format}"
 
 
-def s3_messages(pipeline: Pipeline, name: str, objects: dict[str, bytes]) -> list[OutMessage]:
-    """What S3 source ``name`` produces from a bucket holding ``objects`` (key -> body),
-    built as ``producers.s3.build`` builds it (see the module doc)."""
+def s3_source(
+    pipeline: Pipeline, name: str, objects: dict[str, bytes]
+) -> tuple[Any, RecordEncoder]:
+    """S3 source ``name`` and its encoder as ``producers.s3.build`` builds them, on a bucket
+    holding ``objects`` (key -> body) instead of a client."""
     from producers.projection import Projection
     from producers.s3_source import S3ObjectSource
 
@@ -169,6 +172,12 @@ def s3_messages(pipeline: Pipeline, name: str, objects: dict[str, bytes]) -> lis
         projection=projection,
         encoder=encoder,
     )
+    return source, encoder
+
+
+def s3_messages(pipeline: Pipeline, name: str, objects: dict[str, bytes]) -> list[OutMessage]:
+    """What S3 source ``name`` produces from a bucket holding ``objects`` (key -> body)."""
+    source, encoder = s3_source(pipeline, name, objects)
     return _run(pipeline, name, source, encoder)
 
 

@@ -51,7 +51,7 @@ from headrace.config.problems import (
 from headrace.config.yamlfile import _Loader as PipelineYamlLoader  # the pipeline file's dialect
 from headrace.errors import ConfigError
 from headrace_cli.pipeline_test.model import Case, InputRecord, SourceFeed, TestFile
-from headrace_cli.pipeline_test.sinks import PLANNABLE
+from headrace_cli.pipeline_test.sinks import PLANNABLE, missing_library
 from headrace_cli.pipeline_test.sources import default_object_key
 from headrace_cli.pipeline_test.topics import Arrival
 from headrace_cli.pipeline_test.values import encode_spec_key
@@ -427,6 +427,8 @@ class _Preparer:
                     f"sink {name!r} is {sink.type}: a test can check the writes of "
                     f"{' and '.join(PLANNABLE)} sinks",
                 )
+            elif (missing := missing_library(name, sink.type)) is not None:
+                self.fail(("expect", "sinks", name), missing)
             else:
                 reads.setdefault(sink.from_, f"sink {name!r}")
                 writes.add(sink.from_ + ".dlq")

@@ -80,8 +80,11 @@ def time_view(ms: int) -> str:
 
 
 def duration_view(ms: int) -> str:
-    """Simulated milliseconds from the start of a case as a duration (``0s``, ``1.5s``)."""
-    return format_duration(ms / 1000)
+    """Simulated milliseconds from the start of a case as a duration: ``0s``, ``500ms``,
+    ``1.5s``, ``10m`` (whole units as ``headrace.config.durations.format_duration``)."""
+    if ms % 1000 == 0 or ms < 1000:
+        return format_duration(ms / 1000)
+    return f"{Decimal(ms).scaleb(-3).normalize():f}s"
 
 
 def json_form(value: Any) -> Any:
