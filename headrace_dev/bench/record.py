@@ -247,7 +247,8 @@ def _runs(records: Sequence[dict[str, Any]]) -> list[str]:
     headers += ["peak MiB", "load", "cpus"]
     align += ["---:", "---:", "---:"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
-    for r in reversed(records):
+    # newest run first; a run's figures in the order it measured them (the sort is stable)
+    for r in sorted(records, key=lambda r: str(r.get("time", "")), reverse=True):
         row = [
             str(r.get("date", "?")),
             _commit(r),
