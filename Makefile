@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 
-.PHONY: help setup demo test lint unit integration oracle stack-up stack-down clean
+.PHONY: help setup demo test lint unit integration soak oracle stack-up stack-down clean
 
 help:
 	@echo "make demo        bring the local stack up and run the shop demo end to end, verified"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint        ruff (lint + format check) and mypy"
 	@echo "make unit        unit tests only (nothing needs to run)"
 	@echo "make integration integration tests against the local stack"
+	@echo "make soak        only the soak-size tests (marker soak: the largest data, minutes each)"
 	@echo "make oracle N=500  the differential oracle: N generated cases per suite (SEED=S to start elsewhere)"
 	@echo "make stack-up / stack-down   start or stop the local stack"
 
@@ -38,7 +39,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # the optional native reader of the S3 JSONL source (Rust, pyo3): without cargo headrace runs
-# its pure-Python path, the same records at a lower rate (README: "Native reader")
+# its pure-Python path, the same records at a lower rate (docs/operations.md: "Native reader")
 $(NATIVE): $(STAMP) producers/native/Cargo.toml producers/native/Cargo.lock producers/native/pyproject.toml producers/native/src/lib.rs producers/native/_headrace_native.pyi
 	@if command -v cargo >/dev/null 2>&1; then \
 	  echo "setup: building the native reader (producers/native/, Rust; cached in its target/)"; \
@@ -67,6 +68,12 @@ unit: setup
 
 integration: stack-up
 	$(BIN)/pytest tests/integration -q
+
+# the tests marked soak (pytest -m soak): the ones whose data size makes them slow (hundreds
+# of thousands of records through the sinks, the stream stages across kill -9); make test
+# and make integration run them too, so nothing loses coverage in CI (.ci/run)
+soak: stack-up
+	$(BIN)/pytest tests -m soak -q -p no:cacheprovider
 
 # N generated cases per oracle suite (CI runs the default, a fixed set of seeds)
 N    ?= 150

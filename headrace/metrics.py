@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every headrace process, and the endpoint that serves them.
 
-Names and labels are the same in every process (see the README's metrics table). Labels are
+Names and labels are the same in every process (see docs/operations.md, Metrics). Labels are
 bounded: ``pipeline`` and ``stage`` come from the pipeline file, ``kind`` is one of
 ``source|stage|sink``, ``outcome`` a fixed word; never a record key or value, never a secret.
 

@@ -1,4 +1,4 @@
-"""What every command shares: the pipeline file option, output helpers, the project paths."""
+"""What every command shares: the pipeline file option and output helpers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from headrace_dev.stack import StackPaths
-
-__all__ = ["add_file_option", "pipeline_path", "print_table", "stack_paths"]
+__all__ = ["add_file_option", "pipeline_path", "print_table"]
 
 DEFAULT_PIPELINE = "pipeline.yaml"
 
@@ -32,12 +28,6 @@ def pipeline_path(args: argparse.Namespace) -> Path:
     """The pipeline file: ``-f`` on the command, else on ``headrace``, else env, else default."""
     chosen = getattr(args, "file", None) or getattr(args, "global_file", None)
     return Path(chosen or os.environ.get("HEADRACE_PIPELINE") or DEFAULT_PIPELINE)
-
-
-def stack_paths() -> StackPaths:
-    from headrace_dev.stack import StackPaths
-
-    return StackPaths.from_env()
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

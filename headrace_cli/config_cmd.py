@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "reference",
         help="print the configuration reference (every key, its type, default and meaning)",
         description="Print every key of the pipeline file as a Markdown table, generated from "
-        "the config model itself (the README's reference is this output).",
+        "the config model itself (docs/configuration.md holds this output).",
     )
     ref.set_defaults(func=_reference)
 

@@ -18,18 +18,20 @@ from headrace.errors import HeadraceError
 __all__ = ["build_parser", "main"]
 
 #: Modules that each define ``COMMANDS`` (the names they add) and ``register(subparsers)``.
+#: The developer commands (``headrace_dev.commands``) are loaded by name: the CLI does not
+#: depend on the developer tooling, which may be absent (a production install).
 _COMMAND_MODULES = [
-    "demo_cmd",
-    "stack_cmd",
-    "config_cmd",
-    "test_cmd",
-    "produce_cmd",
-    "worker_cmd",
-    "sink_cmd",
-    "run_cmd",
-    "dlq_cmd",
-    "bench_cmd",
-    "status_cmd",
+    "headrace_dev.commands.demo_cmd",
+    "headrace_dev.commands.stack_cmd",
+    "headrace_cli.config_cmd",
+    "headrace_cli.test_cmd",
+    "headrace_cli.produce_cmd",
+    "headrace_cli.worker_cmd",
+    "headrace_cli.sink_cmd",
+    "headrace_cli.run_cmd",
+    "headrace_cli.dlq_cmd",
+    "headrace_dev.commands.bench_cmd",
+    "headrace_cli.status_cmd",
 ]
 
 
@@ -65,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[ModuleType]:
-    """The command modules, in help order."""
-    return [importlib.import_module(f"headrace_cli.{name}") for name in _COMMAND_MODULES]
+    """The command modules, in help order (the developer ones only where installed)."""
+    found = []
+    for name in _COMMAND_MODULES:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if not name.startswith("headrace_dev.") or not (exc.name or "").startswith(
+                "headrace_dev"
+            ):
+                raise
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,7 +142,8 @@ def iter_config_keys() -> Iterator[tuple[str, str, str]]:
 
 
 def reference_markdown() -> str:
-    """The configuration reference as a Markdown table (one row per key), for the README."""
+    """The configuration reference as a Markdown table (one row per key), for
+    docs/configuration.md."""
     rows = ["| key | type / default | meaning |", "|---|---|---|"]
     for path, type_text, description in iter_config_keys():
         cells = [f"`{path}`", type_text, description]

@@ -55,7 +55,7 @@ __all__ = ["SINKS", "TUNING", "E2EResult", "Tuning", "figure", "pipeline_yaml", 
 
 RATE = 5000  # records/s: the target rate
 SINKS = ("mongodb", "dynamodb")
-SINK = "mongodb"  # the default: see README, Benchmarks (FerretDB sustains more than moto)
+SINK = "mongodb"  # the default: see docs/benchmark-history.md (FerretDB sustains more than moto)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Tuning:
     mongo_write: MongoWrite = "upsert"
 
 
-#: per sink, what measured best here (README, Benchmarks, has the runs). DynamoDB: batches of
+#: per sink, what measured best here (docs/benchmark-history.md has the runs). DynamoDB: batches of
 #: 100 (default 1000): against moto, 100 kept up with 500 rows/s (p50 0.45-0.5 s, p99
 #: 1.6-2.9 s) where 1000 fell behind (350-400 written/s). MongoDB: one 500-op request per batch
 #: (the sink's MAX_OPS) and ``write: insert``: the source is append-only (``incrementing`` emits

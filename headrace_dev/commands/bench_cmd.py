@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from headrace.errors import HeadraceError
-from headrace_cli.common import print_table, stack_paths
+from headrace_cli.common import print_table
 from headrace_dev.bench.common import BenchFigure, reset_peak_rss
 from headrace_dev.bench.record import PAGE, RECORDS_DIR, SuiteRun, machine, record_run
+from headrace_dev.stack import StackPaths
 
 __all__ = ["COMMANDS", "register"]
 
@@ -104,7 +105,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from headrace_dev.stack import Stack, read_env_file
 
-    stack = Stack(stack_paths(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
+    stack = Stack(StackPaths.from_env(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
     stack.up()
     env = read_env_file(stack.paths.env_file)
     chosen = list(SUITES) if args.suite == "all" else [args.suite]

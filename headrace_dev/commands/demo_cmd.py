@@ -8,7 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from headrace_cli.common import print_table, stack_paths
+from headrace_cli.common import print_table
+from headrace_dev.stack import StackPaths
 
 __all__ = ["COMMANDS", "register"]
 
@@ -68,7 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.orders < 1 or args.customers < 1:
         print("demo: --orders and --customers must be at least 1", file=sys.stderr)
         return 2
-    stack = Stack(stack_paths(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
+    stack = Stack(StackPaths.from_env(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
     stack.up()
     env = read_env_file(stack.paths.env_file)
     if args.smoke:

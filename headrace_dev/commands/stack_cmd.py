@@ -9,7 +9,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headrace_cli.common import print_table, stack_paths
+from headrace_cli.common import print_table
+from headrace_dev.stack import StackPaths
 
 if TYPE_CHECKING:
     from headrace_dev.stack import ComponentStatus, Stack
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _stack() -> Stack:
     from headrace_dev.stack import Stack
 
-    return Stack(stack_paths(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
+    return Stack(StackPaths.from_env(), log=lambda msg: print(f"stack: {msg}", file=sys.stderr))
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -93,7 +94,7 @@ def _print_status(rows: list[ComponentStatus]) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    paths = stack_paths()
+    paths = StackPaths.from_env()
     if args.name == "install":
         path = paths.log_file("install")
     else:

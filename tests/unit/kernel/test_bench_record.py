@@ -148,7 +148,7 @@ class _Stack:
 
 def test_bench_record_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`headrace bench SUITE --record` records what the suite measured, from the checkout."""
-    import headrace_cli.bench_cmd as bench_cmd
+    import headrace_dev.commands.bench_cmd as bench_cmd
     import headrace_dev.stack as stack
 
     fake = types.ModuleType("fake_bench_suite")

@@ -15,9 +15,9 @@ import pytest
 from connectors.dynamodb import DynamoDBSink
 from connectors.mongodb import MongoSink
 from headrace.config.loader import load_pipeline
-from headrace_cli.bench_cmd import markdown
 from headrace_dev.bench.common import BenchFigure, process_peak_rss_mb
 from headrace_dev.bench.e2e import SINKS, TUNING, Tuning, _insert_steadily, pipeline_yaml
+from headrace_dev.commands.bench_cmd import markdown
 
 
 def test_markdown_has_latency_columns_and_notes_only_when_a_figure_has_them() -> None:

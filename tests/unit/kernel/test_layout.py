@@ -53,3 +53,14 @@ def test_the_kernel_and_schemas_import_no_peer() -> None:
         if m.split(".")[0] in PEERS | ({"headrace"} if pkg == "schemas" else set())
     ]
     assert not bad, bad
+
+
+def test_the_cli_does_not_depend_on_the_developer_tooling() -> None:
+    """``headrace_cli`` loads the developer commands by name (they may be absent); the tooling
+    may use the CLI's services, never the other way round."""
+    bad = [
+        f"{p.relative_to(ROOT)} imports {m}"
+        for p, m in _imports("headrace_cli")
+        if m.split(".")[0] == "headrace_dev"
+    ]
+    assert not bad, bad
