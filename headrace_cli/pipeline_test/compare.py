@@ -13,7 +13,8 @@ subsequence of matching items, the rest paired up to show their differences fiel
 field), in any order, or ``contains`` (the expected among others). Lines read like a diff:
 ``=`` matches, ``~`` differs (expected, actual, then each field), ``-`` expected but not
 produced, ``+`` produced but not expected. Actual items are numbered from 1 in the order
-they were produced.
+they were produced. Matches far from a difference are counted, not listed, and after 25
+differences the rest are counted too.
 """
 
 from __future__ import annotations
@@ -87,10 +88,77 @@ def diff_fields(expected: dict[str, Any], actual: dict[str, Any], subset: bool) 
 Shown = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+_LCS_CELLS = 250_000
+"""Past this many (expected x actual) comparisons the alignment is greedy (``_greedy``)."""
+_WINDOW = 50
+
+
 def _lcs(
     expected: Sequence[dict[str, Any]], actual: Sequence[dict[str, Any]], subset: bool
 ) -> list[tuple[int, int]]:
-    """Index pairs of a longest common subsequence of matching items."""
+    """Index pairs of a longest common subsequence of matching items (after the common
+    prefix and suffix; a greedy alignment when the rest is too large for the table)."""
+    n, m = len(expected), len(actual)
+    head = 0
+    while head < min(n, m) and not diff_fields(expected[head], actual[head], subset):
+        head += 1
+    tail = 0
+    while tail < min(n, m) - head and not diff_fields(
+        expected[n - 1 - tail], actual[m - 1 - tail], subset
+    ):
+        tail += 1
+    pairs = [(i, i) for i in range(head)]
+    mid_e, mid_a = expected[head : n - tail], actual[head : m - tail]
+    if len(mid_e) * len(mid_a) > _LCS_CELLS:
+        inner = _greedy(mid_e, mid_a, subset)
+    else:
+        inner = _lcs_table(mid_e, mid_a, subset)
+    pairs += [(head + i, head + j) for i, j in inner]
+    pairs += [(n - tail + k, m - tail + k) for k in range(tail)]
+    return pairs
+
+
+def _greedy(
+    expected: Sequence[dict[str, Any]], actual: Sequence[dict[str, Any]], subset: bool
+) -> list[tuple[int, int]]:
+    """Matching pairs found walking both lists, looking up to ``_WINDOW`` items ahead on
+    either side for the next match (records inserted or lost show as such)."""
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    n, m = len(expected), len(actual)
+    while i < n and j < m:
+        if not diff_fields(expected[i], actual[j], subset):
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+            continue
+        ahead_a = next(
+            (
+                k
+                for k in range(j + 1, min(m, j + _WINDOW))
+                if not diff_fields(expected[i], actual[k], subset)
+            ),
+            None,
+        )
+        ahead_e = next(
+            (
+                k
+                for k in range(i + 1, min(n, i + _WINDOW))
+                if not diff_fields(expected[k], actual[j], subset)
+            ),
+            None,
+        )
+        if ahead_a is not None and (ahead_e is None or ahead_a - j <= ahead_e - i):
+            j = ahead_a
+        elif ahead_e is not None:
+            i = ahead_e
+        else:
+            i, j = i + 1, j + 1
+    return pairs
+
+
+def _lcs_table(
+    expected: Sequence[dict[str, Any]], actual: Sequence[dict[str, Any]], subset: bool
+) -> list[tuple[int, int]]:
     n, m = len(expected), len(actual)
     ok = [[not diff_fields(e, a, subset) for a in actual] for e in expected]
     length = [[0] * (m + 1) for _ in range(n + 1)]
@@ -113,8 +181,16 @@ def _lcs(
     return pairs
 
 
-def _changed(e: dict[str, Any], a: dict[str, Any], j: int, shown: Shown, subset: bool) -> list[str]:
-    return [
+Entry = tuple[str, Callable[[], list[str]]]
+"""One diff entry: its mark (``=``, ``~``, ``-``, ``+``) and how to write its lines (only
+the entries shown are written)."""
+
+_SHOWN_DIFFERENCES = 25
+_CONTEXT = 2
+
+
+def _changed(e: dict[str, Any], a: dict[str, Any], j: int, shown: Shown, subset: bool) -> Entry:
+    return "~", lambda: [
         f"~ #{j + 1} differs:",
         f"    expected {flow(e)}",
         f"    actual   {flow(shown(a))}",
@@ -122,28 +198,37 @@ def _changed(e: dict[str, Any], a: dict[str, Any], j: int, shown: Shown, subset:
     ]
 
 
+def _missing(e: dict[str, Any]) -> Entry:
+    return "-", lambda: [f"- expected, not produced: {flow(e)}"]
+
+
+def _extra(a: dict[str, Any], j: int, shown: Shown) -> Entry:
+    return "+", lambda: [f"+ #{j + 1} produced, not expected: {flow(shown(a))}"]
+
+
+def _same(a: dict[str, Any], j: int, shown: Shown) -> Entry:
+    return "=", lambda: [f"= #{j + 1} {flow(shown(a))}"]
+
+
 def _ordered(
     expected: Sequence[dict[str, Any]],
     actual: Sequence[dict[str, Any]],
     shown: Shown,
     subset: bool,
-) -> list[str]:
+) -> list[Entry]:
     pairs = _lcs(expected, actual, subset)
-    lines: list[str] = []
+    entries: list[Entry] = []
     i = j = 0
     for pi, pj in [*pairs, (len(expected), len(actual))]:
         gone, extra = list(range(i, pi)), list(range(j, pj))
         for k in range(min(len(gone), len(extra))):  # side by side: show what differs
-            lines += _changed(expected[gone[k]], actual[extra[k]], extra[k], shown, subset)
-        lines += [f"- expected, not produced: {flow(expected[g])}" for g in gone[len(extra) :]]
-        lines += [
-            f"+ #{x + 1} produced, not expected: {flow(shown(actual[x]))}"
-            for x in extra[len(gone) :]
-        ]
+            entries.append(_changed(expected[gone[k]], actual[extra[k]], extra[k], shown, subset))
+        entries += [_missing(expected[g]) for g in gone[len(extra) :]]
+        entries += [_extra(actual[x], x, shown) for x in extra[len(gone) :]]
         if pi < len(expected):
-            lines.append(f"= #{pj + 1} {flow(shown(actual[pj]))}")
+            entries.append(_same(actual[pj], pj, shown))
         i, j = pi + 1, pj + 1
-    return lines
+    return entries
 
 
 def _unordered(
@@ -152,7 +237,7 @@ def _unordered(
     shown: Shown,
     subset: bool,
     contains: bool,
-) -> list[str]:
+) -> list[Entry]:
     free = list(range(len(actual)))
     matched: dict[int, int] = {}
     for i, e in enumerate(expected):
@@ -161,19 +246,48 @@ def _unordered(
                 matched[i] = j
                 free.remove(j)
                 break
-    lines = [f"= #{matched[i] + 1} {flow(shown(actual[matched[i]]))}" for i in sorted(matched)]
+    entries = [_same(actual[matched[i]], matched[i], shown) for i in sorted(matched)]
     for i, e in enumerate(expected):
         if i in matched:
             continue
         if free:  # the closest one left, to show what differs
             j = min(free, key=lambda k: len(diff_fields(e, actual[k], subset)))
-            lines += _changed(e, actual[j], j, shown, subset)
+            entries.append(_changed(e, actual[j], j, shown, subset))
             if not contains:
                 free.remove(j)
         else:
-            lines.append(f"- expected, not produced: {flow(e)}")
+            entries.append(_missing(e))
     if not contains:
-        lines += [f"+ #{j + 1} produced, not expected: {flow(shown(actual[j]))}" for j in free]
+        entries += [_extra(actual[j], j, shown) for j in free]
+    return entries
+
+
+def _written(entries: list[Entry]) -> list[str]:
+    """The lines of ``entries``: runs of matches beyond ``_CONTEXT`` around a difference
+    are one line saying how many, and past ``_SHOWN_DIFFERENCES`` differences one line says
+    how many more there are."""
+    near: set[int] = set()
+    for n, (mark, _lines) in enumerate(entries):
+        if mark != "=":
+            near.update(range(n - _CONTEXT, n + _CONTEXT + 1))
+    lines: list[str] = []
+    skipped = differences = 0
+    for n, (mark, write) in enumerate(entries):
+        if mark == "=" and n not in near:
+            skipped += 1
+            continue
+        if skipped:
+            lines.append(f"  ({skipped} matching)")
+            skipped = 0
+        if mark != "=":
+            differences += 1
+            if differences > _SHOWN_DIFFERENCES:
+                continue
+        lines += write()
+    if skipped:
+        lines.append(f"  ({skipped} matching)")
+    if differences > _SHOWN_DIFFERENCES:
+        lines.append(f"... and {differences - _SHOWN_DIFFERENCES} more differences")
     return lines
 
 
@@ -189,11 +303,11 @@ def diff_items(
     """None when ``actual`` is what ``expected`` asks (module doc), else the diff lines.
     ``shown`` picks the keys of an actual item the lines show."""
     if contains:
-        lines = _unordered(expected, actual, shown, subset, contains=True)
+        entries = _unordered(expected, actual, shown, subset, contains=True)
     elif ordered:
-        lines = _ordered(expected, actual, shown, subset)
+        entries = _ordered(expected, actual, shown, subset)
     else:
-        lines = _unordered(expected, actual, shown, subset, contains=False)
-    if all(line.startswith("=") for line in lines):
+        entries = _unordered(expected, actual, shown, subset, contains=False)
+    if all(mark == "=" for mark, _write in entries):
         return None
-    return lines
+    return _written(entries)

@@ -163,3 +163,27 @@ def test_no_case_matching_k_is_an_error(write, run) -> None:
     code, _out, err = run("test", path, "-k", "two")
     assert code == 2
     assert "no case's name contains 'two' (-k)" in err
+
+
+def test_tests_inside_a_pipeline_file_are_pointed_to_a_test_file(tmp_path, run) -> None:
+    (tmp_path / "orders.yaml").write_text("name: x\ntests:\n  - name: a\n")
+    code, _out, err = run("test", tmp_path / "orders.yaml")
+    assert code == 2
+    assert "tests: cannot be in the pipeline file" in err
+    assert "move the cases to orders_test.yaml beside it" in err
+
+
+def test_a_folder_runs_every_test_file_under_it(write, run) -> None:
+    path = write(
+        PIPELINE, "tests: [{name: one, stages: [enrich], expect: {orders.enriched: []}}]\n"
+    )
+    (path.parent / "more").mkdir()
+    (path.parent / "more" / "again_test.yaml").write_text(
+        "pipeline: ../pipeline.yaml\n"
+        "tests: [{name: two, stages: [enrich], expect: {orders.enriched: []}}]\n"
+    )
+    code, out, err = run("test", path.parent)
+    assert code == 0, out + err
+    assert "PASSED  one" in out and "PASSED  two" in out
+    code, out, _err = run("test", path.parent, "-k", "TWO")
+    assert "PASSED  two" in out and "one" not in out.split("\n", 1)[1]

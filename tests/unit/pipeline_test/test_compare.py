@@ -128,3 +128,22 @@ def test_yaml_values_compare_in_their_json_form() -> None:
         "t": "2024-05-01T12:00:00+00:00"
     }
     assert json_form(Decimal("9.50")) == "9.50"  # exact decimals are text in the topic
+
+
+def test_a_long_list_with_one_record_lost_shows_that_record_and_counts_the_rest() -> None:
+    expected = [{"value": {"n": i}} for i in range(1000)]
+    # both ends differ too: the middle is past the LCS table's size, aligned greedily
+    actual = [{"value": {"n": -1}}, *expected[1:400], *expected[401:999], {"value": {"n": -2}}]
+    lines = diff_items(expected, actual, shown=_all)
+    assert lines is not None
+    assert "- expected, not produced: {value: {n: 400}}" in lines
+    assert [line for line in lines if line.startswith("~")] == ["~ #1 differs:", "~ #999 differs:"]
+    assert "  (395 matching)" in lines
+    assert len(lines) < 30
+
+
+def test_past_25_differences_the_rest_are_counted() -> None:
+    lines = diff_items([{"value": {"n": i}} for i in range(30)], [], shown=_all)
+    assert lines is not None
+    assert len(lines) == 26
+    assert lines[-1] == "... and 5 more differences"
