@@ -21,8 +21,10 @@ __all__ = ["junit_xml", "write_junit"]
 
 
 def _classname(shown: str) -> str:
+    """``examples/shop/pipeline_test.yaml`` -> ``examples.shop.pipeline_test``."""
     path = Path(shown)
-    return ".".join([*path.parent.parts, path.stem]).lstrip(".")
+    parts = [p for p in path.parent.parts if p not in (path.anchor, ".", "..")]
+    return ".".join([*parts, path.stem])
 
 
 def junit_xml(results: Sequence[tuple[Suite, CaseResult]]) -> ET.Element:

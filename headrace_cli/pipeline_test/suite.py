@@ -448,8 +448,8 @@ class _Preparer:
                     "stage or source that writes it, or expect another topic",
                 )
         for name in case.expect.rate_limit:
-            stage = pipeline.stages.get(name)  # type: ignore[assignment]
-            if name not in stages or stage is None or stage.rate_limit is None:
+            limited_stage = pipeline.stages.get(name)
+            if name not in stages or limited_stage is None or limited_stage.rate_limit is None:
                 limited = [s for s in stages if pipeline.stages[s].rate_limit is not None]
                 self.fail(
                     ("expect", "rate_limit", name),

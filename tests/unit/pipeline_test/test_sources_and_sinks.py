@@ -241,3 +241,57 @@ def test_without_pymongo_a_mongodb_sink_expectation_says_how_to_install_it(tmp_p
         "'pymongo' to show its operations, which is not installed: pip install 'headrace[mongodb]'"
     ) in done.stderr
     assert "tests[1]" not in done.stderr
+
+
+def test_fixture_files_feed_topics_and_sources(write, run) -> None:
+    path = write(
+        "topics: [orders]\n"
+        + SOURCES
+        + "stages:\n  pass:\n    from: orders\n    to: orders.out\n"
+        + "    transform: [{cast: {qty: int}}]\n",
+        """\
+        tests:
+          - name: a csv of orders (text fields) and a jsonl of records
+            stages: [pass]
+            input:
+              orders:
+                - file: orders.csv
+                - {file: records.jsonl, as: records, at: 1s}
+            expect:
+              orders.out:
+                - {value: {id: "1", qty: 2}}
+                - {value: {id: "2", qty: 3}}
+                - {key: k, value: {id: "3", qty: 4}, at: 1s}
+          - name: mysql rows from a file
+            sources:
+              rows: {file: rows.jsonl}
+            expect:
+              rows: [{key: "7", value: {id: 7, updated_at: "2024-05-01T12:00:00Z"}}]
+        """,
+    )
+    (path.parent / "orders.csv").write_text("id,qty\n1,2\n2,3\n")
+    (path.parent / "records.jsonl").write_text('{"key": "k", "value": {"id": "3", "qty": "4"}}\n')
+    (path.parent / "rows.jsonl").write_text('{"id": 7, "updated_at": "2024-05-01T12:00:00Z"}\n')
+    code, out, err = run("test", path)
+    assert code == 0, out + err
+
+
+def test_a_record_in_a_fixture_file_is_checked_like_one_in_the_test_file(write, run) -> None:
+    path = write(
+        "topics: [orders]\nstages:\n  pass:\n    from: orders\n    to: out\n"
+        "    transform: [{drop: [x]}]\n",
+        """\
+        tests:
+          - name: bad fixture
+            stages: [pass]
+            input: {orders: [{file: records.jsonl, as: records}]}
+            expect: {out: []}
+        """,
+    )
+    (path.parent / "records.jsonl").write_text('{"value": {"id": 1}, "partiton": 0}\n')
+    code, _out, err = run("test", path)
+    assert code == 2
+    assert (
+        "tests[0].input.orders[0].file: 'records.jsonl' record 1: partiton: unknown key "
+        "(did you mean 'partition'?)"
+    ) in err
