@@ -130,6 +130,8 @@ def _expression(
     for n, _ok, error in bad[:_MAX_LISTED]:
         note = f" ({error})" if error else ""
         lines.append(f"  #{n} {flow(show(items[n - 1]))}{note}")
+    if len(bad) > _MAX_LISTED:
+        lines.append(f"  ... and {len(bad) - _MAX_LISTED} more")
     return lines
 
 
@@ -169,6 +171,8 @@ def _outputs(
             check.lines += [
                 f"  #{n} {flow(item)}" for n, item in enumerate(listed[:_MAX_LISTED], 1)
             ]
+            if len(listed) > _MAX_LISTED:
+                check.lines.append(f"  ... and {len(listed) - _MAX_LISTED} more")
         if new is not None:
             new["count"] = len(actual)
     for word in ("all", "any", "none"):

@@ -147,3 +147,24 @@ def test_past_25_differences_the_rest_are_counted() -> None:
     assert lines is not None
     assert len(lines) == 26
     assert lines[-1] == "... and 5 more differences"
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "subset"),
+    [
+        ({"value": {"a": 1}}, {"value": {"a": 1, "b": 2}}, True),
+        ({"value": {"a": 1}}, {"value": {"a": 1, "b": 2}}, False),
+        ({"value": {"a": {"x": 1}}}, {"value": {"a": {"x": 1, "y": 2}}}, True),
+        ({"value": None}, {"value": None}, False),
+        ({"value": None}, {"raw": "x"}, False),
+        ({"headers": {"h": "1"}}, {"headers": {"h": "1", "g": "2"}}, False),
+        ({"reason": "late"}, {"error": "PoisonRecord", "reason": "late record"}, False),
+        ({"reason": "Poison"}, {"error": "PoisonRecord", "reason": "late record"}, False),
+        ({"key": ["a", 1]}, {"key": ["a", True]}, False),
+        ({"at": "1s"}, {"at": "1.5s"}, False),
+    ],
+)
+def test_matches_agrees_with_diff_fields(expected, actual, subset) -> None:
+    from headrace_cli.pipeline_test.compare import matches
+
+    assert matches(expected, actual, subset) == (not diff_fields(expected, actual, subset))
