@@ -25,32 +25,29 @@ _NEWLINES = (b"\n", b"\r")
 class _TextLines:
     """The lines of a binary body with their line ends (``\\n``, ``\\r\\n`` or a lone
     ``\\r``, as a text file opened with ``newline=""`` reads them), a byte order mark at the
-    start dropped. ``pending`` holds the lines given since the caller last cleared it, and
-    ``start`` the decoded byte offset of the first of them (or of the next line); when a read
-    fails, the error passes and ``rest`` holds the unterminated line read before it, ``read``
-    the bytes read."""
+    start dropped. ``pending`` holds the lines given since the caller last cleared it (the
+    row being read), ``at`` the decoded offset of the next line; when a read fails, the
+    error passes and ``rest`` holds the unterminated line read before it, ``read`` the
+    bytes read."""
 
-    __slots__ = ("at", "body", "pending", "read", "rest", "start")
+    __slots__ = ("at", "body", "pending", "read", "rest")
 
     def __init__(self, body: IO[bytes]) -> None:
         self.body = body
         self.pending: list[bytes] = []
-        self.start = 0
-        self.at = 0  # the decoded offset of the next line
+        self.at = 0
         self.rest = b""
         self.read = 0
 
-    def take(self) -> bytes:
-        """The pending lines' bytes; none pending afterwards."""
-        out = b"".join(self.pending)
-        self.pending.clear()
-        self.start = self.at
-        return out
+    def start(self) -> int:
+        """The decoded offset of the first pending line (or of the next line)."""
+        return self.at - sum(map(len, self.pending))
 
     def __iter__(self) -> Iterator[str]:
         """Each line decoded from UTF-8 (UnicodeDecodeError: not UTF-8)."""
         rest = b""
         first = True
+        pending = self.pending
         while True:
             try:
                 block = self.body.read(READ_SIZE)
@@ -66,14 +63,14 @@ class _TextLines:
                 first = False
                 if data.startswith(BOM):
                     data = data[len(BOM) :]
-                    self.start = self.at = len(BOM)
+                    self.at = len(BOM)
             lines = data.splitlines(keepends=True)
             rest = b""
             # an unterminated last line, or a "\r" that a "\n" may follow, waits for more
             if block and lines and (not lines[-1].endswith(_NEWLINES) or data.endswith(b"\r")):
                 rest = lines.pop()
             for line in lines:
-                self.pending.append(line)
+                pending.append(line)
                 self.at += len(line)
                 yield line.decode()
             if not block:
@@ -89,16 +86,15 @@ def csv_chunks(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) 
     bad: BaseException | None = None
     try:
         header = next(reader, None)
-        lines.take()
+        lines.pending.clear()
         if header is None:
             return
         width = len(header)
         for row in reader:
+            lines.pending.clear()
             if not row:
-                lines.take()
                 continue  # a blank line
             n += 1
-            lines.take()
             if n <= skip:
                 continue
             if len(row) != width:
@@ -124,13 +120,13 @@ def csv_chunks(body: IO[bytes], key: str, etag: str, skip: int, delimiter: str) 
         chunk.last = n
         yield chunk
     if bad is not None and n + 1 > skip:
+        partial = b"".join(lines.pending)  # the row not read whole, so far
         if isinstance(bad, UnicodeDecodeError):  # the bad byte, in the last pending line
             offset = lines.at - len(lines.pending[-1]) + bad.start
-            partial = lines.take()
         elif isinstance(bad, csv.Error):
-            offset, partial = lines.start, lines.take()
+            offset = lines.start()
         else:
-            offset, partial = lines.read, lines.take() + lines.rest
+            offset, partial = lines.read, partial + lines.rest
         yield unreadable(bad, key, etag, n + 1, item="row", offset=offset, partial=partial)
 
 

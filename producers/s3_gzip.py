@@ -100,6 +100,7 @@ class GzipReader(io.RawIOBase):
         self._crc = 0
         self._produced = 0  # decoded bytes of every member so far (returned or about to be)
         self._error: BaseException | None = None
+        self._pending = b""  # decoded bytes not returned yet
         self._end = False
         self.decoded = 0
 
@@ -112,28 +113,37 @@ class GzipReader(io.RawIOBase):
         return len(data)
 
     def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` decoded bytes (all the rest for -1); b"" at the end. Bytes decoded
-        before damage come first; the read after them raises (see the module docstring)."""
-        want = -1 if size is None or size < 0 else size
-        parts: list[bytes] = []
-        got = 0
-        while (want < 0 or got < want) and self._error is None and not self._end:
-            limit = self._limit if want < 0 else min(want - got, self._limit)
+        """Up to ``size`` decoded bytes (all the rest for -1), as soon as there are some (a
+        short read saves joining pieces); b"" at the end. Bytes decoded before damage come
+        first; the read after them raises (see the module docstring)."""
+        if size is None or size < 0:
+            parts: list[bytes] = []
             try:
-                piece = self._step(limit)
+                while block := self.read(self._limit):
+                    parts.append(block)
+            except BaseException:
+                if not parts:
+                    raise
+            return b"".join(parts)
+        while not self._pending and size:
+            if self._error is not None:
+                raise self._error
+            if self._end:
+                return b""
+            try:
+                piece = self._step(min(size, self._limit))
             except _Damage as exc:
-                parts.append(exc.recovered)
-                got += len(exc.recovered)
-                self._error = exc.error
-                break
+                self._pending, self._error = exc.recovered, exc.error
+                continue
             if piece is None:
                 self._end = True
-                break
-            parts.append(piece)
-            got += len(piece)
-        if not got and self._error is not None:
-            raise self._error
-        data = b"".join(parts)
+            else:
+                self._pending = piece
+        data = self._pending
+        if len(data) <= size:
+            self._pending = b""
+        else:
+            data, self._pending = data[:size], data[size:]
         self.decoded += len(data)
         return data
 
