@@ -54,6 +54,7 @@ Probe = tuple[str, str, Callable[[float], tuple[bool, str]]]
 
 BUILTIN_SOURCES = {
     "mysql": "producers.mysql:PLUGIN",
+    "mysql_cdc": "producers.mysql_cdc:PLUGIN",
     "s3": "producers.s3:PLUGIN",
 }
 BUILTIN_SINKS = {

@@ -6,7 +6,8 @@ The Debian package provides the binaries only: the system service is never start
 the ``headrace`` database.
 
 The server writes a row-based binlog for change data capture (``type: mysql_cdc``):
-``log_bin``, ``binlog_format=ROW``, ``binlog_row_image=FULL``, ``server_id=1``, binlogs kept
+``log_bin``, ``binlog_format=ROW``, ``binlog_row_image=FULL``, ``binlog_row_metadata=FULL``
+(column names in the row events), ``server_id=1``, binlogs kept
 ``EXPIRE_LOGS_DAYS`` days; the user holds REPLICATION SLAVE, REPLICATION CLIENT and RELOAD
 (inside ALL PRIVILEGES, granted explicitly too). ``log_bin`` cannot be switched on at run
 time, so ``bootstrap`` restarts, once, a running server that was started without it (a
@@ -40,6 +41,7 @@ BINLOG_SETTINGS = (
     ("log_bin", "ON", "--log-bin=mariadb-bin"),
     ("binlog_format", "ROW", "--binlog-format=ROW"),
     ("binlog_row_image", "FULL", "--binlog-row-image=FULL"),
+    ("binlog_row_metadata", "FULL", "--binlog-row-metadata=FULL"),
     ("server_id", str(SERVER_ID), f"--server-id={SERVER_ID}"),
     ("expire_logs_days", str(EXPIRE_LOGS_DAYS), f"--expire-logs-days={EXPIRE_LOGS_DAYS}"),
 )
@@ -188,6 +190,7 @@ class MariaDB(Component):
             with conn.cursor() as cur:  # type: ignore[attr-defined]
                 cur.execute(
                     "SET GLOBAL binlog_format = 'ROW', binlog_row_image = 'FULL', "
+                    "binlog_row_metadata = 'FULL', "
                     "server_id = %s, expire_logs_days = %s",
                     (SERVER_ID, EXPIRE_LOGS_DAYS),
                 )

@@ -71,13 +71,13 @@ def test_missing_required_key(write):
 
 def test_bad_source_type_names_the_choices(write):
     path = write(BASE + "  other: {type: kafka, topic: x}\n")
-    assert str(error_of(path)) == f"{path}: sources.other.type: 'kafka' is not one of mysql, s3"
+    assert str(error_of(path)) == f"{path}: sources.other.type: 'kafka' is not one of mysql, mysql_cdc, s3"
 
 
 def test_missing_source_type(write):
     path = write(BASE + "  other: {topic: x}\n")
     assert str(error_of(path)) == (
-        f"{path}: sources.other.type: missing required key (one of mysql, s3)"
+        f"{path}: sources.other.type: missing required key (one of mysql, mysql_cdc, s3)"
     )
 
 

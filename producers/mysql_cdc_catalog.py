@@ -1,0 +1,173 @@
+"""The MySQL CDC source's view of the server: connection settings from a URL, the captured
+tables (names or patterns) with their columns and primary keys, and the server's binlog
+settings and the user's grants (what ``check --connect`` verifies)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from headrace.errors import ConfigError
+from producers.mysql_cdc_values import Converter, column_converter
+
+__all__ = [
+    "REQUIRED_SETTINGS",
+    "Table",
+    "connect",
+    "connection_settings",
+    "is_mariadb",
+    "load_tables",
+    "server_problems",
+]
+
+#: server variable -> the value CDC needs
+REQUIRED_SETTINGS = {"log_bin": "1", "binlog_format": "ROW", "binlog_row_image": "FULL"}
+_JSON_CHECK = re.compile(r"json_valid\(`([^`]+)`\)", re.IGNORECASE)
+
+
+def connection_settings(url: str) -> dict[str, Any]:
+    """PyMySQL keyword arguments (host, port, user, password, database) of a ``mysql://`` URL
+    (``mysql+pymysql://`` and ``mariadb://`` too)."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in ("mysql", "mariadb") or not parts.hostname:
+        raise ValueError(f"not a MySQL URL (mysql+pymysql://user:password@host:3306/db): {url!r}")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise ValueError("the URL names no database (…:3306/<database>)")
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": database,
+    }
+
+
+def connect(settings: dict[str, Any], timeout: float = 10.0) -> Any:
+    """A PyMySQL connection in UTC (``time_zone='+00:00'``), autocommit."""
+    import pymysql
+
+    args = {"charset": "utf8mb4", **settings, "connect_timeout": max(1, int(timeout))}
+    conn = pymysql.connect(**args, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+    return conn
+
+
+def is_mariadb(conn: Any) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        return "mariadb" in str(cur.fetchone()[0]).lower()
+
+
+@dataclass
+class Table:
+    """A captured table: columns in order, their converters, its primary key columns."""
+
+    schema: str
+    name: str
+    columns: list[str]
+    converters: dict[str, Converter]
+    key: list[str]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def load_tables(conn: Any, source: str, database: str, patterns: list[str]) -> list[Table]:
+    """The tables of ``database`` matching ``patterns`` (names or ``fnmatch`` patterns such
+    as ``order_*``); ConfigError when a pattern matches none or a table has no primary key."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            (database,),
+        )
+        names = [str(r[0]) for r in cur.fetchall()]
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ConfigError(
+                f"source {source!r}: no table of database {database!r} matches {pattern!r} "
+                f"(tables: {', '.join(names) or 'none'}); fix `tables`",
+                key=f"sources.{source}.tables",
+            )
+        chosen += [h for h in hits if h not in chosen]
+    return [_table(conn, source, database, n) for n in chosen]
+
+
+def _table(conn: Any, source: str, database: str, name: str) -> Table:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_KEY "
+            "FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (database, name),
+        )
+        rows = cur.fetchall()
+        json_columns: set[str] = set()
+        try:  # MariaDB: JSON is LONGTEXT with a json_valid() check
+            cur.execute(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (database, name),
+            )
+            for (clause,) in cur.fetchall():
+                json_columns.update(_JSON_CHECK.findall(str(clause)))
+        except Exception:
+            json_columns = set()
+        cur.execute(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (database, name),
+        )
+        key = [str(r[0]) for r in cur.fetchall()]
+    if not key:
+        raise ConfigError(
+            f"source {source!r}: table {database}.{name} has no primary key; change data capture "
+            "keys records by it: add one (ALTER TABLE … ADD PRIMARY KEY) or leave the table out",
+            key=f"sources.{source}.tables",
+        )
+    columns = [str(r[0]) for r in rows]
+    converters = {
+        str(c): column_converter("json" if c in json_columns else str(dt), str(ct))
+        for c, dt, ct, _k in rows
+    }
+    return Table(database, name, columns, converters, key)
+
+
+def server_problems(conn: Any) -> list[str]:
+    """What the server or the user's grants lack for CDC, each naming the fix (empty: ready)."""
+    found: list[str] = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id")
+        log_bin, fmt, image, server_id = cur.fetchone()
+        if str(log_bin) != "1":
+            found.append("log_bin is OFF: start the server with --log-bin (needs a restart)")
+        if str(fmt).upper() != "ROW":
+            found.append(
+                f"binlog_format is {fmt}: SET GLOBAL binlog_format = 'ROW' (and in my.cnf)"
+            )
+        if str(image).upper() != "FULL":
+            found.append(
+                f"binlog_row_image is {image}: SET GLOBAL binlog_row_image = 'FULL' (and in my.cnf)"
+            )
+        if not server_id:
+            found.append("server_id is 0: set server_id to a non-zero id (--server-id=1)")
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(str(r[0]).upper() for r in cur.fetchall())
+    if "ALL PRIVILEGES ON *.*" not in grants:
+        for privilege in ("REPLICATION SLAVE", "REPLICATION CLIENT"):
+            alt = "BINLOG MONITOR" if privilege == "REPLICATION CLIENT" else privilege
+            if privilege not in grants and alt not in grants:
+                found.append(
+                    f"the user lacks {privilege}: GRANT REPLICATION SLAVE, REPLICATION CLIENT "
+                    "ON *.* TO '<user>'@'%'"
+                )
+                break
+    return found

@@ -1,0 +1,505 @@
+"""``type: mysql_cdc``: every insert, update and delete of MySQL/MariaDB tables, from the binlog,
+after a consistent snapshot.
+
+Snapshot (``snapshot: initial`` or ``when_needed`` with no checkpoint): one
+``START TRANSACTION WITH CONSISTENT SNAPSHOT`` per pass, its binlog position read under it
+(MariaDB: the ``binlog_snapshot_file``/``binlog_snapshot_position`` status of that very
+transaction, no lock at all; MySQL: ``FLUSH TABLES WITH READ LOCK`` held only while the
+transaction starts and ``SHOW MASTER STATUS`` is read, as Debezium does), then each table in
+primary-key order, ``chunk_size`` rows per batch, as ``op: r`` records. The checkpoint holds
+the keys read so far; a restart mid-snapshot continues after the last key in a new
+transaction, and ``mysql_cdc_position.Seam`` keeps the seam exact across them. The state at
+the end of the snapshot starts the stream.
+
+Stream: the binlog from the seam's position, row events of the captured tables grouped by
+transaction: a batch ends only at a commit, so its checkpoint (the position after that commit)
+is a transaction boundary and a restart never re-reads half a transaction. A DDL statement on
+a captured table stops the source naming the statement (phase 1 does not follow schema
+changes). A lost connection ends the pass; the next pass reconnects from the last position
+after a backoff (0.5 s doubling to 30 s). A checkpoint whose binlog file was purged stops the
+source at start (``snapshot: when_needed``: re-snapshots instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Generator
+from typing import Any
+
+import orjson
+
+from headrace.errors import HeadraceError
+from producers.batch import Batch, Poison, Rows
+from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_tables
+from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
+from producers.mysql_cdc_values import convert_row
+from schemas import encode_key
+
+__all__ = ["CDCSource", "PositionLost", "SchemaChanged"]
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
+
+
+class PositionLost(HeadraceError):
+    """The checkpointed binlog position is no longer on the server (binlog purged)."""
+
+
+class SchemaChanged(HeadraceError):
+    """A DDL statement changed a captured table mid-stream."""
+
+
+def record_key(row: dict[str, Any], key: list[str]) -> bytes:
+    """The Kafka key of a row: one int or text column as its text, else ``encode_key``
+    (the same bytes ``RecordEncoder`` makes for ``key: [...]``)."""
+    if len(key) == 1:
+        k = row[key[0]]
+        if type(k) is int or type(k) is str:
+            return str(k).encode()
+        return encode_key((k,))
+    return encode_key(tuple(row[c] for c in key))
+
+
+class _Out:
+    """A batch under construction: encoded columns, positions for dead letters, poison."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes | None] = []
+        self.datas: list[bytes | None] = []
+        self.times: list[int | None] = []
+        self.where: list[dict[str, Any]] = []
+        self.poison: list[Poison] = []
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.datas) + len(self.poison)
+
+    def add(
+        self, key: bytes, value: dict[str, Any] | None, ts_ms: int, where: dict[str, Any]
+    ) -> None:
+        data = None if value is None else orjson.dumps(value)
+        self.keys.append(key)
+        self.datas.append(data)
+        self.times.append(ts_ms)
+        self.where.append(where)
+        self.nbytes += len(data) if data else 0
+
+    def bad(self, raw: Any, exc: Exception, where: dict[str, Any], key: bytes | None) -> None:
+        data = orjson.dumps(raw, default=repr)
+        self.poison.append(Poison(data, type(exc).__name__, str(exc), where, key))
+
+    def batch(self, state: dict[str, Any]) -> Batch:
+        from producers.encoder import Encoded
+
+        where = self.where
+        enc = Encoded(self.keys, self.datas, self.times, nbytes=self.nbytes)
+        rows = Rows([{} for _ in self.datas], None, where.__getitem__, enc)
+        return Batch(rows, state, self.poison)
+
+
+class CDCSource:
+    """One ``mysql_cdc`` source (see the module docstring). ``settings``: PyMySQL connection
+    arguments; ``flat``: the newest row as the value and deletes as tombstones, else the
+    ``op``/``before``/``after`` envelope."""
+
+    unit = "changes"
+
+    def __init__(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        *,
+        tables: list[str],
+        snapshot: str = "initial",
+        flat: bool = False,
+        chunk_size: int = 10_000,
+        batch_size: int = 10_000,
+        server_id: int = 0,
+        connect_fn: Callable[[dict[str, Any]], Any] = connect,
+        stream_fn: Callable[..., Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.patterns = tables
+        self.snapshot_mode = snapshot
+        self.flat = flat
+        self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.server_id = server_id or 5400 + zlib.crc32(name.encode()) % 1000
+        self._connect = connect_fn
+        self._stream_fn = stream_fn
+        self.tables: dict[str, Table] = {}
+        self.progress: dict[str, TableProgress] = {}
+        self.phase = "snapshot"
+        self.position: Position | None = None
+        self.gtid: str | None = None
+        self.seam = Seam({})
+        self._failures = 0
+        self._mariadb = True
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Load the tables; resume from ``state`` (see ``mysql_cdc_position``); PositionLost
+        when its binlog file was purged (unless ``snapshot: when_needed``)."""
+        conn = self._connect(self.settings)
+        try:
+            self._mariadb = is_mariadb(conn)
+            db = self.settings["database"]
+            self.tables = {t.qualified: t for t in load_tables(conn, self.name, db, self.patterns)}
+            if state and state.get("v") == STATE_VERSION:
+                self._resume(conn, state)
+            elif self.snapshot_mode == "never":
+                self.phase, self.position = "stream", self._head(conn)
+            else:
+                self.phase = "snapshot"
+                self.progress = {t: TableProgress() for t in self.tables}
+        finally:
+            conn.close()
+        self.seam = Seam(self.progress)
+
+    def _resume(self, conn: Any, state: dict[str, Any]) -> None:
+        self.phase = str(state["phase"])
+        self.gtid = state.get("gtid")
+        self.progress = {
+            t: TableProgress.from_state(p) for t, p in (state.get("snapshot") or {}).items()
+        }
+        for t in self.tables:  # a table added to `tables` later: snapshotted (unless never)
+            if t not in self.progress and self.snapshot_mode != "never":
+                self.progress[t] = TableProgress()
+                self.phase = "snapshot"
+        needed = (
+            Seam(self.progress).start(position_of(state["binlog"])) if state.get("binlog") else None
+        )
+        if self.phase == "stream":
+            self.position = position_of(state["binlog"])
+            needed = self.position
+        if needed is None:
+            return
+        logs = self._binlogs(conn)
+        if needed[0] not in logs:
+            if self.snapshot_mode == "when_needed":
+                log.warning(
+                    "source %r: binlog %s (checkpointed position %s) was purged; re-snapshotting "
+                    "(snapshot: when_needed)",
+                    self.name,
+                    needed[0],
+                    needed[1],
+                )
+                self.phase, self.position = "snapshot", None
+                self.progress = {t: TableProgress() for t in self.tables}
+                return
+            raise PositionLost(
+                f"source {self.name!r}: the checkpointed binlog position {needed[0]}:{needed[1]} "
+                f"is gone, the server's binlogs start at {logs[0] if logs else '(none)'} (purged: "
+                "expire_logs_days too short or PURGE BINARY LOGS); fix: `headrace produce "
+                f"{self.name} --reset` to snapshot again, or set `snapshot: when_needed`"
+            )
+
+    @staticmethod
+    def _binlogs(conn: Any) -> list[str]:
+        with conn.cursor() as cur:
+            cur.execute("SHOW BINARY LOGS")
+            return [str(r[0]) for r in cur.fetchall()]
+
+    @staticmethod
+    def _head(conn: Any) -> Position:
+        with conn.cursor() as cur:
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+        if not row:
+            raise HeadraceError("SHOW MASTER STATUS is empty: the server's binlog is off (log_bin)")
+        return (str(row[0]), int(row[1]))
+
+    def close(self) -> None:
+        """Nothing held between passes."""
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint state now (see ``mysql_cdc_position``)."""
+        return {
+            "v": STATE_VERSION,
+            "phase": self.phase,
+            "binlog": list(self.position) if self.position else None,
+            "gtid": self.gtid,
+            "snapshot": {t: p.to_state() for t, p in self.progress.items()},
+        }
+
+    def batches(self) -> Generator[Batch, None, None]:
+        """One pass: the rest of the snapshot, or the binlog until caught up."""
+        if self.phase == "snapshot":
+            yield from self._snapshot()
+            return
+        if self._failures:
+            time.sleep(min(30.0, 0.5 * 2 ** (self._failures - 1)))
+        try:
+            yield from self._stream()
+            self._failures = 0
+        except (OSError, _db_errors()) as exc:
+            self._failures += 1
+            log.warning(
+                "source %r: binlog connection lost at %s (%s: %s); reconnecting (attempt %d)",
+                self.name,
+                self.position,
+                type(exc).__name__,
+                exc,
+                self._failures,
+            )
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def _snapshot(self) -> Generator[Batch, None, None]:
+        conn = self._connect(self.settings)
+        try:
+            pos = self._begin_snapshot(conn)
+            now_ms = int(time.time() * 1000)
+            for qualified, table in self.tables.items():
+                progress = self.progress[qualified]
+                if progress.done:
+                    continue
+                progress.begin_segment(pos)
+                while True:
+                    rows = self._chunk(conn, table, progress.last_key)
+                    out = _Out()
+                    for row in rows:
+                        self._change(out, table, "r", None, row, now_ms, {"snapshot": qualified})
+                    if rows:
+                        progress.last_key = tuple(rows[-1][c] for c in table.key)
+                    if len(rows) < self.chunk_size:
+                        progress.done = True
+                    yield out.batch(self.state())
+                    if progress.done:
+                        break
+            with conn.cursor() as cur:
+                cur.execute("COMMIT")
+        finally:
+            conn.close()
+        self.seam = Seam(self.progress)
+        self.phase, self.position = "stream", self.seam.start(pos)
+        yield Batch([], self.state())  # the end of the snapshot is checkpointed too
+
+    def _begin_snapshot(self, conn: Any) -> Position:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if self._mariadb:
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+                return (status["binlog_snapshot_file"], int(status["binlog_snapshot_position"]))
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+            try:
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                pos = self._head(conn)
+            finally:
+                cur.execute("UNLOCK TABLES")
+            return pos
+
+    def _chunk(
+        self, conn: Any, table: Table, after: tuple[Any, ...] | None
+    ) -> list[dict[str, Any]]:
+        cols = ", ".join(f"`{c}`" for c in table.columns)
+        key = ", ".join(f"`{c}`" for c in table.key)
+        sql = f"SELECT {cols} FROM `{table.schema}`.`{table.name}`"  # noqa: S608 - catalog names
+        args: tuple[Any, ...] = ()
+        if after is not None:
+            marks = ", ".join(["%s"] * len(after))
+            sql += f" WHERE ({key}) > ({marks})"
+            args = after
+        sql += f" ORDER BY {key} LIMIT {int(self.chunk_size)}"
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return [dict(zip(table.columns, r, strict=True)) for r in cur.fetchall()]
+
+    # -- records --------------------------------------------------------------------------
+
+    def _change(
+        self,
+        out: _Out,
+        table: Table,
+        op: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        ts_ms: int,
+        where: dict[str, Any],
+    ) -> None:
+        """Append the change record(s) of one row change; poison when it cannot be encoded.
+        A primary-key update is a delete of the old key and a create of the new one."""
+        try:
+            b = None if before is None else convert_row(before, table.converters)
+            a = None if after is None else convert_row(after, table.converters)
+        except ValueError as exc:
+            out.bad(
+                {"table": table.qualified, "op": op, "before": before, "after": after},
+                exc,
+                where,
+                None,
+            )
+            return
+        if op == "u" and b is not None and a is not None:
+            old, new = record_key(b, table.key), record_key(a, table.key)
+            if old != new:
+                self._emit(out, table, "d", b, None, old, ts_ms, where)
+                self._emit(out, table, "c", None, a, new, ts_ms, where)
+                return
+        row = a if a is not None else b
+        assert row is not None
+        self._emit(out, table, op, b, a, record_key(row, table.key), ts_ms, where)
+
+    def _emit(
+        self,
+        out: _Out,
+        table: Table,
+        op: str,
+        b: dict[str, Any] | None,
+        a: dict[str, Any] | None,
+        key: bytes,
+        ts_ms: int,
+        where: dict[str, Any],
+    ) -> None:
+        if self.flat:
+            out.add(key, a, ts_ms, where)  # a delete: None, a tombstone
+            return
+        source = {"table": table.qualified, **where, "ts_ms": ts_ms}
+        out.add(key, {"op": op, "before": b, "after": a, "source": source}, ts_ms, where)
+
+    # -- stream ---------------------------------------------------------------------------
+
+    def _reader(self) -> Any:
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import (
+            GtidEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        assert self.position is not None
+        events = [
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            XidEvent,
+            QueryEvent,
+            RotateEvent,
+            MariadbGtidEvent,
+            GtidEvent,
+        ]
+        if self._stream_fn is not None:
+            return self._stream_fn(self.position)
+        return BinLogStreamReader(
+            connection_settings=dict(self.settings),  # the library adds keys to it
+            server_id=self.server_id,
+            log_file=self.position[0],
+            log_pos=self.position[1],
+            resume_stream=True,
+            blocking=False,
+            only_events=events,
+            # file/position dump for both servers: with is_mariadb the library (1.0.x) ignores
+            # log_pos and starts at the file's beginning unless given a GTID auto_position
+            is_mariadb=False,
+            freeze_schema=True,
+        )
+
+    def _stream(self) -> Generator[Batch, None, None]:
+        reader = self._reader()
+        out, pending = _Out(), _Out()
+        txn_gtid: str | None = None
+        try:
+            for ev in reader:
+                kind = type(ev).__name__
+                file = str(reader.log_file)
+                end = (file, int(ev.packet.log_pos))
+                if kind in ("MariadbGtidEvent", "GtidEvent"):
+                    txn_gtid = str(ev.gtid)
+                elif kind.endswith("RowsEvent"):
+                    self._rows(pending, ev, end, txn_gtid)
+                elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
+                    out = self._commit(out, pending, end, txn_gtid)
+                    pending = _Out()
+                    if len(out) >= self.batch_size:
+                        yield out.batch(self.state())
+                        out = _Out()
+                elif kind == "QueryEvent" and _query(ev) not in ("BEGIN", ""):
+                    self._ddl(ev)
+                    out = self._commit(out, pending, end, txn_gtid)  # a DDL commits implicitly
+                    pending = _Out()
+                elif kind == "RotateEvent" and not len(pending):
+                    self.position = (str(ev.next_binlog), int(ev.position))
+        finally:
+            reader.close()
+            if len(out):
+                yield out.batch(self.state())
+
+    def _commit(self, out: _Out, pending: _Out, end: Position, gtid: str | None) -> _Out:
+        """``pending`` (one transaction) joins ``out``; the position moves past its commit."""
+        out.keys += pending.keys
+        out.datas += pending.datas
+        out.times += pending.times
+        out.where += pending.where
+        out.poison += pending.poison
+        out.nbytes += pending.nbytes
+        self.position, self.gtid = end, gtid
+        return out
+
+    def _rows(self, out: _Out, ev: Any, end: Position, gtid: str | None) -> None:
+        qualified = f"{ev.schema}.{ev.table}"
+        table = self.tables.get(qualified)
+        if table is None:
+            return
+        kind = type(ev).__name__
+        ts_ms = int(ev.timestamp) * 1000
+        where = {"file": end[0], "pos": end[1], "gtid": gtid}
+        for row in ev.rows:
+            if kind == "WriteRowsEvent":
+                op, before, after = "c", None, row["values"]
+            elif kind == "UpdateRowsEvent":
+                op, before, after = "u", row["before_values"], row["after_values"]
+            else:
+                op, before, after = "d", row["values"], None
+            image: dict[str, Any] = after if after is not None else before or {}
+            unknown = [c for c in image if c not in table.converters]
+            if unknown or len(image) != len(table.columns):
+                raise SchemaChanged(
+                    f"source {self.name!r}: a row of {qualified} at {end[0]}:{end[1]} has columns "
+                    f"{list(image)}, the table had {table.columns} when the source started: its "
+                    "schema changed; restart the source after the change (`headrace produce "
+                    f"{self.name} --reset` re-snapshots)"
+                )
+            key_row = before if before is not None else after
+            assert key_row is not None
+            key = [key_row[c] for c in table.key]  # raw values, as the snapshot kept them
+            if self.seam.reflected(qualified, key, end):
+                continue
+            self._change(out, table, op, before, after, ts_ms, where)
+
+    def _ddl(self, ev: Any) -> None:
+        sql = _query(ev)
+        schema = ev.schema.decode() if isinstance(ev.schema, bytes) else str(ev.schema or "")
+        words = sql.replace("`", " ").replace(".", " ").lower().split()
+        for table in self.tables.values():
+            named = table.name.lower() in words and (
+                schema.lower() == table.schema.lower() or table.schema.lower() in words
+            )
+            if named:
+                raise SchemaChanged(
+                    f"source {self.name!r}: DDL on captured table {table.qualified} at "
+                    f"{self.position}: {sql[:200]!r}; phase 1 of mysql_cdc does not follow "
+                    "schema changes: restart with `headrace produce "
+                    f"{self.name} --reset` (re-snapshots) once the change is done"
+                )
+
+
+def _query(ev: Any) -> str:
+    q = ev.query
+    text = q.decode(errors="replace") if isinstance(q, bytes) else str(q)
+    return text.strip().upper() if text.strip().upper() in ("BEGIN", "COMMIT") else text.strip()
+
+
+def _db_errors() -> type[Exception]:
+    import pymysql
+
+    error: type[Exception] = pymysql.err.Error
+    return error

@@ -1,0 +1,187 @@
+"""Column values of the MySQL CDC source, typed from the table's schema, as JSON values.
+
+The snapshot (PyMySQL rows) and the binlog (``mysql-replication`` row images) give different
+Python values for one column; both go through the same converter, chosen from the column's
+``information_schema`` type, so a row reads the same whichever way it came:
+
+- DECIMAL/NUMERIC: exact text (``"12.30"``), as the polling source writes JSON.
+- integers (signed and unsigned, up to BIGINT UNSIGNED), YEAR: int; BIT: int.
+- FLOAT/DOUBLE: float (FLOAT is single precision: the binlog's value is the float32 one).
+- DATETIME: ISO-8601 text without an offset (the wall-clock value as stored: DATETIME has no
+  time zone). TIMESTAMP: ISO-8601 UTC text ending in ``Z`` (the session and the binlog both
+  give UTC). DATE: ``YYYY-MM-DD``; TIME: ``[-]HH:MM:SS[.ffffff]``. Zero dates: None.
+- CHAR/VARCHAR/TEXT: text; BINARY/VARBINARY/BLOB: base64 text.
+- ENUM: its text; SET: its members comma-joined in definition order (as ``SELECT`` shows it).
+- JSON: the parsed value.
+- NULL: None.
+
+A value a converter cannot take raises ``ValueError`` naming the column; the source sends the
+row to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["Converter", "column_converter", "convert_row"]
+
+Converter = Callable[[Any], Any]
+
+_INTS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
+_TEXTS = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"}
+_BINARIES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry"}
+_SET_MEMBER = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _decimal(v: Any) -> Any:
+    if isinstance(v, Decimal | int):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, str):
+        Decimal(v)  # ValueError-like InvalidOperation when it is not a number
+        return v
+    raise ValueError(f"{type(v).__name__} {v!r} is not a DECIMAL")
+
+
+def _int(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return int(v)
+    return v
+
+
+def _bit(v: Any) -> Any:
+    return int.from_bytes(v, "big") if isinstance(v, bytes) else int(v)
+
+
+def _float(v: Any) -> Any:
+    return float(v)
+
+
+def _datetime(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=None).isoformat()
+    if isinstance(v, str) and v.startswith("0000-00-00"):
+        return None  # a zero date
+    raise ValueError(f"{type(v).__name__} {v!r} is not a DATETIME")
+
+
+def _timestamp(v: Any) -> Any:
+    text = _datetime(v)
+    return None if text is None else text + "Z"
+
+
+def _date(v: Any) -> Any:
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, str) and v.startswith("0000-00-00"):
+        return None
+    raise ValueError(f"{type(v).__name__} {v!r} is not a DATE")
+
+
+def _time(v: Any) -> Any:
+    if not isinstance(v, timedelta):
+        raise ValueError(f"{type(v).__name__} {v!r} is not a TIME")
+    sign = "-" if v < timedelta(0) else ""
+    us = abs(v) // timedelta(microseconds=1)
+    secs, frac = divmod(us, 1_000_000)
+    text = f"{sign}{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    return f"{text}.{frac:06d}" if frac else text
+
+
+def _text(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _binary(v: Any) -> Any:
+    raw = v if isinstance(v, bytes) else str(v).encode("latin-1")
+    return base64.b64encode(raw).decode()
+
+
+def _plain(v: Any) -> Any:
+    """JSON from the binlog's decoder: bytes keys and strings become text."""
+    if isinstance(v, dict):
+        return {_text(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode()
+    return v
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, str | bytes):
+        return orjson.loads(v)
+    return _plain(v)
+
+
+def _set_of(column_type: str) -> Converter:
+    members = [m.replace("''", "'") for m in _SET_MEMBER.findall(column_type)]
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, set | frozenset | list | tuple):
+            chosen = {_text(x) for x in v}
+            return ",".join(m for m in members if m in chosen)
+        return _text(v)
+
+    return convert
+
+
+def column_converter(data_type: str, column_type: str = "") -> Converter:
+    """The converter of a column whose ``information_schema.COLUMNS`` ``DATA_TYPE`` is
+    ``data_type`` (``COLUMN_TYPE``: e.g. ``set('a','b')``, needed for SET)."""
+    t = data_type.lower()
+    if t in ("decimal", "numeric"):
+        return _decimal
+    if t in _INTS:
+        return _int
+    if t == "bit":
+        return _bit
+    if t in ("float", "double", "real"):
+        return _float
+    if t == "datetime":
+        return _datetime
+    if t == "timestamp":
+        return _timestamp
+    if t == "date":
+        return _date
+    if t == "time":
+        return _time
+    if t in _TEXTS:
+        return _text
+    if t in _BINARIES:
+        return _binary
+    if t == "set":
+        return _set_of(column_type)
+    if t == "json":
+        return _json
+    return _plain
+
+
+def convert_row(row: Mapping[str, Any], converters: Mapping[str, Converter]) -> dict[str, Any]:
+    """``row`` with every value converted (None stays None); ValueError naming the column
+    (and its value) that could not be converted, or a column the schema does not have."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        conv = converters.get(name)
+        if conv is None:
+            raise ValueError(
+                f"column {name!r} is not in the table's schema ({', '.join(converters)})"
+            )
+        if value is None:
+            out[name] = None
+            continue
+        try:
+            out[name] = conv(value)
+        except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"column {name!r}: value {value!r:.80} cannot be encoded: {exc}"
+            ) from None
+    return out
