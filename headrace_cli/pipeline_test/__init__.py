@@ -9,7 +9,8 @@ a simulated clock; sources run the producers' parsing and encoding; sinks the wr
 Modules, one job each:
 
 - ``model``: what a test file may say (pydantic, unknown keys refused with their path);
-- ``suite``: loading a file, checking its cases against the pipeline, preparing them;
+- ``suite``: loading a file and the pipeline it tests; ``prepare``: checking each case
+  against the pipeline and making its input messages;
 - ``values``: how keys, times, durations and values are written in a test file, both ways;
 - ``topics``: in-memory partitioned topics; ``engine``: the simulated worker and clock;
   ``window_timer``: when an aggregate's idle timer fires;

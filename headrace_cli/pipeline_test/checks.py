@@ -25,7 +25,7 @@ from headrace_cli.pipeline_test.model import (
     RateLimitExpectation,
 )
 from headrace_cli.pipeline_test.outcome import SHOWN, Outcome
-from headrace_cli.pipeline_test.suite import PreparedCase
+from headrace_cli.pipeline_test.prepare import PreparedCase
 from headrace_cli.pipeline_test.values import (
     duration_view,
     encode_spec_key,

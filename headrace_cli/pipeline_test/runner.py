@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from headrace_cli.pipeline_test.checks import Check, check_case
 from headrace_cli.pipeline_test.engine import RateBatch, Simulation
 from headrace_cli.pipeline_test.outcome import Outcome
+from headrace_cli.pipeline_test.prepare import PreparedCase
 from headrace_cli.pipeline_test.sinks import plan_sink
 from headrace_cli.pipeline_test.sources import mysql_messages, s3_messages, s3_objects
-from headrace_cli.pipeline_test.suite import PreparedCase, Suite
+from headrace_cli.pipeline_test.suite import Suite
 from headrace_cli.pipeline_test.topics import Arrival
 
 __all__ = ["CaseResult", "run_case", "warm_up"]
