@@ -145,7 +145,7 @@ def json_chunks(
         first = peek.first_significant()
     except BAD_CONTENT as exc:  # only blanks (or a BOM) were read: no bytes for the value
         if skip < 1:
-            yield unreadable(exc, key, etag, 1, item="element", offset=peek.nread)
+            yield unreadable(exc, key, etag, 1, item="element", offset=peek.nread, partial=b"")
         return
     if first is None:
         return  # an empty object body

@@ -74,19 +74,24 @@ def unreadable(
     *,
     item: str,
     offset: int | None,
-    partial: bytes = b"",
+    partial: bytes | None = None,
 ) -> Chunk:
     """The chunk of the one dead letter that ends an object at its item ``n`` (a ``line``,
     ``row`` or ``element``, the first not read whole): ``exc`` says why; ``offset`` is the
     decoded byte where reading stopped (None: the parser does not say) and ``partial`` the
-    decoded bytes of item ``n`` before it (the letter's value)."""
+    decoded bytes of item ``n`` before it, the letter's value (None: the parser keeps none,
+    the value is empty)."""
     where = f"from decoded byte {offset}" if offset is not None else "here"
     cause = f"{type(exc).__name__}: {str(exc)[:300]}"
+    value = (
+        f"this letter's value holds the {len(partial)} decoded bytes of {item} {n}"
+        if partial is not None
+        else "the parser keeps no bytes of it"
+    )
     message = (
         f"{item} {n}: the object is unreadable {where} ({cause}); the items before it were "
-        f"read, and this letter's value holds the {len(partial)} decoded bytes of {item} {n}. "
-        "Fix the object and upload it again: under a new ETag it is read again from its "
-        "first item"
+        f"read, and {value}. Fix the object and upload it again: under a new ETag it is read "
+        "again from its first item"
     )
-    poison = Poison(partial, type(exc).__name__, message, position(key, etag, n, offset))
+    poison = Poison(partial or b"", type(exc).__name__, message, position(key, etag, n, offset))
     return Chunk(poison=[poison], last=n)

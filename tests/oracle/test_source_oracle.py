@@ -9,7 +9,9 @@ give identical results.
 
 ``HEADRACE_ORACLE_CASES`` (default 300, a few seconds) cases from ``HEADRACE_ORACLE_SEED``
 (default 0). A failing case prints its seed, parameters and body (truncated) and is kept as
-``found/source-<seed>.json``; ``test_found_source_cases`` replays every kept case.
+``found/source-<seed>.json`` (its parameters, and its body zlib-compressed in base64:
+``S3Case.from_json(json.load(open(path))).body``); ``test_found_source_cases`` replays every
+kept case. One case in five is also read resumed from a checkpoint inside the object.
 """
 
 from __future__ import annotations
