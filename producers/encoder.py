@@ -55,7 +55,7 @@ def event_time_ms(value: Any) -> int:
         delta: timedelta = value - (_EPOCH if value.tzinfo is not None else _NAIVE_EPOCH)
         return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     if kind is int or kind is float:
-        return int(value)
+        return _ms(value)
     if isinstance(value, datetime):  # a subclass
         dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
@@ -64,8 +64,17 @@ def event_time_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int | float):
-        return int(value)
+        return _ms(value)
     raise ValueError(f"{type(value).__name__} {value!r} is not a time")
+
+
+def _ms(value: float) -> int:
+    """A number of milliseconds as a Kafka timestamp (a signed 64-bit integer: past it the
+    producer raises OverflowError and the source would stop)."""
+    ms = int(value)
+    if -(2**63) <= ms < 2**63:
+        return ms
+    raise ValueError(f"{value!r} ms is past the 64-bit range of a Kafka timestamp")
 
 
 def make_codec(

@@ -5,7 +5,8 @@ strictly), decided with the standard library only.
 - The key (field ``key``): a str's UTF-8, an int's digits, ``true``/``false``, empty for
   null, Python's text for anything else.
 - The event time (field ``time``): an int as is, a float truncated, ISO-8601 text as
-  ``datetime.fromisoformat`` reads it (naive is UTC) in floor milliseconds.
+  ``datetime.fromisoformat`` reads it (naive is UTC) in floor milliseconds; a number past a
+  Kafka timestamp's signed 64 bits is poison.
 - Poison: a missing key or time field, a time of any other kind, a number past the double
   range in one of these fields; for csv and json (whose values are encoded again, not sent
   as read) also a value JSON output cannot carry exactly (``exact``).
@@ -50,11 +51,9 @@ def time_ms(value: dict[str, Any], time: str | None) -> int | None:
     t = value.get(time)
     if isinstance(t, bool) or t is None:
         raise Poison("no time")
-    if isinstance(t, int):
-        return t
-    if isinstance(t, float):
-        if not math.isfinite(t):
-            raise Poison("time out of range")
+    if isinstance(t, int | float):
+        if not math.isfinite(t) or not -(2**63) <= int(t) < 2**63:
+            raise Poison("time past a Kafka timestamp's 64 bits")
         return int(t)
     if isinstance(t, str):
         try:

@@ -42,11 +42,16 @@ class _Unseekable(io.BytesIO):
         return False
 
 
-def _read(body: bytes, fmt: str, native: bool = False) -> tuple[list[Any], list[Any]]:
+def _read(
+    body: bytes, fmt: str, native: bool = False, time: str | None = None
+) -> tuple[list[Any], list[Any]]:
     """(records as (position, key, value bytes), poison as (position, class)) of an S3
     source reading ``body``, configured as ``headrace produce`` does for plain JSON."""
-    encoder = RecordEncoder(JsonCodec(), ["id"], None)
-    projection = Projection(["id"], key=["id"], native=native) if fmt == "jsonl" else None
+    encoder = RecordEncoder(JsonCodec(), ["id"], time)
+    fields = ["id", time] if time else ["id"]
+    projection = None
+    if fmt == "jsonl":
+        projection = Projection(fields, key=["id"], time=time, native=native)
     src = S3ObjectSource(
         "s", _S3(body), bucket="b", file_format=fmt, encoder=encoder, projection=projection
     )
@@ -131,6 +136,17 @@ def test_a_bool_event_time_is_poison_after_an_equal_number_too() -> None:
     enc = encoder.encode_many([{"at": 1}, {"at": True}, {"at": 0}, {"at": False}], None)
     assert enc.times == [1, None, 0, None]
     assert sorted(enc.poison) == [1, 3] and "True is not a time" in str(enc.poison[1])
+
+
+def test_an_event_time_past_64_bits_is_poison_not_a_stopped_source() -> None:
+    # found checking the oracle's expectations against confluent-kafka: produce() raises
+    # OverflowError for such a timestamp, which stopped the source
+    encoder = RecordEncoder(JsonCodec(), None, "at")
+    enc = encoder.encode_many([{"at": 2**63 - 1}, {"at": 2**63}, {"at": -(2**63) - 1}], None)
+    assert enc.times == [2**63 - 1, None, None]
+    assert sorted(enc.poison) == [1, 2] and "64-bit range" in str(enc.poison[1])
+    records, poison = _read(b'{"id": 1, "at": 9223372036854775808}\n', "jsonl", time="at")
+    assert (records, poison) == ([], [(1, "PoisonRecord")])
 
 
 def _member(flags: int, extra: bytes, data: bytes) -> bytes:
