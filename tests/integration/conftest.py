@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,13 +225,29 @@ def new_topic(kafka_admin: AdminClient, unique: str) -> Iterator[TopicFactory]:
 
 
 @pytest.fixture
-def orders_db(mysql_url: str, unique: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Database ``<unique>`` with an ``orders`` table of 300 rows; yields (url, rows)."""
+def db_url(mysql_url: str, unique: str) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty MariaDB database ``<unique>`` (utf8mb4), dropped at
+    teardown with whatever the test put in it."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    admin = sa.create_engine(mysql_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{unique}` CHARACTER SET utf8mb4"))
+    try:
+        yield make_url(mysql_url).set(database=unique).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{unique}`"))
+        admin.dispose()
+
+
+@pytest.fixture
+def orders_db(db_url: str) -> tuple[str, list[dict[str, Any]]]:
+    """Database ``db_url`` with the tests' ``orders`` table (columns id, customer_id, qty,
+    price, status, updated_at) of 300 rows; returns (url, rows)."""
     import sqlalchemy as sa
 
-    base = mysql_url.rsplit("/", 1)[0]
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {unique}"))
     rows = [
         {
             "i": i,
@@ -240,7 +258,8 @@ def orders_db(mysql_url: str, unique: str) -> Iterator[tuple[str, list[dict[str,
         }
         for i in range(1, 301)
     ]
-    with sa.create_engine(f"{base}/{unique}").begin() as conn:
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id VARCHAR(10), qty INT, "
@@ -250,9 +269,8 @@ def orders_db(mysql_url: str, unique: str) -> Iterator[tuple[str, list[dict[str,
         conn.execute(
             sa.text("INSERT INTO orders VALUES (:i, :c, :q, :p, :s, UTC_TIMESTAMP(3))"), rows
         )
-    yield f"{base}/{unique}", rows
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {unique}"))
+    engine.dispose()
+    return db_url, rows
 
 
 @pytest.fixture
@@ -299,6 +317,29 @@ sinks:
     id: [id]
 """)
     return pipeline, rows
+
+
+Produce = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def produce(repo_root: Path, stack_env: dict[str, str]) -> Produce:
+    """``produce(pipeline, source, *args)``: ``headrace produce -f <pipeline> <source> <args>``
+    in a subprocess against the stack (no Prometheus targets), output captured as text."""
+
+    def run(pipeline: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
+        cli = [sys.executable, "-m", "headrace_cli.main", "produce", "-f", str(pipeline)]
+        return subprocess.run(
+            [*cli, name, *args],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
 
 
 PromQL = Callable[[str], float]

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
-import sqlalchemy as sa
 
 from headrace_cli.main import main
 
 
 @pytest.fixture
-def world(mysql_url: str, aws_endpoint: str, aws_credentials: dict[str, str], unique: str):
-    """A database with an `orders` table and a bucket, named after the test; removed after."""
-    base = mysql_url.rsplit("/", 1)[0]
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {unique}"))
-    with sa.create_engine(f"{base}/{unique}").begin() as conn:
-        conn.execute(sa.text("CREATE TABLE orders (id BIGINT PRIMARY KEY, updated_at DATETIME)"))
+def world(
+    orders_db: tuple[str, list[Any]],
+    aws_endpoint: str,
+    aws_credentials: dict[str, str],
+    unique: str,
+) -> Iterator[str]:
+    """The shared ``orders`` database (conftest) and a bucket, named after the test; the URL.
+    The bucket is removed after (the database by ``orders_db``)."""
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, **aws_credentials)
     s3.create_bucket(Bucket=unique)
-    yield f"{base}/{unique}"
-    with sa.create_engine(base).begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {unique}"))
+    yield orders_db[0]
     s3.delete_bucket(Bucket=unique)
+
+
+#: the columns of the shared ``orders`` table (conftest ``orders_db``)
+COLUMNS = ("id", "customer_id", "qty", "price", "status", "updated_at")
 
 
 def _pipeline(
@@ -100,7 +104,7 @@ def test_everything_reachable_except_a_missing_table(
     assert code == 1
     assert "1 of 7 checks failed" in out.err
     assert "table not found; create it or set create: true" in out.out
-    assert "bucket exists" in out.out and "2 columns" in out.out
+    assert "bucket exists" in out.out and f"{len(COLUMNS)} columns" in out.out
     password = world.split(":")[2].split("@")[0]
     assert password not in out.out + out.err  # the MySQL URL's password never shows
 
@@ -134,4 +138,5 @@ def test_a_missing_column_names_the_real_columns(
         create="true",
     )
     assert main(["check", "--connect", "-f", str(f)]) == 1
-    assert "column 'changed_at' not found (columns: id, updated_at)" in capsys.readouterr().out
+    columns = ", ".join(COLUMNS)
+    assert f"column 'changed_at' not found (columns: {columns})" in capsys.readouterr().out

@@ -24,23 +24,16 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.mysql import DATETIME
-from sqlalchemy.engine import make_url
 
 
 @pytest.fixture
-def database(mysql_url: str, unique: str) -> Iterator[Engine]:
-    """An engine on a fresh database ``<unique>``, dropped at teardown."""
-    admin = create_engine(mysql_url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{unique}` CHARACTER SET utf8mb4"))
-    engine = create_engine(make_url(mysql_url).set(database=unique))
+def database(db_url: str) -> Iterator[Engine]:
+    """An engine on the fresh database of ``db_url`` (conftest), dropped at teardown."""
+    engine = create_engine(db_url)
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{unique}`"))
-        admin.dispose()
 
 
 def _orders(metadata: MetaData) -> Table:

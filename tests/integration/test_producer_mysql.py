@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import orjson
-import pytest
+from fixtures.avro import ORDER_ROW
 from sqlalchemy import create_engine, text
 
 from headrace_dev.bench.produce_data import create_orders_table
@@ -26,36 +23,11 @@ SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
 ROWS = max(20_000, int(100_000 * SCALE))
 
 
-@pytest.fixture
-def db_url(mysql_url, unique):
-    root = create_engine(mysql_url)
-    with root.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE {unique}"))
-    yield mysql_url.rsplit("/", 1)[0] + f"/{unique}"
-    with root.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {unique}"))
-    root.dispose()
-
-
-def _produce(repo_root: Path, stack_env: dict, pipeline: Path, name: str, *args: str):
-    env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "headrace_cli.main", "produce", "-f", str(pipeline), name, *args],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _mysql(url: str, topic: str, **kw):
     return {"type": "mysql", "url": url, "topic": topic, **kw}
 
 
-def test_types_map_cleanly(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
-):
+def test_types_map_cleanly(db_url, unique, tmp_path, produce, kafka_bootstrap, new_topic):
     topic = new_topic(".types", 1)
     engine = create_engine(db_url)
     with engine.begin() as conn:
@@ -89,7 +61,7 @@ def test_types_map_cleanly(
         },
         metrics={"port": 19310},
     )
-    done = _produce(repo_root, stack_env, pipeline, "t", "--once")
+    done = produce(pipeline, "t", "--once")
     assert done.returncode == 0, done.stderr
     [(key, value, _, ts)] = read_topic(kafka_bootstrap, topic).messages
     assert key == b"1"
@@ -109,11 +81,10 @@ def test_types_map_cleanly(
 
 
 def test_unknown_column_lists_the_real_columns(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
+    orders_db, unique, tmp_path, produce, kafka_bootstrap, new_topic
 ):
+    db_url, _ = orders_db  # the shared orders table (conftest)
     topic = new_topic(".x", 1)
-    with create_engine(db_url).begin() as conn:
-        conn.execute(text("CREATE TABLE orders (id INT PRIMARY KEY, updated DATETIME)"))
     pipeline = write_pipeline(
         tmp_path / "p.yaml",
         unique,
@@ -125,14 +96,15 @@ def test_unknown_column_lists_the_real_columns(
                 table="orders",
                 mode="timestamp+incrementing",
                 incrementing_column="id",
-                timestamp_column="updated_at",
+                timestamp_column="changed_at",
             )
         },
         metrics={"port": 19311},
     )
-    done = _produce(repo_root, stack_env, pipeline, "o", "--once")
+    done = produce(pipeline, "o", "--once")
     assert done.returncode == 2
-    assert "column 'updated_at' not found in table 'orders' (columns: id, updated)" in done.stderr
+    columns = "id, customer_id, qty, price, status, updated_at"
+    assert f"column 'changed_at' not found in table 'orders' (columns: {columns})" in done.stderr
     missing = write_pipeline(
         tmp_path / "q.yaml",
         unique,
@@ -140,13 +112,13 @@ def test_unknown_column_lists_the_real_columns(
         {"o": _mysql(db_url, topic, table="ordres", mode="bulk")},
         metrics={"port": 19311},
     )
-    done = _produce(repo_root, stack_env, missing, "o", "--once")
+    done = produce(missing, "o", "--once")
     assert done.returncode == 2
     assert f"table 'ordres' not found in database '{unique}' (tables: orders)" in done.stderr
 
 
 def test_large_table_every_row_once_then_only_new_rows(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
+    db_url, unique, tmp_path, produce, kafka_bootstrap, new_topic
 ):
     topic = new_topic(".orders", 3)
     engine = create_engine(db_url)
@@ -170,7 +142,7 @@ def test_large_table_every_row_once_then_only_new_rows(
         },
         metrics={"port": 19312},
     )
-    done = _produce(repo_root, stack_env, pipeline, "orders", "--once")
+    done = produce(pipeline, "orders", "--once")
     assert done.returncode == 0, done.stderr
     counts = read_topic(kafka_bootstrap, topic).key_counts()
     assert counts == {str(i).encode(): 1 for i in range(1, ROWS + 1)}
@@ -189,7 +161,7 @@ def test_large_table_every_row_once_then_only_new_rows(
             ),
             {"i": ROWS + 1},
         )
-    again = _produce(repo_root, stack_env, pipeline, "orders", "--once")
+    again = produce(pipeline, "orders", "--once")
     assert again.returncode == 0, again.stderr
     msgs = read_topic(kafka_bootstrap, topic).messages
     assert len(msgs) == ROWS + 2
@@ -202,7 +174,7 @@ def test_large_table_every_row_once_then_only_new_rows(
 
 
 def test_timestamp_mode_with_delay_waits_for_late_commits(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
+    db_url, unique, tmp_path, produce, kafka_bootstrap, new_topic
 ):
     topic = new_topic(".ts", 1)
     engine = create_engine(db_url)
@@ -232,34 +204,22 @@ def test_timestamp_mode_with_delay_waits_for_late_commits(
         },
         metrics={"port": 19313},
     )
-    done = _produce(repo_root, stack_env, pipeline, "ev", "--once")
+    done = produce(pipeline, "ev", "--once")
     assert done.returncode == 0, done.stderr
     # 'recent' is inside the delay window: not read yet, so a late commit before it is safe
     assert read_topic(kafka_bootstrap, topic).key_counts() == {b"old1": 1, b"old2": 1}
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO ev VALUES ('late', '2021-06-01')"))
-    again = _produce(repo_root, stack_env, pipeline, "ev", "--once")
+    again = produce(pipeline, "ev", "--once")
     assert again.returncode == 0, again.stderr
     assert read_topic(kafka_bootstrap, topic).key_counts() == {b"old1": 1, b"old2": 1, b"late": 1}
 
 
 def test_avro_output_with_local_registry_and_schema_mismatch_to_dlq(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
+    db_url, unique, tmp_path, produce, kafka_bootstrap, new_topic
 ):
     topic = new_topic(".avro", 1)
-    schema = {
-        "type": "record",
-        "name": "order",
-        "fields": [
-            {"name": "id", "type": "long"},
-            {
-                "name": "price",
-                "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
-            },
-            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-            {"name": "name", "type": "string"},
-        ],
-    }
+    schema = ORDER_ROW  # the table o below, as Avro
     (tmp_path / "schemas").mkdir()
     (tmp_path / "schemas" / "order.avsc").write_text(json.dumps(schema))
     with create_engine(db_url).begin() as conn:
@@ -294,7 +254,7 @@ def test_avro_output_with_local_registry_and_schema_mismatch_to_dlq(
         schemas={"dir": "schemas"},
         metrics={"port": 19314},
     )
-    done = _produce(repo_root, stack_env, pipeline, "o", "--once")
+    done = produce(pipeline, "o", "--once")
     assert done.returncode == 0, done.stderr
     [(_, value, _, _)] = read_topic(kafka_bootstrap, topic).messages
     schema_id, _ = split_wire(value)
@@ -313,9 +273,7 @@ def test_avro_output_with_local_registry_and_schema_mismatch_to_dlq(
     assert orjson.loads(dead[2]["headrace.position"]) == {"id": 2}
 
 
-def test_query_mode_and_exactly_once(
-    db_url, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, new_topic
-):
+def test_query_mode_and_exactly_once(db_url, unique, tmp_path, produce, kafka_bootstrap, new_topic):
     topic = new_topic(".q", 1)
     with create_engine(db_url).begin() as conn:
         create_orders_table(conn, "orders", 2_000)
@@ -338,13 +296,13 @@ def test_query_mode_and_exactly_once(
         },
         metrics={"port": 19315},
     )
-    done = _produce(repo_root, stack_env, pipeline, "paid", "--once")
+    done = produce(pipeline, "paid", "--once")
     assert done.returncode == 0, done.stderr
     msgs = read_topic(kafka_bootstrap, topic).messages  # read_committed: only committed txns
     expected = {str(i).encode() for i in range(1, 2_001) if i % 3 == 1}
     assert {k for k, _, _, _ in msgs} == expected
     assert len(msgs) == len(expected)
     assert set(orjson.loads(msgs[0][1])) == {"id", "price", "updated_at"}
-    again = _produce(repo_root, stack_env, pipeline, "paid", "--once")
+    again = produce(pipeline, "paid", "--once")
     assert again.returncode == 0, again.stderr
     assert len(read_topic(kafka_bootstrap, topic).messages) == len(expected)

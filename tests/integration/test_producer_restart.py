@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from headrace.checkpoints import CheckpointStore
 from headrace_dev.bench.produce_data import create_orders_table, put_gzip_jsonl
@@ -28,17 +28,6 @@ ROWS = max(20_000, int(300_000 * SCALE))
 # stored within ~3 s of producing nonstop, so the kill lands mid-way (mid-object or between)
 S3_OBJECTS = 4
 OBJECT_LINES = max(50_000, int(400_000 * SCALE))
-
-
-@pytest.fixture
-def db_url(mysql_url, unique):
-    root = create_engine(mysql_url)
-    with root.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE {unique}"))
-    yield mysql_url.rsplit("/", 1)[0] + f"/{unique}"
-    with root.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {unique}"))
-    root.dispose()
 
 
 def _start(repo_root: Path, stack_env: dict, pipeline: Path, *args: str) -> subprocess.Popen:

@@ -8,9 +8,6 @@ so the listing spans moto's 1,000-key pages; a ~20 MB gzip JSONL object of 600,0
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import boto3
 import orjson
@@ -54,20 +51,8 @@ def _source(bucket: str, aws_endpoint: str, topic: str, prefix: str, fmt: str, *
     }
 
 
-def _produce(repo_root: Path, stack_env: dict, pipeline: Path, name: str, *args: str):
-    env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "headrace_cli.main", "produce", "-f", str(pipeline), name, *args],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_many_objects_across_pages_poison_resume_and_etag_change(
-    s3, bucket, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
+    s3, bucket, unique, tmp_path, produce, kafka_bootstrap, aws_endpoint, new_topic
 ):
     topic = new_topic(".orders", 3)
     lines_each = 5
@@ -97,7 +82,7 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
         },
         metrics={"port": 19300},
     )
-    done = _produce(repo_root, stack_env, pipeline, "landing", "--once")
+    done = produce(pipeline, "landing", "--once")
     assert done.returncode == 0, done.stderr
 
     msgs = read_topic(kafka_bootstrap, topic)
@@ -120,12 +105,12 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
     assert dlq.messages[0][1] == b'{"order_id": "broken'
 
     # a second run finds nothing new; a rewritten object (new ETag) is read again
-    again = _produce(repo_root, stack_env, pipeline, "landing", "--once")
+    again = produce(pipeline, "landing", "--once")
     assert again.returncode == 0, again.stderr
     assert len(read_topic(kafka_bootstrap, topic).messages) == OBJECTS * lines_each
     rewritten = b'{"order_id": "o35", "v": 2, "created_at": "2024-05-02T00:00:00Z"}'
     s3.put_object(Bucket=bucket, Key="in/000007.jsonl", Body=rewritten + b"\n")
-    third = _produce(repo_root, stack_env, pipeline, "landing", "--once")
+    third = produce(pipeline, "landing", "--once")
     assert third.returncode == 0, third.stderr
     after = read_topic(kafka_bootstrap, topic)
     assert len(after.messages) == OBJECTS * lines_each + 1
@@ -134,7 +119,7 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
 
 
 def test_large_gzip_jsonl_object_streams_every_line(
-    s3, bucket, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
+    s3, bucket, unique, tmp_path, produce, kafka_bootstrap, aws_endpoint, new_topic
 ):
     topic = new_topic(".big", 3)
     size = put_gzip_jsonl(s3, bucket, "big/orders.jsonl.gz", 0, BIG_LINES)
@@ -147,7 +132,7 @@ def test_large_gzip_jsonl_object_streams_every_line(
         {"big": _source(bucket, aws_endpoint, topic, "big/", "jsonl.gz", glob="*.jsonl.gz")},
         metrics={"port": 19301},
     )
-    done = _produce(repo_root, stack_env, pipeline, "big", "--once")
+    done = produce(pipeline, "big", "--once")
     assert done.returncode == 0, done.stderr
     counts = read_topic(kafka_bootstrap, topic).key_counts()
     assert len(counts) == BIG_LINES
@@ -156,7 +141,7 @@ def test_large_gzip_jsonl_object_streams_every_line(
 
 
 def test_csv_objects_with_quoted_newlines(
-    s3, bucket, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
+    s3, bucket, unique, tmp_path, produce, kafka_bootstrap, aws_endpoint, new_topic
 ):
     topic = new_topic(".csv", 1)
     s3.put_object(
@@ -171,7 +156,7 @@ def test_csv_objects_with_quoted_newlines(
         {"c": _source(bucket, aws_endpoint, topic, "c/", "csv", delimiter=";")},
         metrics={"port": 19302},
     )
-    done = _produce(repo_root, stack_env, pipeline, "c", "--once")
+    done = produce(pipeline, "c", "--once")
     assert done.returncode == 0, done.stderr
     values = [orjson.loads(v) for _, v, _, _ in read_topic(kafka_bootstrap, topic).messages]
     assert values == [{"order_id": "1", "note": "two\nlines"}, {"order_id": "2", "note": "a;b"}]
@@ -180,14 +165,14 @@ def test_csv_objects_with_quoted_newlines(
     assert orjson.loads(dlq[0][2][HEADER_POSITION])["line"] == 3
 
     # --reset says what it discards, then reads everything again
-    reset = _produce(repo_root, stack_env, pipeline, "c", "--once", "--reset")
+    reset = produce(pipeline, "c", "--once", "--reset")
     assert reset.returncode == 0, reset.stderr
     assert "discards the position of source 'c' (1 objects done)" in reset.stderr
     assert len(read_topic(kafka_bootstrap, topic).messages) == 4
 
 
 def test_missing_bucket_is_a_clear_error(
-    unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
+    unique, tmp_path, produce, kafka_bootstrap, aws_endpoint, new_topic
 ):
     topic = new_topic(".none", 1)
     pipeline = write_pipeline(
@@ -197,7 +182,7 @@ def test_missing_bucket_is_a_clear_error(
         {"gone": _source(unique + "-missing", aws_endpoint, topic, "", "jsonl")},
         metrics={"port": 19303},
     )
-    done = _produce(repo_root, stack_env, pipeline, "gone", "--once")
+    done = produce(pipeline, "gone", "--once")
     assert done.returncode == 1
     assert f"bucket '{unique}-missing'" in done.stderr
     assert aws_endpoint in done.stderr

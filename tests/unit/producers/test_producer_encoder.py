@@ -7,22 +7,13 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from fixtures.avro import ORDER_PRICED
 
 from headrace.errors import PoisonRecord
 from producers.encoder import RecordEncoder, _ValidatingJson, event_time_ms
 from schemas import AvroCodec, JsonCodec
 
-SCHEMA = {
-    "type": "record",
-    "name": "o",
-    "fields": [
-        {"name": "id", "type": "long"},
-        {
-            "name": "price",
-            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
-        },
-    ],
-}
+SCHEMA = ORDER_PRICED
 
 
 def test_event_time_from_every_shape() -> None:

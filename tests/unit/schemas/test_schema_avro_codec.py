@@ -8,26 +8,19 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
+from fixtures.avro import NOTE, ORDER_ROW, record
 
 from schemas import AvroCodec, SchemaMismatch, split_wire
 
-SCHEMA = {
-    "type": "record",
-    "name": "order",
-    "fields": [
-        {"name": "id", "type": "long"},
-        {
-            "name": "price",
-            "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
-        },
-        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "day", "type": ["null", {"type": "int", "logicalType": "date"}], "default": None},
-        {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
-        {"name": "name", "type": "string"},
-        {"name": "note", "type": ["null", "string"], "default": None},
-        {"name": "blob", "type": ["null", "bytes"], "default": None},
-    ],
-}
+#: the MySQL row's order (fixtures.avro.ORDER_ROW) and every other logical type and null
+SCHEMA = record(
+    "order",
+    *ORDER_ROW["fields"],
+    {"name": "day", "type": ["null", {"type": "int", "logicalType": "date"}], "default": None},
+    {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+    NOTE,
+    {"name": "blob", "type": ["null", "bytes"], "default": None},
+)
 
 
 def _value(**over):

@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from fixtures.avro import ORDER_MIN
 
 from schemas import ConfluentRegistry, LocalRegistry, SchemaNotFound, fingerprint, load_schema
 
-ORDER = {
-    "type": "record",
-    "name": "order",
-    "fields": [{"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"]}],
-}
+ORDER = ORDER_MIN
 
 
 def test_load_schema_reads_avsc(tmp_path: Path) -> None:

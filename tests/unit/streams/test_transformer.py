@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from datetime import UTC, date, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.avro import ORDER_MIN
 
 from headrace.config import TransformStep
 from headrace.errors import ConfigError, PoisonRecord
@@ -112,10 +114,7 @@ def test_unknown_hook_is_config_error() -> None:
 
 
 def test_validate_against_avsc(tmp_path: Path) -> None:
-    (tmp_path / "order.avsc").write_text(
-        '{"type":"record","name":"order","fields":[{"name":"id","type":"long"},'
-        '{"name":"note","type":["null","string"],"default":null}]}'
-    )
+    (tmp_path / "order.avsc").write_text(json.dumps(ORDER_MIN))
     t = tf({"validate": "order"}, schemas_dir=tmp_path)
     assert t.apply({"id": 1, "note": None}) == [{"id": 1, "note": None}]
     with pytest.raises(PoisonRecord, match="does not match schema 'order'"):
