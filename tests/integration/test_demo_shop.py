@@ -45,6 +45,7 @@ def _cli(repo_root: Path, *args: str, timeout: float) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.soak  # the demo on ORDERS orders: ~1.5 minutes
 @pytest.mark.timeout(1800)
 def test_demo_verify_passes(
     repo_root: Path,
@@ -97,6 +98,7 @@ def _tail(log: Path, n: int = 60) -> str:
     return "".join(log.read_text(errors="replace").splitlines(True)[-n:])
 
 
+@pytest.mark.soak  # the demo on ORDERS orders, two processes killed: ~4 minutes
 @pytest.mark.timeout(1800)
 def test_demo_survives_kill_9_of_worker_and_sink(stack_env: dict[str, str], tmp_path: Path) -> None:
     prepare(stack_env, orders=ORDERS, customers=300, seed=11, say=lambda _: None)

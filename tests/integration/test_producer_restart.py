@@ -239,6 +239,7 @@ def _covered(checkpoint: dict) -> set[bytes]:
     return done
 
 
+@pytest.mark.soak  # S3_OBJECTS x OBJECT_LINES lines (1.6 million), killed and read again: ~1 minute
 def test_s3_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_after_checkpoint(
     s3_bucket, unique, tmp_path, repo_root, stack_env, kafka_bootstrap, aws_endpoint, new_topic
 ):

@@ -42,6 +42,9 @@ BURST = {"mongodb": 1, "dynamodb": int(os.environ.get("HEADRACE_TEST_DYNAMO_BURS
 REPO = Path(__file__).resolve().parents[2]
 HEADRACE = str(REPO / ".venv" / "bin" / "headrace")
 
+#: 200,000 records through each sink (100,000 in the outage test): ~1.5-7 minutes a test
+pytestmark = pytest.mark.soak
+
 
 def _records(n: int, burst: int = 1) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any]]]:
     """``n`` records over ``n // 20`` keys, ``burst`` consecutive versions of a key at a time,

@@ -218,6 +218,7 @@ def _sql_expected(
         conn.close()
 
 
+@pytest.mark.soak  # N_ORDERS through three stages, the worker killed twice: ~1-2 minutes
 @pytest.mark.timeout(int(600 * max(1.0, SCALE)))
 def test_all_stage_types_equal_sql_across_kill_9(
     tmp_path: Path,
