@@ -17,6 +17,7 @@ from typing import Any
 from headrace.config import Pipeline
 from headrace.config.redact import redact_text
 from headrace.errors import ConfigError
+from headrace.kafka_clients import client_config
 from headrace.plugins import require, sink_plugin, source_plugin
 
 __all__ = ["Finding", "check_reachable"]
@@ -77,19 +78,8 @@ def _describe(exc: BaseException) -> str:
 def _kafka(pipeline: Pipeline, timeout: float) -> Iterator[Finding]:
     from confluent_kafka.admin import AdminClient
 
-    conf: dict[str, Any] = {
-        "bootstrap.servers": pipeline.kafka.bootstrap_servers,
-        "security.protocol": pipeline.kafka.security_protocol,
-        "log_level": 0,
-    }
+    conf: dict[str, Any] = {**client_config(pipeline.kafka), "log_level": 0}
     kafka = pipeline.kafka
-    if kafka.sasl_mechanism:
-        conf["sasl.mechanism"] = kafka.sasl_mechanism
-    if kafka.sasl_username:
-        conf["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password is not None:
-        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
-    conf.update(kafka.client)
     metadata = AdminClient(conf).list_topics(timeout=timeout)
     yield Finding(
         "kafka", "kafka", kafka.bootstrap_servers, True, f"{len(metadata.brokers)} broker(s)"

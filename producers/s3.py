@@ -20,7 +20,7 @@ from headrace.plugins import Probe, SourcePlugin
 if TYPE_CHECKING:
     from headrace.config import Pipeline
 
-__all__ = ["PLUGIN", "S3Format", "S3Source", "s3_client"]
+__all__ = ["PLUGIN", "S3Format", "S3Source", "s3_client", "source_on"]
 
 S3Format = Literal["json", "jsonl", "csv", "json.gz", "jsonl.gz", "csv.gz"]
 
@@ -97,6 +97,19 @@ def s3_client(cfg: S3Source, *, timeout: float = 60.0) -> Any:
 
 def build(pipeline: Pipeline, name: str, cfg: S3Source) -> tuple[Any, Any]:
     """(``S3ObjectSource``, its ``RecordEncoder``) for source ``name``."""
+    return source_on(pipeline, name, cfg, s3_client(cfg))
+
+
+def source_on(
+    pipeline: Pipeline,
+    name: str,
+    cfg: S3Source,
+    client: Any,
+    *,
+    concurrency: int | None = None,
+    endpoint: str | None = None,
+) -> tuple[Any, Any]:
+    """``build`` on a given S3 ``client`` (``headrace test`` gives an in-memory bucket)."""
     from producers.encoder import RecordEncoder, make_codec
     from producers.projection import Projection
     from producers.s3_source import S3ObjectSource
@@ -111,16 +124,16 @@ def build(pipeline: Pipeline, name: str, cfg: S3Source) -> tuple[Any, Any]:
     projection = Projection(fields, key=cfg.key, time=cfg.timestamp_field) if plain else None
     source = S3ObjectSource(
         name,
-        s3_client(cfg),
+        client,
         bucket=cfg.bucket,
         prefix=cfg.prefix,
         glob=cfg.glob,
         file_format=cfg.file_format,
         gzipped=cfg.gzip,
         delimiter=cfg.delimiter,
-        concurrency=cfg.concurrency,
+        concurrency=cfg.concurrency if concurrency is None else concurrency,
         reingest_on_change=cfg.reingest_on_change,
-        endpoint=cfg.endpoint_url,
+        endpoint=cfg.endpoint_url if endpoint is None else endpoint,
         projection=projection,
         encoder=encoder,
     )

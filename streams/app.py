@@ -146,6 +146,17 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
     )
     runners: list[StageRunner] = []
     lookups: list[LookupRunner] = []
+
+    def repartition(name: str, stage: Stage, internal: str, n: int, topic: BatchTopic) -> Any:
+        """Add the loop re-keying ``topic`` into ``internal``; the topic the stage reads."""
+        runners.append(
+            _repartition(
+                app, pipeline, name, stage, internal, n, topic, stateless_producer, options.within
+            )
+        )
+        counts[internal] = n
+        return _batch_topic(app, internal, options)
+
     for name, stage in stages.items():
         n = counts[stage.from_]
         topic = _batch_topic(app, stage.from_, options)
@@ -165,42 +176,14 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
             internal = None
             if needs_repartition(stage, keys.get(stage.from_)):
                 internal = f"{app_id}-{name}-by-group"
-                runners.append(
-                    _repartition(
-                        app,
-                        pipeline,
-                        name,
-                        stage,
-                        internal,
-                        n,
-                        topic,
-                        stateless_producer,
-                        options.within,
-                    )
-                )
-                topic = _batch_topic(app, internal, options)
-                counts[internal] = n
+                topic = repartition(name, stage, internal, n, topic)
             table = _state_table(app, name, n)
             output_log = KafkaOutputLog(pipeline.kafka, stage.to, counts[stage.to])
             processor = AggregateStage(name, stage, output=output_log, idle_ms=options.idle_ms)
             processor.source = internal or stage.from_
         else:
             internal = f"{app_id}-{name}-by-partition"
-            runners.append(
-                _repartition(
-                    app,
-                    pipeline,
-                    name,
-                    stage,
-                    internal,
-                    n,
-                    topic,
-                    stateless_producer,
-                    options.within,
-                )
-            )
-            counts[internal] = n
-            topic = _batch_topic(app, internal, options)
+            topic = repartition(name, stage, internal, n, topic)
             table = _state_table(app, name, n)
             processor = RankStage(name, stage, key_fields=keys.get(stage.to))
             processor.source = internal

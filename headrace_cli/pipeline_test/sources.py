@@ -148,29 +148,11 @@ def s3_source(
 ) -> tuple[Any, RecordEncoder]:
     """S3 source ``name`` and its encoder as ``producers.s3.build`` builds them, on a bucket
     holding ``objects`` (key -> body) instead of a client."""
-    from producers.projection import Projection
-    from producers.s3_source import S3ObjectSource
+    from producers.s3 import source_on
 
     cfg: Any = pipeline.sources[name]
-    codec = make_codec(pipeline, cfg)
-    fields = [*(cfg.key or ()), *([cfg.timestamp_field] if cfg.timestamp_field else [])]
-    plain = type(codec) is JsonCodec and cfg.file_format == "jsonl"
-    encoder = RecordEncoder(codec, cfg.key, cfg.timestamp_field)
-    projection = Projection(fields, key=cfg.key, time=cfg.timestamp_field) if plain else None
-    source = S3ObjectSource(
-        name,
-        InMemoryBucket(objects),
-        bucket=cfg.bucket,
-        prefix=cfg.prefix,
-        glob=cfg.glob,
-        file_format=cfg.file_format,
-        gzipped=cfg.gzip,
-        delimiter=cfg.delimiter,
-        concurrency=1,
-        reingest_on_change=cfg.reingest_on_change,
-        endpoint="a test's bucket",
-        projection=projection,
-        encoder=encoder,
+    source, encoder = source_on(
+        pipeline, name, cfg, InMemoryBucket(objects), concurrency=1, endpoint="a test's bucket"
     )
     return source, encoder
 
