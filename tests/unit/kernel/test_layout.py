@@ -64,3 +64,15 @@ def test_the_cli_does_not_depend_on_the_developer_tooling() -> None:
         if m.split(".")[0] == "headrace_dev"
     ]
     assert not bad, bad
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """Test folders are not packages (pytest's rootdir insertion): two test files with one
+    basename stop ``pytest tests`` at collection."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, clashes
