@@ -79,19 +79,13 @@ def _is_test_file(path: Path) -> bool:
     return path.name.endswith(_SUFFIXES)
 
 
-def _refuse_embedded(pipeline: Path) -> None:
-    """ConfigError when a pipeline file holds ``tests:``: the pipeline file's keys are fixed
-    (every other command refuses the key), so the cases belong in ``<name>_test.yaml``."""
+def _embeds_tests(pipeline: Path) -> bool:
+    """Whether a pipeline file holds its own cases under a top-level ``tests:``."""
     try:
-        head = pipeline.read_text(encoding="utf-8", errors="replace")
+        text = pipeline.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return
-    if any(line.startswith("tests:") for line in head.splitlines()):
-        raise ConfigError(
-            f"{pipeline}: tests: cannot be in the pipeline file (headrace check, run and "
-            f"worker refuse unknown keys); move the cases to "
-            f"{pipeline.stem}_test.yaml beside it, under its own tests:"
-        )
+        return False
+    return any(line.startswith("tests:") for line in text.splitlines())
 
 
 def find_test_files(given: list[Path], default_pipeline: Path) -> list[Path]:
@@ -111,9 +105,10 @@ def find_test_files(given: list[Path], default_pipeline: Path) -> list[Path]:
         elif _is_test_file(path):
             found.append(path)
         elif path.is_file():
-            _refuse_embedded(path)
             tests = [path.with_name(path.stem + s) for s in _SUFFIXES]
             existing = [t for t in tests if t.is_file()]
+            if _embeds_tests(path):
+                existing.insert(0, path)
             if not existing:
                 raise ConfigError(
                     f"{path}: no tests for this pipeline; write them in {tests[0].name} "

@@ -232,6 +232,11 @@ class Pipeline(ConfigModel):
         "plugin's).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics endpoint.")
+    tests: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pipeline test cases run by `headrace test` (the format of a *_test.yaml "
+        "file's tests:, see docs/testing-pipelines.md); every other command ignores them.",
+    )
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Pipeline:

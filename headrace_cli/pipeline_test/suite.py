@@ -2,7 +2,8 @@
 
 ``load_suite(path)`` reads the YAML (the pipeline file's dialect: YAML 1.2 booleans,
 duplicate keys refused), validates it (``model``), loads the pipeline it tests
-(``pipeline:``, else the file's name without ``_test``; ``env:`` adds ``${VAR}`` values),
+(``pipeline:``, else the file's name without ``_test``; ``env:`` adds ``${VAR}`` values;
+a pipeline file's own ``tests:`` test that file, with the file-level defaults),
 then checks and prepares each case against the pipeline (``prepare``).
 
 Anything wrong raises ``PipelineConfigError`` (exit 2) with one line per problem, each naming
@@ -103,8 +104,11 @@ def load_suite(path: Path, shown: str | None = None) -> Suite:
     doc); ``ConfigError`` naming the file and key for anything wrong."""
     shown = shown or str(path)
     text, data = _read(path, shown)
-    spec = _validated(data, shown)
-    if spec.pipeline is not None:
+    embedded = "kafka" in data and "tests" in data  # a pipeline file holding its own cases
+    spec = _validated({"tests": data["tests"]} if embedded else data, shown)
+    if embedded:
+        pipeline_path = path
+    elif spec.pipeline is not None:
         pipeline_path = path.parent / spec.pipeline
     else:
         found = default_pipeline(path)

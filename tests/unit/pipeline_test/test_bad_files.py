@@ -165,12 +165,24 @@ def test_no_case_matching_k_is_an_error(write, run) -> None:
     assert "no case's name contains 'two' (-k)" in err
 
 
-def test_tests_inside_a_pipeline_file_are_pointed_to_a_test_file(tmp_path, run) -> None:
-    (tmp_path / "orders.yaml").write_text("name: x\ntests:\n  - name: a\n")
-    code, _out, err = run("test", tmp_path / "orders.yaml")
-    assert code == 2
-    assert "tests: cannot be in the pipeline file" in err
-    assert "move the cases to orders_test.yaml beside it" in err
+def test_tests_inside_a_pipeline_file_run_and_every_command_accepts_the_key(write, run) -> None:
+    path = write(PIPELINE, "tests: []\n").with_name("pipeline.yaml")
+    cases = (
+        "tests:\n"
+        "  - name: one\n    stages: [enrich]\n    expect: {orders.enriched: []}\n"
+        "  - name: two\n    stages: [enrch]\n    expect: {orders.enriched: []}\n"
+    )
+    path.write_text(path.read_text() + cases)
+    path.with_name("pipeline_test.yaml").unlink()
+    code, _out, err = run("test", path)
+    assert code == 2  # the second case names no stage of the file: found in the file itself
+    assert "tests[1].stages[0]: no stage 'enrch'" in err
+    path.write_text(path.read_text().replace("[enrch]", "[enrich]"))
+    code, out, err = run("test", path)
+    assert code == 0, err
+    assert "2 passed" in out
+    code, _out, err = run("check", "-f", path)
+    assert code == 0, err
 
 
 def test_a_folder_runs_every_test_file_under_it(write, run) -> None:
