@@ -19,13 +19,16 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from headrace.plugins import source_plugins
+
+    types = ", ".join(source_plugins())
     produce = sub.add_parser(
         "produce",
-        help="run one source (S3 or MySQL) into Kafka as a long-lived process",
+        help=f"run one source ({types}) into Kafka as a long-lived process",
         description=(
             "Run source NAME of the pipeline file: poll it, produce its records, and store "
             "its position in Kafka after they are acknowledged. SIGTERM flushes, stores the "
-            "position and exits 0."
+            f"position and exits 0. Source types: {types} (plugins add theirs)."
         ),
     )
     add_file_option(produce)

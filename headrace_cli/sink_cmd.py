@@ -1,4 +1,4 @@
-"""``headrace sink NAME``: run one sink (MongoDB or DynamoDB) as a long-lived process.
+"""``headrace sink NAME``: run one sink (any registered type) as a long-lived process.
 
 Several copies of one sink share the topic's partitions (one consumer group). SIGTERM and
 SIGINT flush the batch in hand, commit and leave the group; exit 0. A fatal sink error
@@ -20,13 +20,17 @@ log = logging.getLogger("headrace.sink")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from headrace.plugins import sink_plugins
+
+    types = ", ".join(sink_plugins())
     p = sub.add_parser(
         "sink",
-        help="run one sink (MongoDB or DynamoDB) as a long-lived process",
+        help=f"run one sink ({types}) as a long-lived process",
         description=(
-            "Consume the sink's topic, write batches to MongoDB or DynamoDB idempotently, and "
+            "Consume the sink's topic, write batches to its store idempotently, and "
             "commit offsets only after each batch is written. Bad records go to <topic>.dlq. "
-            "Run several copies to share the partitions. SIGTERM: flush, commit, exit 0."
+            "Run several copies to share the partitions. SIGTERM: flush, commit, exit 0. "
+            f"Sink types: {types} (plugins add theirs)."
         ),
     )
     add_file_option(p)

@@ -1,4 +1,10 @@
-"""The ``Record`` envelope every stage passes along, and how its key becomes Kafka key bytes.
+"""A source's ``Record`` (what a source hands its runner to encode and produce), and how a key
+becomes Kafka key bytes (``encode_key``, used by sources, stages and sinks alike).
+
+Stages do not pass ``Record`` objects: they work on Kafka messages (``streams.stages.base``:
+``InMessage``/``OutMessage``, the value decoded by ``schemas.RecordCodec``), and sinks on
+``connectors.records.SinkRecord``. What all three share is the wire contract: one record per
+message, keyed by ``encode_key`` of the key fields, the event time as the message timestamp.
 
 A record is one Kafka message: ``value`` (a dict, or None for a tombstone), ``key`` (the values
 of the configured key fields, in order), ``timestamp_ms`` (event time, the Kafka message
