@@ -71,7 +71,10 @@ def test_missing_required_key(write):
 
 def test_bad_source_type_names_the_choices(write):
     path = write(BASE + "  other: {type: kafka, topic: x}\n")
-    assert str(error_of(path)) == f"{path}: sources.other.type: 'kafka' is not one of mysql, mysql_cdc, s3"
+    assert (
+        str(error_of(path))
+        == f"{path}: sources.other.type: 'kafka' is not one of mysql, mysql_cdc, s3"
+    )
 
 
 def test_missing_source_type(write):
