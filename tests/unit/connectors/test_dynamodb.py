@@ -35,7 +35,8 @@ class FakeDynamo:
         table: bool = True,
         unread: list[int] | None = None,
     ):
-        self.items: dict[str, dict[str, Any]] = {}
+        # by id; TwoKeyDynamo's by (window_start, customer_id)
+        self.items: dict[str | tuple[Decimal, str], dict[str, Any]] = {}
         self.batches: list[int] = []
         self.unprocessed = list(unprocessed or [])
         self.throttle = throttle
@@ -61,8 +62,9 @@ class FakeDynamo:
         self.created, self.table = kw, True
         return {}
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        ((table, reqs),) = RequestItems.items()
+    # the DynamoClient Protocol's keyword-only calls (boto3's): **kw, read by name
+    def batch_write_item(self, **kw: Any) -> dict[str, Any]:
+        ((table, reqs),) = kw["RequestItems"].items()
         assert len(reqs) <= 25, "DynamoDB refuses more than 25 items"
         self.batches.append(len(reqs))
         if self.throttle:
@@ -78,8 +80,8 @@ class FakeDynamo:
                 self.items.pop(r["DeleteRequest"]["Key"]["id"], None)
         return {"UnprocessedItems": {table: left} if left else {}}
 
-    def batch_get_item(self, RequestItems: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        ((table, req),) = RequestItems.items()
+    def batch_get_item(self, **kw: Any) -> dict[str, Any]:
+        ((table, req),) = kw["RequestItems"].items()
         keys = req["Keys"]
         assert len(keys) <= 100, "DynamoDB refuses more than 100 keys"
         assert req["ConsistentRead"] is True
@@ -100,17 +102,18 @@ class FakeDynamo:
             "UnprocessedKeys": {table: {"Keys": left}} if left else {},
         }
 
-    def put_item(self, TableName: str, Item: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        self.puts.append((Item["id"], "ConditionExpression" in kw))
+    def put_item(self, **kw: Any) -> dict[str, Any]:
+        item = kw["Item"]
+        self.puts.append((item["id"], "ConditionExpression" in kw))
         if "ConditionExpression" in kw:
-            have = self.items.get(Item["id"])
+            have = self.items.get(item["id"])
             if have is not None and not have["v"] <= kw["ExpressionAttributeValues"][":v"]:
                 raise _err("ConditionalCheckFailedException")
-        self.items[Item["id"]] = Item
+        self.items[item["id"]] = item
         return {}
 
-    def delete_item(self, TableName: str, Key: dict[str, Any]) -> dict[str, Any]:
-        self.items.pop(Key["id"], None)
+    def delete_item(self, **kw: Any) -> dict[str, Any]:
+        self.items.pop(kw["Key"]["id"], None)
         return {}
 
 
@@ -152,13 +155,13 @@ class BlockingDynamo(FakeDynamo):
         self.barrier = threading.Barrier(together, timeout=5)
         self.fail = fail or {}
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def batch_write_item(self, **kw: Any) -> dict[str, Any]:
         self.barrier.wait()
-        ((_table, reqs),) = RequestItems.items()
+        ((_table, reqs),) = kw["RequestItems"].items()
         code = self.fail.get(reqs[0]["PutRequest"]["Item"]["id"])
         if code:
             raise _err(code)
-        return super().batch_write_item(RequestItems)
+        return super().batch_write_item(**kw)
 
 
 def test_chunks_are_written_concurrently() -> None:
@@ -177,7 +180,7 @@ def test_a_failed_chunk_fails_the_batch_after_the_others_finish() -> None:
 
 
 def test_unprocessed_items_are_retried_with_backoff_until_written() -> None:
-    client, sleeps = FakeDynamo(unprocessed=[10, 4, 1]), []
+    client, sleeps = FakeDynamo(unprocessed=[10, 4, 1]), list[float]()
     out = _writer(client, sleeps).write(_batch(25))
     assert client.batches == [25, 10, 4, 1]
     assert sleeps == [0.01, 0.02, 0.04]
@@ -224,7 +227,7 @@ def test_throttling_halves_the_rate_and_success_recovers_slowly() -> None:
 
 
 def test_rate_limit_makes_the_writer_wait() -> None:
-    clock, sleeps = [0.0], []
+    clock, sleeps = [0.0], list[float]()
     rate = AdaptiveRate(10.0, clock=lambda: clock[0])
     config = DynamoDBSink.model_validate(
         {
@@ -324,7 +327,7 @@ def test_stored_newer_versions_are_read_per_hundred_keys_and_not_put() -> None:
 
 
 def test_unprocessed_keys_are_asked_again_with_backoff() -> None:
-    client, sleeps = FakeDynamo(unread=[30, 5]), []
+    client, sleeps = FakeDynamo(unread=[30, 5]), list[float]()
     _stored(client, 100, 1000)
     out = _writer(client, sleeps, version_field="v").write(_batch(100))
     assert client.gets == [100, 30, 5]
@@ -382,15 +385,15 @@ class TwoKeyDynamo(FakeDynamo):
             }
         }
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        ((_table, reqs),) = RequestItems.items()
+    def batch_write_item(self, **kw: Any) -> dict[str, Any]:
+        ((_table, reqs),) = kw["RequestItems"].items()
         for r in reqs:
             if "PutRequest" in r:
                 item = r["PutRequest"]["Item"]
-                self.items[(item["window_start"], item["customer_id"])] = item  # type: ignore[index]
+                self.items[(item["window_start"], item["customer_id"])] = item
             else:
                 key = r["DeleteRequest"]["Key"]
-                self.items.pop((key["window_start"], key["customer_id"]), None)  # type: ignore[call-overload]
+                self.items.pop((key["window_start"], key["customer_id"]), None)
         return {"UnprocessedItems": {}}
 
 
