@@ -37,10 +37,7 @@ def _status(args: argparse.Namespace) -> int:
     from headrace.metrics import prune_stale_targets, targets_folder
     from headrace_cli.status_view import collect, discover_targets
 
-    folder = Path(
-        args.targets
-        or targets_folder()
-    )
+    folder = Path(args.targets or targets_folder())
     if folder.is_dir() and (removed := prune_stale_targets(folder)):
         print(f"removed {len(removed)} stale target file(s) of processes that are gone")
     targets = discover_targets(folder)
