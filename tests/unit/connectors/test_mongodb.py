@@ -121,10 +121,13 @@ def test_version_guard_decisions() -> None:
     assert coll.docs["a"] == {"_id": "a", "id": "a", "v": 6, "x": "newer"}
 
 
-def test_collision_from_a_racing_writer_is_retried_then_older() -> None:
+def test_collision_from_a_racing_writer_is_retried_then_older(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     coll = FakeCollection()
     w = _writer(coll, id=["id"], version_field="v")
-    w._drop_older = lambda chunk, out: [(i, op) for i, op, _d, _r in chunk]  # race: no pre-read
+    # race: no pre-read
+    monkeypatch.setattr(w, "_drop_older", lambda chunk, out: [(i, op) for i, op, _d, _r in chunk])
     coll.docs["a"] = {"_id": "a", "id": "a", "v": 9}
     out = w.write([rec("a", {"id": "a", "v": 3})])
     assert out.counts["skipped_older"] == 1 and coll.docs["a"]["v"] == 9
