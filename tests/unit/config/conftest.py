@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,16 +25,17 @@ def shop_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def shop_data() -> dict:
+def shop_data() -> dict[str, Any]:
     """The example pipeline as plain data, to modify per test."""
-    return yaml.safe_load(_SHOP.read_text())
+    data: dict[str, Any] = yaml.safe_load(_SHOP.read_text())
+    return data
 
 
 @pytest.fixture
-def write(tmp_path: Path) -> Callable[[str | dict], Path]:
+def write(tmp_path: Path) -> Callable[[str | dict[str, Any]], Path]:
     """Write YAML text (or data) to ``pipeline.yaml`` in a temp dir and return its path."""
 
-    def _write(content: str | dict) -> Path:
+    def _write(content: str | dict[str, Any]) -> Path:
         path = tmp_path / "pipeline.yaml"
         text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
         path.write_text(text)

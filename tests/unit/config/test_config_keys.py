@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +23,7 @@ ORDERS = {
     "topic": "orders",
     "key": ["order_id"],
 }
-AGG = {
+AGG: dict[str, Any] = {
     "from": "orders",
     "to": "revenue",
     "aggregate": {

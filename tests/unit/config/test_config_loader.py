@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from headrace.config import PipelineConfigError, encrypt, generate_key, load_pipeline
+from headrace.config.model import Pipeline
 from headrace.errors import EXIT_CONFIG, ConfigError
+from producers.mysql import MySQLSource
 
 BASE = """\
 name: t
@@ -18,6 +20,13 @@ sources:
     mode: bulk
     topic: orders.raw
 """
+
+
+def _db(p: Pipeline) -> MySQLSource:
+    """BASE's MySQL source ``orders_db``, as its type."""
+    source = p.sources["orders_db"]
+    assert isinstance(source, MySQLSource)
+    return source
 
 
 def error_of(path, env=None) -> ConfigError:
@@ -273,17 +282,17 @@ def test_interpolation_with_values_and_defaults(write):
     )
     text += "metrics: {port: '${METRICS_PORT:-9200}'}\n"
     p = load_pipeline(write(text), env={"DB_PASS": "p4ss-word", "DB_HOST": ""})
-    assert p.sources["orders_db"].url == "mysql+pymysql://app:p4ss-word@127.0.0.1:3306/shop"  # type: ignore[union-attr]
+    assert _db(p).url == "mysql+pymysql://app:p4ss-word@127.0.0.1:3306/shop"
     assert p.metrics.port == 9200
     p = load_pipeline(write(text), env={"DB_PASS": "x", "DB_USER": "u", "METRICS_PORT": "9300"})
-    assert p.sources["orders_db"].url == "mysql+pymysql://u:x@127.0.0.1:3306/shop"  # type: ignore[union-attr]
+    assert _db(p).url == "mysql+pymysql://u:x@127.0.0.1:3306/shop"
     assert p.metrics.port == 9300
 
 
 def test_interpolation_escape_and_no_recursion(write):
     text = BASE.replace("table: orders", "table: '$${NOT_A_VAR}${T}'")
     p = load_pipeline(write(text), env={"T": "${OTHER}"})
-    assert p.sources["orders_db"].table == "${NOT_A_VAR}${OTHER}"  # type: ignore[union-attr]
+    assert _db(p).table == "${NOT_A_VAR}${OTHER}"
 
 
 def test_interpolation_uses_only_the_given_env(write, monkeypatch):
@@ -291,7 +300,7 @@ def test_interpolation_uses_only_the_given_env(write, monkeypatch):
     path = write(BASE.replace("app:pw@", "app:${DB_PASS}@"))
     assert "DB_PASS is not set" in str(error_of(path, {}))
     p = load_pipeline(path)  # env=None: os.environ
-    assert "from-os-environ" in p.sources["orders_db"].url  # type: ignore[union-attr]
+    assert "from-os-environ" in _db(p).url
 
 
 def test_missing_env_var_names_key_and_variable(write):
@@ -332,14 +341,14 @@ def test_encrypted_value_is_decrypted(write):
     token = encrypt("mysql+pymysql://app:enc-pass-42@127.0.0.1:3306/shop", key)
     path = write(BASE.replace("url: mysql+pymysql://app:pw@127.0.0.1:3306/shop", f"url: {token}"))
     p = load_pipeline(path, env={"HEADRACE_SECRET_KEY": key})
-    assert p.sources["orders_db"].url == "mysql+pymysql://app:enc-pass-42@127.0.0.1:3306/shop"  # type: ignore[union-attr]
+    assert _db(p).url == "mysql+pymysql://app:enc-pass-42@127.0.0.1:3306/shop"
 
 
 def test_encrypted_value_from_an_env_var(write):
     key = generate_key()
     path = write(BASE.replace("table: orders", "table: ${TABLE_ENC}"))
     p = load_pipeline(path, env={"HEADRACE_SECRET_KEY": key, "TABLE_ENC": encrypt("t1", key)})
-    assert p.sources["orders_db"].table == "t1"  # type: ignore[union-attr]
+    assert _db(p).table == "t1"
 
 
 def test_missing_secret_key(write):
@@ -388,4 +397,4 @@ def test_rotated_keys_decrypt_old_values(write):
     old, new = generate_key(), generate_key()
     path = write(BASE.replace("table: orders", f"table: {encrypt('orders', old)}"))
     p = load_pipeline(path, env={"HEADRACE_SECRET_KEY": f"{new},{old}"})
-    assert p.sources["orders_db"].table == "orders"  # type: ignore[union-attr]
+    assert _db(p).table == "orders"

@@ -102,7 +102,7 @@ def test_example_loads_with_typed_values(shop_path, shop_env):
 def test_pipeline_is_immutable(shop_path, shop_env):
     p = load_pipeline(shop_path, env=shop_env)
     with pytest.raises(ValueError):
-        p.name = "other"  # type: ignore[misc]
+        p.name = "other"
 
 
 # -- durations and sizes ----------------------------------------------------------------------
@@ -240,9 +240,10 @@ def test_mysql_modes_with_their_columns_load(write):
             }
         ),
     )
-    c = p.sources["c"]
+    b, c = p.sources["b"], p.sources["c"]
+    assert isinstance(b, MySQLSource) and isinstance(c, MySQLSource)
     assert c.query == "SELECT * FROM t" and c.key == ["id"]
-    assert p.sources["b"].timestamp_delay == 2.0
+    assert b.timestamp_delay == 2.0
 
 
 def _s3(**over):
@@ -271,6 +272,7 @@ def test_s3_source_formats_and_options(write):
         ),
     )
     a, b = p.sources["a"], p.sources["b"]
+    assert isinstance(a, S3Source) and isinstance(b, S3Source)
     assert (a.file_format, a.gzip, a.concurrency, a.poll_interval) == ("jsonl", True, 4, 10.0)
     assert (b.delimiter, b.reingest_on_change, b.output_format) == (";", False, "avro")
     assert b.aws_secret_access_key is not None
@@ -621,7 +623,8 @@ stages:
     p = load_pipeline(write(text), env={})
     lookup = p.stages["s"].lookup
     assert lookup is not None and lookup.on == ["id"]
-    assert p.sources["db"].reingest_on_change is False
+    source = p.sources["db"]
+    assert isinstance(source, S3Source) and source.reingest_on_change is False
 
 
 # -- sinks -----------------------------------------------------------------------------------
@@ -670,6 +673,7 @@ def test_sink_options_load(write):
         ),
     )
     m = p.sinks["m"]
+    assert isinstance(m, MongoSink)
     assert (m.write, m.id, m.batch_size, m.batch_bytes, m.linger) == (
         "delete-on-tombstone",
         ["a", "b"],
@@ -685,6 +689,7 @@ def test_sink_options_load(write):
     assert m.indexes[2].unique is True
     assert m.write_concern is not None and (m.write_concern.w, m.write_concern.wtimeout) == (1, 5)
     d = p.sinks["d"]
+    assert isinstance(d, DynamoDBSink)
     assert (d.create, d.sort_key, d.batch_size, d.linger) == (True, "ts", 1000, 0.1)
     assert d.rate_limit is not None and d.rate_limit.per == 1.0
 

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from connectors.mongodb import MongoSink
 from headrace.config import encrypt, generate_key, load_pipeline, redact
 from headrace.config.redact import is_secret_key, redact_text, redact_url
 from headrace.errors import ConfigError
+from producers.mysql import MySQLSource
 
 ENV_PASSWORD = "envpw-Zq81-very-secret"
 ENC_URI = "mongodb://sinkuser:encpw-77-hidden@127.0.0.1:27017/shop"
@@ -88,8 +90,10 @@ def assert_clean(text: str) -> None:
 
 def test_loaded_values_are_real(pipeline_file, secret_env):
     p = load_pipeline(pipeline_file, env=secret_env[1])
-    assert ENV_PASSWORD in p.sources["orders_db"].url  # type: ignore[union-attr]
-    assert p.sinks["orders_mongo"].uri == ENC_URI  # type: ignore[union-attr]
+    source, sink = p.sources["orders_db"], p.sinks["orders_mongo"]
+    assert isinstance(source, MySQLSource) and isinstance(sink, MongoSink)
+    assert ENV_PASSWORD in source.url
+    assert sink.uri == ENC_URI
     assert p.kafka.librdkafka_config()["sasl.password"] == SASL
 
 

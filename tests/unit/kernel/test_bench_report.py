@@ -18,6 +18,7 @@ from headrace.config.loader import load_pipeline
 from headrace_dev.bench.common import BenchFigure, process_peak_rss_mb
 from headrace_dev.bench.e2e import SINKS, TUNING, Tuning, _insert_steadily, pipeline_yaml
 from headrace_dev.commands.bench_cmd import markdown
+from producers.mysql import MySQLSource
 
 
 def test_markdown_has_latency_columns_and_notes_only_when_a_figure_has_them() -> None:
@@ -123,7 +124,8 @@ def test_the_e2e_pipeline_file_is_valid_for_each_sink_and_carries_the_tuning(
     if isinstance(out, MongoSink):
         assert (out.database, out.write) == ("benche2etest", "replace")
     source = pipeline.sources["orders_db"]
-    assert (source.poll_interval, source.batch_size) == (0.04, 700)  # type: ignore[union-attr]
-    assert source.url.endswith("/benche2etest")  # type: ignore[union-attr]
+    assert isinstance(source, MySQLSource)
+    assert (source.poll_interval, source.batch_size) == (0.04, 700)
+    assert source.url.endswith("/benche2etest")
     assert list(pipeline.stages) == ["clean"]
     assert set(TUNING) == set(SINKS)
