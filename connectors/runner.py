@@ -27,6 +27,7 @@ batch uncommitted (the new owner reads it again; writes are idempotent).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -38,7 +39,7 @@ from connectors.batcher import Batch
 from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome
 from connectors.sinkmetrics import SinkMetrics
 from headrace.dlq import DeadLetter, DeadLetterWriter, LetterProducer
-from headrace.errors import RetriableError
+from headrace.errors import RetriableError, WedgedError
 from schemas import RecordCodec
 
 __all__ = ["POLL_SLICE", "Consumer", "DeadLetterProducer", "SinkRunner"]
@@ -97,6 +98,7 @@ class SinkRunner:
         ensure_dlq_topic: Callable[[], None] | None = None,
         revoke_deadline: float = 30.0,
         codec: RecordCodec | None = None,
+        commit_timeout: float = 60.0,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -113,6 +115,8 @@ class SinkRunner:
         self._dlq_ready = False
         self._revoke_deadline = revoke_deadline
         self._codec = codec or RecordCodec()
+        self._commit_timeout = commit_timeout
+        self._wedged = False
         self._letters = DeadLetterWriter(producer, on_sent=lambda _l: metrics.dead_letter())
         self._delivery_errors: list[str] = []
         self._stopping = False
@@ -167,7 +171,8 @@ class SinkRunner:
                     break
             self._flush_or_give_up()
         finally:
-            self._consumer.close()
+            if not self._wedged:  # a wedged client would block close() as well
+                self._consumer.close()
             self._writer.close()
 
     def _flush_or_give_up(self) -> bool:
@@ -428,7 +433,9 @@ class SinkRunner:
                 last[record.partition] = record.offset
         offsets = [self._make_offset(self.topic, p, o + 1) for p, o in sorted(last.items())]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._bounded_commit(offsets)
+        except WedgedError:
+            raise
         except Exception as exc:  # written already: a failed commit only means a replay
             log.warning(
                 "sink %r: commit failed (%s); those records will be written again "
@@ -441,6 +448,36 @@ class SinkRunner:
             self.committed[p] = o + 1
         self.last_commit = time.perf_counter()
         self._metrics.committed()
+
+    def _bounded_commit(self, offsets: list[Any]) -> None:
+        """``commit(asynchronous=False)`` with a deadline: librdkafka's synchronous commit has
+        none, and during a broker outage it was seen to block for over ten minutes while
+        the sink reported "idle, lag 0". Past ``commit_timeout`` seconds: ``WedgedError``
+        (the process exits 1 and its supervisor restarts it; what was written is written
+        again after the restart, idempotently)."""
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def commit() -> None:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the runner's thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=commit, name=f"sink-{self.name}-commit", daemon=True).start()
+        if not done.wait(self._commit_timeout):
+            self._wedged = True
+            raise WedgedError(
+                f"sink {self.name!r}: a Kafka offset commit has not returned in "
+                f"{self._commit_timeout:g}s (is the group coordinator reachable?); exiting "
+                "so the supervisor restarts the sink (the batch was written; a restart "
+                "writes it again, idempotently)"
+            )
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def on_delivery(self, err: Any, _msg: Any) -> None:
         """Producer delivery callback for dead letters (pass as ``on_delivery``)."""

@@ -74,5 +74,10 @@ class DeliveryError(HeadraceError):
     of its batch; the process stops and its supervisor restarts it from the last commit."""
 
 
+class WedgedError(HeadraceError):
+    """A blocking client call did not return within its deadline: the process exits (code 1)
+    instead of hanging while it reports healthy, so its supervisor restarts it."""
+
+
 class StackError(HeadraceError):
     """The local stack could not be installed or started (message names cause and fix)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 from headrace_cli.common import add_file_option, pipeline_path
 
@@ -50,19 +52,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from connectors.build import build_sink
     from headrace.config import load_pipeline
+    from headrace.errors import WedgedError
     from headrace.host import host
 
     pipeline = load_pipeline(pipeline_path(args))
     runner, close = build_sink(pipeline, args.name, group=args.group)
     log.info("sink %r: reading %r", args.name, runner.topic)
-    host(
-        pipeline,
-        kind="sink",
-        name=args.name,
-        run=runner.run,
-        stop=runner.stop,
-        close=close,
-        metrics_port=args.metrics_port,
-    )
+    try:
+        host(
+            pipeline,
+            kind="sink",
+            name=args.name,
+            run=runner.run,
+            stop=runner.stop,
+            close=close,
+            metrics_port=args.metrics_port,
+        )
+    except WedgedError as exc:
+        # a thread is stuck inside librdkafka: a normal exit could wait on it at shutdown
+        print(f"headrace sink: {exc}", file=sys.stderr, flush=True)
+        os._exit(exc.exit_code)
     log.info("sink %r: stopped; committed %s", args.name, runner.committed)
     return 0

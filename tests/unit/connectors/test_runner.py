@@ -311,3 +311,44 @@ def test_decode_value_json_tombstone_and_framed_avro() -> None:
         decode_value(b"\x00\x00\x00\x00\x07abc")
     with pytest.raises(ValueError):
         decode_value(b"[1, 2]")
+
+
+def test_a_commit_that_never_returns_ends_the_runner_instead_of_wedging_it() -> None:
+    """Issue #19's finding: during a broker outage the synchronous commit blocked for over ten
+    minutes while the sink reported healthy. Past commit_timeout the runner raises
+    WedgedError (the process exits 1, the supervisor restarts it) and does not touch the
+    wedged consumer again (close() would block too)."""
+    import threading
+    import time
+
+    from headrace.errors import WedgedError
+
+    release = threading.Event()
+
+    class StuckConsumer(FakeConsumer):
+        def commit(self, *, offsets, asynchronous):
+            release.wait(30)
+
+    consumer, writer = StuckConsumer(_msgs(4)), ScriptedWriter()
+    runner = _runner(consumer, writer)
+    runner._commit_timeout = 0.2
+    started = time.monotonic()
+    try:
+        with pytest.raises(WedgedError, match=r"has not returned in 0\.2s"):
+            runner.run(max_idle_polls=2)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 10
+    assert len(writer.stored) == 4  # written before the commit: a restart writes it again
+    assert not consumer.closed
+
+
+def test_a_commit_that_fails_is_logged_and_replayed_later() -> None:
+    class FailingConsumer(FakeConsumer):
+        def commit(self, *, offsets, asynchronous):
+            raise RuntimeError("coordinator not available")
+
+    consumer, writer = FailingConsumer(_msgs(4)), ScriptedWriter()
+    runner = _runner(consumer, writer)
+    runner.run(max_idle_polls=2)
+    assert len(writer.stored) == 4 and runner.committed == {} and consumer.closed
