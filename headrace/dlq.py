@@ -49,15 +49,17 @@ def dlq_topic(topic: str) -> str:
 
 
 class LetterProducer(Protocol):
-    """The part of ``confluent_kafka.Producer`` that sending dead letters uses."""
+    """The part of ``confluent_kafka.Producer`` that sending dead letters uses (its signature:
+    ``confluent_kafka.Producer`` satisfies it)."""
 
     def produce(
         self,
         topic: str,
         value: bytes | None = ...,
         key: bytes | None = ...,
-        headers: list[tuple[str, bytes]] | None = ...,
-        **kwargs: Any,
+        *,
+        timestamp: int = ...,
+        headers: list[tuple[str, str | bytes | None]] | None = ...,
     ) -> None: ...
 
     def poll(self, timeout: float = ...) -> int: ...
@@ -118,18 +120,21 @@ class DeadLetterWriter:
         self._on_sent = on_sent
 
     def send(self, letter: DeadLetter) -> None:
-        kwargs: dict[str, Any] = {}
-        if letter.timestamp_ms is not None:
-            kwargs["timestamp"] = letter.timestamp_ms
+        headers: list[tuple[str, str | bytes | None]] = list(letter.headers())
         while True:
             try:
-                self._producer.produce(
-                    dlq_topic(letter.topic),
-                    value=letter.value,
-                    key=letter.key,
-                    headers=letter.headers(),
-                    **kwargs,
-                )
+                if letter.timestamp_ms is None:
+                    self._producer.produce(
+                        dlq_topic(letter.topic), value=letter.value, key=letter.key, headers=headers
+                    )
+                else:
+                    self._producer.produce(
+                        dlq_topic(letter.topic),
+                        value=letter.value,
+                        key=letter.key,
+                        timestamp=letter.timestamp_ms,
+                        headers=headers,
+                    )
                 break
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: let deliveries drain, then retry

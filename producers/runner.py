@@ -119,7 +119,7 @@ class Runner:
         self.on_progress = on_progress
         self.progress = Progress()
         self._stop = threading.Event()
-        self._dlq = DeadLetterWriter(cast(Any, producer))
+        self._dlq = DeadLetterWriter(producer)
         self._produced_state: dict[str, Any] | None = None  # of the last batch produced
         self._stored_state: dict[str, Any] | None = None
         self._unacked_since: float | None = None  # when the oldest unacknowledged batch began

@@ -140,8 +140,9 @@ class FakeProducer:
         topic: str,
         value: bytes | None = None,
         key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-        **kwargs: Any,
+        *,
+        timestamp: int = 0,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         self.sent.append(
             {"topic": topic, "value": value, "key": key, "headers": dict(headers or [])}

@@ -30,15 +30,22 @@ class FakeProducer:
         topic: str,
         value: bytes | None = None,
         key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-        **kwargs: Any,
+        *,
+        timestamp: int | None = None,  # None: not passed
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         if self.full_times:
             self.full_times -= 1
             raise BufferError("queue full")
-        self.sent.append(
-            {"topic": topic, "value": value, "key": key, "headers": dict(headers or []), **kwargs}
-        )
+        sent: dict[str, Any] = {
+            "topic": topic,
+            "value": value,
+            "key": key,
+            "headers": dict(headers or []),
+        }
+        if timestamp is not None:
+            sent["timestamp"] = timestamp
+        self.sent.append(sent)
 
     def poll(self, timeout: float = 0) -> int:
         self.polls += 1

@@ -87,7 +87,15 @@ class _Consumer:
 
 
 class _Producer:
-    def produce(self, topic: str, value: bytes | None = None, **kwargs: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        timestamp: int = 0,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
         pass
 
     def poll(self, timeout: float = 0) -> int:
