@@ -68,6 +68,7 @@ def test_every_command_is_registered_once() -> None:
     provided = [c for m in _command_modules() for c in m.COMMANDS]
     assert len(provided) == len(set(provided))
     names = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert names is not None
     assert set(COMMANDS) == set(names)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from headrace import host as host_module
+from headrace import metrics
 from headrace.host import host
 
 
@@ -23,7 +23,12 @@ class _Pipeline:
 
 def test_sigterm_stops_the_work_and_close_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(host_module.metrics, "serve", lambda *a: served.append(a) or 1234)
+
+    def serve(*args: Any) -> int:
+        served.append(args)
+        return 1234
+
+    monkeypatch.setattr(metrics, "serve", serve)
     stopped = threading.Event()
     closed: list[bool] = []
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
@@ -51,7 +56,7 @@ def test_sigterm_stops_the_work_and_close_runs(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_close_runs_when_the_work_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(host_module.metrics, "serve", lambda *a: 1)
+    monkeypatch.setattr(metrics, "serve", lambda *a: 1)
     closed: list[bool] = []
 
     def boom() -> None:
@@ -59,11 +64,11 @@ def test_close_runs_when_the_work_fails(monkeypatch: pytest.MonkeyPatch) -> None
 
     with pytest.raises(RuntimeError, match="broker gone"):
         host(
-            _Pipeline(),
+            _Pipeline(),  # type: ignore[arg-type]
             kind="source",
             name="x",
             run=boom,
             stop=None,
             close=lambda: closed.append(True),
-        )  # type: ignore[arg-type]
+        )
     assert closed == [True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -70,7 +71,7 @@ def test_best_effort_parts_for_dead_letters() -> None:
 
 def test_encode_many_equals_encoding_one_by_one_and_finds_the_poison() -> None:
     enc = RecordEncoder(JsonCodec(), ["id"], "at")
-    good = [
+    good: list[dict[str, Any]] = [
         {"id": "a", "at": "2024-01-01T00:00:00Z"},
         {"id": 7, "at": datetime(2024, 1, 1, 0, 0, 1)},
         {"id": True, "at": 1704067202000, "p": Decimal("1.50")},
@@ -79,9 +80,10 @@ def test_encode_many_equals_encoding_one_by_one_and_finds_the_poison() -> None:
     fast = enc.encode_many(good, raws)
     assert not fast.poison
     one = [enc.encode(v, r) for v, r in zip(good, raws, strict=True)]
+    assert fast.keys is not None and fast.times is not None
     assert list(zip(fast.keys, fast.datas, fast.times, strict=True)) == one
     assert fast.keys == [b"a", b"7", b"true"] and fast.datas[0] == raws[0]
-    mixed = [*good, {"at": 0}, {"id": 1, "at": "soon"}, None]
+    mixed: list[dict[str, Any] | None] = [*good, {"at": 0}, {"id": 1, "at": "soon"}, None]
     out = enc.encode_many(mixed, None)
     assert sorted(out.poison) == [3, 4, 5]
     assert "key field 'id'" in str(out.poison[3]) and "timestamp field" in str(out.poison[4])

@@ -4,6 +4,7 @@ late commits, crashes mid-poll), checked against an in-memory table."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def _select(mode: str, rows: list[tuple[datetime, int]], wm: Watermark, until: d
 def _poll(mode, rows, wm, until, *, batch=2, crash_after=None):
     """Rows sent and the stored watermark; ``crash_after`` rows: stop without finishing."""
     tracker = WatermarkTracker(mode, wm)
-    sent, stored = [], wm
+    sent, stored = list[Any](), wm
     result = _select(mode, rows, wm, until)
     for i in range(0, len(result), batch):
         for r in result[i : i + batch]:

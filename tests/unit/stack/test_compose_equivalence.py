@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,8 +19,8 @@ SERVICES = COMPOSE["services"]
 PAIRS = {"kafka": "kafka", "mariadb": "mysql", "ferretdb": "mongodb", "moto": "moto"}
 
 
-def _published(service: dict) -> set[int]:
-    ports = set()
+def _published(service: dict[str, Any]) -> set[int]:
+    ports: set[int] = set()
     for spec in service.get("ports", []):
         host_ip, host_port, _container = spec.split(":")
         assert host_ip == "127.0.0.1", f"{spec}: publish on 127.0.0.1 only, like the local stack"

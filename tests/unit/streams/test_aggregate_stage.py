@@ -7,6 +7,7 @@ import pickle
 from typing import Any
 
 import orjson
+from fixtures.values import present
 
 from headrace.config import Stage
 from streams.output_log import partition_for
@@ -82,7 +83,7 @@ def test_emitted_window_is_closed_then_deleted_and_late_record_goes_to_dlq() -> 
     out = a.process(0, [msg(0, 1), msg(1, 16_000)])
     assert emitted(out) == [("k", 0, 1)]
     [message] = out.messages
-    where = partition_for(message.key, 3)
+    where = partition_for(present(message.key), 3)
     assert message.partition == where  # explicit: it lands where the entry says
     stored = (message.key, message.value, message.timestamp_ms, where, 0)
     assert (("w", 0, ("k",), 0), ("closed", stored, 1)) in out.state  # kept until out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from streams.datadir import default_base, worker_data_dir
 
@@ -37,14 +38,17 @@ def test_stale_rocksdb_stores_are_removed_only_without_their_changelog(tmp_path:
     for table in (kept, gone, gone_more):
         write(table, 0, [("k", "v")])
         write(table, 1, [("k", "v")])
-        table.data._dbs.clear()  # closed, as before a worker starts
+        store: Any = table.data  # faust types it a MutableMapping: here, the RocksDB store
+        store._dbs.clear()  # closed, as before a worker starts
     topics = {kept.changelog_topic.get_topic_name(), gone_more.changelog_topic.get_topic_name()}
 
     removed = drop_stale_stores([kept, gone, gone_more], topics)
 
     assert [p.name for p in removed] == ["gone-state-0.db", "gone-state-1.db"]
     assert all(not p.exists() for p in removed)
-    assert kept.data.partition_path(0).exists() and gone_more.data.partition_path(1).exists()
+    kept_store: Any = kept.data
+    gone_more_store: Any = gone_more.data
+    assert kept_store.partition_path(0).exists() and gone_more_store.partition_path(1).exists()
 
 
 def test_memory_stores_have_nothing_to_remove(tmp_path: Path) -> None:

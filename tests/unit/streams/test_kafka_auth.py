@@ -13,7 +13,7 @@ from headrace.errors import ConfigError
 from streams.kafka_auth import faust_credentials
 
 
-def _kafka(tmp_path: Path, settings: str):  # type: ignore[no-untyped-def]
+def _kafka(tmp_path: Path, settings: str):
     f = tmp_path / "p.yaml"
     f.write_text(
         "name: p\n"
