@@ -3,10 +3,13 @@ delivery stops before any checkpoint past it, stop() finishes cleanly."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import orjson
 import pytest
+from confluent_kafka import KafkaError, Message, Producer
 
-from headrace.checkpoints import decode_checkpoint
+from headrace.checkpoints import CheckpointStore, decode_checkpoint
 from headrace.dlq import HEADER_POSITION
 from headrace.errors import DeliveryError
 from producers.batch import Batch, Poison
@@ -30,8 +33,8 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.reports = DeliveryReports()
-        self.queued: list = []
-        self.delivered: list = []
+        self.queued: list[tuple[Any, ...]] = []
+        self.delivered: list[tuple[Any, ...]] = []
         self.hold = 0
         self.fail: str | None = None
 
@@ -56,7 +59,8 @@ class FakeProducer:
         for item in queued:
             self.delivered.append(item)
             if item[0] == self.fail:
-                self.reports("broker said no", FakeMsg(item[0]))
+                error = KafkaError(KafkaError._MSG_TIMED_OUT, "broker said no")
+                self.reports(error, cast(Message, FakeMsg(item[0])))
 
     def poll(self, timeout=0.0):
         return 0
@@ -78,8 +82,8 @@ class FakeProducer:
 class FakeStore:
     def __init__(self, state=None) -> None:
         self.state = state
-        self.saved: list = []
-        self.delivered_at_save: list = []
+        self.saved: list[Any] = []
+        self.delivered_at_save: list[int] = []
         self.topic = "_cp"
 
     def load(self):
@@ -97,7 +101,7 @@ class ListSource:
 
     def __init__(self, batches, on_batch=None) -> None:
         self._batches = batches
-        self.restored = "unset"
+        self.restored: Any = "unset"
         self.closed = False
         self.on_batch = on_batch
 
@@ -195,11 +199,14 @@ def test_failed_delivery_stops_without_checkpointing_past_it() -> None:
 
 def test_stop_ends_after_the_current_batch_with_a_checkpoint() -> None:
     producer, store = FakeProducer(), FakeStore()
-    runner = None
-    source = ListSource(
-        [Batch([_rec(i)], {"n": i}) for i in range(1, 6)],
-        on_batch=lambda i: runner.stop() if i == 1 else None,
-    )
+    runner: Runner | None = None
+
+    def on_batch(i: int) -> None:
+        if i == 1:
+            assert runner is not None
+            runner.stop()
+
+    source = ListSource([Batch([_rec(i)], {"n": i}) for i in range(1, 6)], on_batch=on_batch)
     runner = _runner(source, producer, store)
     runner.run(once=False, poll_interval=5)
     # stop() arrived while the source made batch 3: that batch is finished, nothing after it
@@ -225,8 +232,8 @@ def test_metrics_are_counted_per_source() -> None:
         source=ListSource(batches),
         topic="t",
         encoder=enc,
-        producer=producer,
-        store=FakeStore(),
+        producer=cast(Producer, producer),
+        store=cast(CheckpointStore, FakeStore()),
         reports=producer.reports,
         checkpoint_interval=0.0,
     ).run(once=True, poll_interval=0)
@@ -376,7 +383,7 @@ def test_refused_and_poison_records_keep_their_own_positions() -> None:
 
 
 class NoEncoder(RecordEncoder):
-    def encode_many(self, values, raws):  # type: ignore[no-untyped-def]
+    def encode_many(self, values, raws):
         raise AssertionError("rows the source encoded are not encoded again")
 
 
