@@ -21,6 +21,7 @@ from simulate import Simulation, advance, produce, sink_records, write_sink
 from sqloracle import expected
 from streamcase import Case, Order, agg_key_fields, pipeline, rank_key_fields
 
+from connectors.dynamodb import DynamoDBSink
 from headrace.config import Pipeline, load_pipeline
 
 FOUND = Path(__file__).resolve().parent / "found"
@@ -90,6 +91,7 @@ def compare_stores(
         assert rows is not None
         stored, rejected = stores[name]
         if sink.type == "dynamodb":
+            assert isinstance(sink, DynamoDBSink)
             ids = [sink.partition_key, *([sink.sort_key] if sink.sort_key else [])]
             refused = [r for r in rows if any(r.get(k) in (None, "") for k in ids)]
             rows = [r for r in rows if r not in refused]  # DynamoDB has no null key: DLQ

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from headrace.config import load_pipeline
+from headrace.config import KafkaConfig, load_pipeline
 from headrace.errors import ConfigError
 from headrace.kafka_clients import client_config, consumer_config, producer_config
 
@@ -14,21 +15,22 @@ SHOP = Path(__file__).resolve().parents[1] / "config" / "fixtures" / "shop.yaml"
 
 
 @pytest.fixture
-def kafka(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def kafka(monkeypatch: pytest.MonkeyPatch) -> KafkaConfig:
     monkeypatch.setenv("MYSQL_PASSWORD", "pw-for-tests-123")
     return load_pipeline(SHOP).kafka
 
 
-def test_producer_is_durable_and_uses_murmur2(kafka) -> None:  # type: ignore[no-untyped-def]
+def test_producer_is_durable_and_uses_murmur2(kafka: KafkaConfig) -> None:
     conf = producer_config(kafka)
     assert conf["bootstrap.servers"] == "127.0.0.1:9092"
     assert conf["acks"] == "all"
     assert conf["enable.idempotence"] is True
     assert conf["partitioner"] == "murmur2_random"
-    assert producer_config(kafka, **{"linger.ms": 0})["linger.ms"] == 0
+    overrides: dict[str, Any] = {"linger.ms": 0}
+    assert producer_config(kafka, **overrides)["linger.ms"] == 0
 
 
-def test_consumer_commits_manually_and_reads_committed(kafka) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_commits_manually_and_reads_committed(kafka: KafkaConfig) -> None:
     conf = consumer_config(kafka, "g1")
     assert conf["group.id"] == "g1"
     assert conf["enable.auto.commit"] is False

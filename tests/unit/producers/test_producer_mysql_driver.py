@@ -3,12 +3,12 @@ zero dates still go to the driver's own converter."""
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import datetime
 
 import pytest
 
 from headrace.errors import ConfigError
-from producers import mysql_source
 from producers.mysql_source import _conversions, _fast_datetime, check_driver, driver_of
 
 
@@ -19,9 +19,9 @@ def test_driver_of_urls() -> None:
 
 
 def test_a_missing_driver_names_the_package_and_the_fix(monkeypatch) -> None:
-    real = mysql_source.importlib.util.find_spec
+    real = importlib.util.find_spec  # what producers.mysql_source looks drivers up with
     monkeypatch.setattr(
-        mysql_source.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name: None if name == "MySQLdb" else real(name),
     )

@@ -117,8 +117,8 @@ def test_a_json_array_with_64_bit_boundary_integers_is_read_whole(seekable: bool
         values = [v for c in chunks for v in c.values]
         assert [v["id"] for v in values] == [1, -(2**63), 2**64 - 1, 10**31, 3]
         assert values[-1]["f"] == 0.5 and type(values[-1]["f"]) is float
-        [poison] = [p for c in chunks for p in c.poison]
-        assert poison.position["line"] == 4 and "past the double range" in poison.message
+        [bad] = [p for c in chunks for p in c.poison]
+        assert bad.position["line"] == 4 and "past the double range" in bad.message
         return
     records, poison = _read(body, "json")  # ... the S3 source with a GET from byte 0
     assert [(n, k) for n, k, _ in records] == [

@@ -5,8 +5,10 @@ member's fields (so a sink naming them deletes what it upserted)."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import orjson
+from fixtures.values import present
 from test_aggregate_stage import FakeOutputLog
 
 from headrace.config import Stage
@@ -51,7 +53,7 @@ def deliver(messages: list[OutMessage], partitions: int) -> dict[int, list[InMes
     return logs
 
 
-def run_aggregate(inputs: dict[int, list[InMessage]], close_at: int) -> list[dict]:
+def run_aggregate(inputs: dict[int, list[InMessage]], close_at: int) -> list[dict[str, Any]]:
     """Every row the aggregate emits (a sink keyed by the row key keeps only the last)."""
     agg = AggregateStage("revenue", AGG, output=FakeOutputLog(PARTITIONS))
     out: list[OutMessage] = []
@@ -151,7 +153,7 @@ def test_rank_changes_are_keyed_by_the_members_fields():
         )
 
     first = rank.process(0, [member(0, 7, "30.00")]).messages
-    assert [(m.key, orjson.loads(m.value)["rank"]) for m in first] == [(b"[0,7]", 1)]
+    assert [(m.key, orjson.loads(present(m.value))["rank"]) for m in first] == [(b"[0,7]", 1)]
     second = rank.process(0, [member(1, 8, "40.00")]).messages
     assert [(m.key, m.value is None) for m in second] == [(b"[0,7]", True), (b"[0,8]", False)]
 

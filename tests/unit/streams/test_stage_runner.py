@@ -111,9 +111,9 @@ def setup(ack_s: float = 0.3, failing: frozenset[bytes] = frozenset()) -> Setup:
     app = type("App", (), {"consumer": FakeConsumer(events)})()
     topic = type("Topic", (), {"buffer": buffer})()
     runner = StageRunner(
-        app=app,  # type: ignore[arg-type]
+        app=app,
         processor=Recording(events),
-        topic=topic,  # type: ignore[arg-type]
+        topic=topic,
         table=None,
         producer=FakeProducer(events, ack_s, failing),  # type: ignore[arg-type]
         labels=("p", "s"),
