@@ -208,7 +208,7 @@ class _IdleCheck:
         try:
             lags = active_group_lag(self.pipeline.kafka, self.readers)
         except Exception as exc:
-            self.sup.say(f"[run] idle check failed: {exc}")
+            self.sup.say(f"[run] idle check failed: {type(exc).__name__}: {exc or '(no message)'}")
             self.streak = 0
             return False
         readers_needed = (1 if self.pipeline.stages else 0) + len(self.pipeline.sinks)
