@@ -99,8 +99,11 @@ class SinkReader:
     def poll(self, timeout: float = 0.5) -> None:
         for msg in self.consumer.consume(num_messages=1000, timeout=timeout):
             assert msg.error() is None, msg.error()
-            self.values[msg.key().decode()].append(msg.value().decode())
-            self.positions[msg.partition()] = msg.offset() + 1
+            key, value, partition, offset = msg.key(), msg.value(), msg.partition(), msg.offset()
+            assert key is not None and value is not None
+            assert partition is not None and offset is not None
+            self.values[key.decode()].append(value.decode())
+            self.positions[partition] = offset + 1
 
     def latest(self) -> dict[str, int]:
         return {k: int(v[-1]) for k, v in self.values.items() if v}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pymongo import MongoClient, UpdateOne
@@ -22,9 +23,9 @@ CHUNK = MAX_OPS
 
 
 @pytest.fixture
-def collection(mongo_uri: str, unique: str) -> Iterator[Collection]:
+def collection(mongo_uri: str, unique: str) -> Iterator[Collection[dict[str, Any]]]:
     """A fresh collection ``<unique>`` in database ``<unique>``; the database is dropped after."""
-    client: MongoClient = MongoClient(
+    client: MongoClient[dict[str, Any]] = MongoClient(
         mongo_uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=60000
     )
     try:
@@ -60,7 +61,7 @@ def _upserts(version: int) -> list[UpdateOne]:
     ]
 
 
-def _bulk(collection: Collection, ops: list[UpdateOne]) -> tuple[int, int, int]:
+def _bulk(collection: Collection[dict[str, Any]], ops: list[UpdateOne]) -> tuple[int, int, int]:
     """Unordered ``bulk_write`` in chunks; returns (upserted, matched, modified) over all chunks."""
     upserted = matched = modified = 0
     for start in range(0, len(ops), CHUNK):
@@ -71,11 +72,11 @@ def _bulk(collection: Collection, ops: list[UpdateOne]) -> tuple[int, int, int]:
     return upserted, matched, modified
 
 
-def test_ping(collection: Collection):
+def test_ping(collection: Collection[dict[str, Any]]):
     assert collection.database.client.admin.command("ping")["ok"] == 1.0
 
 
-def test_the_stack_runs_our_patched_build(collection: Collection):
+def test_the_stack_runs_our_patched_build(collection: Collection[dict[str, Any]]):
     info = collection.database.client.admin.command("buildInfo")
     assert info.get("ferretdbVersion") == FERRETDB_BUILD, (
         f"FerretDB reports {info.get('ferretdbVersion')!r}, not our patched build "
@@ -84,7 +85,7 @@ def test_the_stack_runs_our_patched_build(collection: Collection):
     )
 
 
-def test_id_lookups_use_the_id_index(collection: Collection):
+def test_id_lookups_use_the_id_index(collection: Collection[dict[str, Any]]):
     """The patched SQLite backend finds documents by ``_id`` through the index, also when
     the filter has more conditions or is an ``$in`` list (upstream scanned the table)."""
     collection.insert_many([{"_id": f"o{i}", "v": i} for i in range(50)])
@@ -95,7 +96,7 @@ def test_id_lookups_use_the_id_index(collection: Collection):
     assert sorted(d["v"] for d in collection.find({"_id": {"$in": ["o7", "o9", "x"]}})) == [7, 9]
 
 
-def test_unordered_bulk_upsert_is_idempotent(collection: Collection):
+def test_unordered_bulk_upsert_is_idempotent(collection: Collection[dict[str, Any]]):
     assert _bulk(collection, _upserts(version=1)) == (N_DOCS, 0, 0)
     assert collection.count_documents({}) == N_DOCS
 
@@ -124,7 +125,7 @@ def test_unordered_bulk_upsert_is_idempotent(collection: Collection):
     assert untouched is not None and untouched["version"] == 1 and "edits" not in untouched
 
 
-def test_unique_index_rejects_a_duplicate(collection: Collection):
+def test_unique_index_rejects_a_duplicate(collection: Collection[dict[str, Any]]):
     name = collection.create_index("order_no", unique=True)
     assert collection.index_information()[name].get("unique") is True
     collection.insert_many([{"order_no": n} for n in range(10)], ordered=False)

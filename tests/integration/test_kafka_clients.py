@@ -30,6 +30,13 @@ class Rec:
     value: bytes
 
 
+def _rec(msg: Message) -> Rec:
+    """A delivered or consumed confluent-kafka message: every field is set."""
+    partition, offset, key, value = msg.partition(), msg.offset(), msg.key(), msg.value()
+    assert partition is not None and offset is not None and key is not None and value is not None
+    return Rec(partition, offset, key, value)
+
+
 def _record(i: int) -> tuple[bytes, bytes]:
     """The i-th record: keys repeat, values carry the production sequence number."""
     return f"key-{i % N_KEYS}".encode(), f"value-{i}".encode()
@@ -78,7 +85,7 @@ def test_confluent_round_trip(kafka_bootstrap, new_topic, unique):
         if err is not None:
             errors.append(err)
         else:
-            produced.append(Rec(msg.partition(), msg.offset(), msg.key(), msg.value()))
+            produced.append(_rec(msg))
 
     for i in range(N_RECORDS):
         key, value = _record(i)
@@ -103,7 +110,7 @@ def test_confluent_round_trip(kafka_bootstrap, new_topic, unique):
         while len(consumed) < N_RECORDS and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=500, timeout=1.0):
                 assert msg.error() is None, msg.error()
-                consumed.append(Rec(msg.partition(), msg.offset(), msg.key(), msg.value()))
+                consumed.append(_rec(msg))
         assert len(consumed) == N_RECORDS, (
             f"consumed {len(consumed)} of {N_RECORDS} records within {TIMEOUT:.0f}s"
         )

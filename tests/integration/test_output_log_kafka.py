@@ -16,7 +16,8 @@ def test_output_log_places_and_reads_back_like_the_broker(
     topic = new_topic(".out", 5)
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap)
     log = KafkaOutputLog(kafka, topic, 5, timeout=30)
-    producer = make_producer(kafka, **{"linger.ms": 1})
+    overrides: dict[str, Any] = {"linger.ms": 1}
+    producer = make_producer(kafka, **overrides)
     landed: list[tuple[bytes, int, int]] = []
 
     def report(err: Any, msg: Any) -> None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import orjson
 from fixtures.avro import ORDER_ROW
+from fixtures.values import present
 from sqlalchemy import create_engine, text
 
 from headrace_dev.bench.produce_data import create_orders_table
@@ -66,7 +67,7 @@ def test_types_map_cleanly(db_url, unique, tmp_path, produce, kafka_bootstrap, n
     [(key, value, _, ts)] = read_topic(kafka_bootstrap, topic).messages
     assert key == b"1"
     assert ts == int(datetime(2024, 3, 1, 10, 0, 0, 250000, tzinfo=UTC).timestamp() * 1000)
-    doc = orjson.loads(value)
+    doc = orjson.loads(present(value))
     assert doc == {
         "id": 1,
         "price": "0.1000000003",
@@ -166,9 +167,10 @@ def test_large_table_every_row_once_then_only_new_rows(
     msgs = read_topic(kafka_bootstrap, topic).messages
     assert len(msgs) == ROWS + 2
     tail = sorted(
-        orjson.loads(v)["id"]
+        orjson.loads(present(v))["id"]
         for k, v, _, _ in msgs
-        if k in (b"5", str(ROWS + 1).encode()) and orjson.loads(v)["updated_at"].startswith("2025")
+        if k in (b"5", str(ROWS + 1).encode())
+        and orjson.loads(present(v))["updated_at"].startswith("2025")
     )
     assert tail == [5, ROWS + 1]
 
@@ -257,10 +259,10 @@ def test_avro_output_with_local_registry_and_schema_mismatch_to_dlq(
     done = produce(pipeline, "o", "--once")
     assert done.returncode == 0, done.stderr
     [(_, value, _, _)] = read_topic(kafka_bootstrap, topic).messages
-    schema_id, _ = split_wire(value)
+    schema_id, _ = split_wire(present(value))
     registry = json.loads((tmp_path / "schemas" / "registry.json").read_text())
     assert [e["id"] for e in registry["schemas"]] == [schema_id]
-    decoded = AvroCodec(schema, schema_id).decode(value)
+    decoded = AvroCodec(schema, schema_id).decode(present(value))
     assert decoded == {
         "id": 1,
         "price": Decimal("12.30"),
@@ -302,7 +304,7 @@ def test_query_mode_and_exactly_once(db_url, unique, tmp_path, produce, kafka_bo
     expected = {str(i).encode() for i in range(1, 2_001) if i % 3 == 1}
     assert {k for k, _, _, _ in msgs} == expected
     assert len(msgs) == len(expected)
-    assert set(orjson.loads(msgs[0][1])) == {"id", "price", "updated_at"}
+    assert set(orjson.loads(present(msgs[0][1]))) == {"id", "price", "updated_at"}
     again = produce(pipeline, "paid", "--once")
     assert again.returncode == 0, again.stderr
     assert len(read_topic(kafka_bootstrap, topic).messages) == len(expected)

@@ -7,15 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import orjson
+from fixtures.values import present
 
 from headrace.dlq import HEADER_POSITION
 from producers.testing import read_topic, write_pipeline
 from schemas import AvroCodec, split_wire
 
 
-def _unused(topic: str) -> dict:
+def _unused(topic: str) -> dict[str, Any]:
     """A pipeline needs a source; publish only uses its kafka and schemas settings."""
     return {"unused": {"type": "s3", "bucket": "unused", "format": "jsonl", "topic": topic}}
 
@@ -56,7 +58,7 @@ def test_publish_jsonl_stdin_and_csv_file_with_dlq(
     )
     assert done.returncode == 0, done.stderr
     msgs = read_topic(kafka_bootstrap, topic).messages
-    assert [(k, orjson.loads(v)) for k, v, _, _ in msgs] == [
+    assert [(k, orjson.loads(present(v))) for k, v, _, _ in msgs] == [
         (b"1", {"id": 1, "n": "a"}),
         (b"2", {"id": 2, "n": "b"}),
         (b"3", {"id": "3", "n": "c\nd"}),
@@ -90,8 +92,8 @@ def test_publish_with_avro_schema(
     )
     assert done.returncode == 0, done.stderr
     [(_, value, _, _)] = read_topic(kafka_bootstrap, topic).messages
-    sid, _ = split_wire(value)
-    assert AvroCodec(schema, sid).decode(value) == {"id": 5}
+    sid, _ = split_wire(present(value))
+    assert AvroCodec(schema, sid).decode(present(value)) == {"id": 5}
     [(_, dead, headers, _)] = read_topic(kafka_bootstrap, topic + ".dlq").messages
     assert dead == b'{"id": "five"}'
     assert b"id" in headers["headrace.error.message"]

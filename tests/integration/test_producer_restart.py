@@ -12,9 +12,11 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from fixtures.values import present
 from sqlalchemy import create_engine
 
 from headrace.checkpoints import CheckpointStore
@@ -30,7 +32,9 @@ S3_OBJECTS = 4
 OBJECT_LINES = max(50_000, int(400_000 * SCALE))
 
 
-def _start(repo_root: Path, stack_env: dict, pipeline: Path, *args: str) -> subprocess.Popen:
+def _start(
+    repo_root: Path, stack_env: dict[str, str], pipeline: Path, *args: str
+) -> subprocess.Popen[str]:
     env = {**os.environ, **stack_env, "HEADRACE_PROMETHEUS_TARGETS": ""}
     return subprocess.Popen(
         [
@@ -60,7 +64,7 @@ def _produced(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-def _wait_for(predicate, what: str, proc: subprocess.Popen, limit: float = 120.0) -> None:
+def _wait_for(predicate, what: str, proc: subprocess.Popen[str], limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit
     while not predicate():
         if proc.poll() is not None:
@@ -78,8 +82,13 @@ SLICE = 0.05
 
 
 def _kill_mid_backfill(
-    repo_root: Path, stack_env: dict, pipeline: Path, store: CheckpointStore, topic: str, total: int
-) -> tuple[int, dict]:
+    repo_root: Path,
+    stack_env: dict[str, str],
+    pipeline: Path,
+    store: CheckpointStore,
+    topic: str,
+    total: int,
+) -> tuple[int, dict[str, Any]]:
     """Start the source and SIGKILL it once it produced a fifth of ``total`` records and stored a
     checkpoint; return (records in ``topic`` at the kill, the stored checkpoint).
 
@@ -157,7 +166,7 @@ def test_sigkill_mid_backfill_then_restart_loses_nothing_and_repeats_only_after_
 
     counts = read_topic(kafka_bootstrap, topic).key_counts()
     assert set(counts) == {str(i).encode() for i in range(1, ROWS + 1)}  # no gap
-    repeated = sorted(int(k) for k, n in counts.items() if n > 1)
+    repeated = sorted(int(present(k)) for k, n in counts.items() if n > 1)
     assert max(counts.values()) <= 2
     assert all(i > last_id for i in repeated)  # nothing at or before the checkpoint twice
     assert len(repeated) <= at_kill - last_id
@@ -215,15 +224,16 @@ def _keys_by_partition(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
         deadline = time.monotonic() + 120
         while any(len(out[p]) < ends[p] for p in parts) and time.monotonic() < deadline:
             for m in c.consume(10_000, 0.5):
-                if m.error() is None:
-                    out[m.partition()].append(m.key())
+                partition = m.partition()
+                if m.error() is None and partition is not None:
+                    out[partition].append(present(m.key()))
         assert all(len(out[p]) == ends[p] for p in parts), "topic not read to its end"
         return out
     finally:
         c.close()
 
 
-def _covered(checkpoint: dict) -> set[bytes]:
+def _covered(checkpoint: dict[str, Any]) -> set[bytes]:
     """Keys of the lines an S3 checkpoint says are sent: every object up to ``after``, and
     in ``current`` the lines up to its line (object k's line n holds order o<k*lines+n-1>)."""
     done = set()

@@ -12,6 +12,7 @@ import os
 import boto3
 import orjson
 import pytest
+from fixtures.values import present
 
 from headrace.dlq import HEADER_ERROR_CLASS, HEADER_POSITION
 from headrace_dev.bench.produce_data import jsonl_lines, put_gzip_jsonl
@@ -90,7 +91,7 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
     assert len(msgs.messages) == OBJECTS * lines_each
     assert set(counts) == {f"o{i}".encode() for i in range(OBJECTS * lines_each)}
     assert max(counts.values()) == 1
-    first = orjson.loads(next(v for k, v, _, _ in msgs.messages if k == b"o0"))
+    first = orjson.loads(present(next(v for k, v, _, _ in msgs.messages if k == b"o0")))
     assert first["order_id"] == "o0"
     ts = {k: t for k, _, _, t in msgs.messages}
     assert ts[b"o61"] == 1714521661000  # created_at 2024-05-01T00:01:01Z is the event time
@@ -115,7 +116,7 @@ def test_many_objects_across_pages_poison_resume_and_etag_change(
     after = read_topic(kafka_bootstrap, topic)
     assert len(after.messages) == OBJECTS * lines_each + 1
     newest = next(v for k, v, _, _ in reversed(after.messages) if k == b"o35")
-    assert orjson.loads(newest) == orjson.loads(rewritten)
+    assert orjson.loads(present(newest)) == orjson.loads(rewritten)
 
 
 def test_large_gzip_jsonl_object_streams_every_line(
@@ -158,7 +159,9 @@ def test_csv_objects_with_quoted_newlines(
     )
     done = produce(pipeline, "c", "--once")
     assert done.returncode == 0, done.stderr
-    values = [orjson.loads(v) for _, v, _, _ in read_topic(kafka_bootstrap, topic).messages]
+    values = [
+        orjson.loads(present(v)) for _, v, _, _ in read_topic(kafka_bootstrap, topic).messages
+    ]
     assert values == [{"order_id": "1", "note": "two\nlines"}, {"order_id": "2", "note": "a;b"}]
     dlq = read_topic(kafka_bootstrap, topic + ".dlq").messages
     assert len(dlq) == 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 
@@ -48,7 +49,7 @@ def test_run_until_idle_moves_every_record_once(
     expected = {
         r["i"]: Decimal(r["p"]) * r["q"] for r in rows if r["s"] != "cancelled" and r["q"] > 0
     }
-    client: MongoClient = MongoClient(mongo_uri)
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
     try:
         docs = list(client[unique]["orders"].find())
         assert len(docs) == len(expected)

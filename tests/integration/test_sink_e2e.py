@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import boto3
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from fixtures.values import present
 from pymongo import MongoClient
 
 from headrace.kafka_clients import produce_waiting
@@ -63,7 +65,7 @@ def _records(n: int, burst: int = 1) -> tuple[list[tuple[bytes, bytes]], dict[st
     return out, newest
 
 
-def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
+def _produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes | None]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for key, value in records:
         produce_waiting(producer, topic, value, key)
@@ -268,13 +270,15 @@ def test_kill9_three_times_then_replay(
         }
     )
     dlq.subscribe([f"{topic}.dlq"])
-    letters: dict[bytes, dict[str, bytes]] = {}
+    letters: dict[bytes, dict[str, Any]] = {}
     deadline = time.monotonic() + 30
     expected = 2 if target.kind == "mongodb" else 1
     while len(letters) < expected and time.monotonic() < deadline:
         for m in dlq.consume(10, 1.0):
             if m.error() is None:
-                letters[m.key()] = dict(m.headers())
+                headers = m.headers()
+                assert isinstance(headers, list)  # a consumed message's: (name, bytes) pairs
+                letters[present(m.key())] = dict(headers)
     dlq.close()
     assert b"cannot decode" in letters[b"bad1"]["headrace.error.message"]
     assert letters[b"bad1"]["headrace.stage"] == b"s"
