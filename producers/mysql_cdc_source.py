@@ -454,11 +454,13 @@ class CDCSource:
         where = {"file": end[0], "pos": end[1], "gtid": gtid}
         for row in ev.rows:
             if kind == "WriteRowsEvent":
-                op, before, after = "c", None, row["values"]
+                op, before, after = "c", None, _image(row, "values", "none_sources")
             elif kind == "UpdateRowsEvent":
-                op, before, after = "u", row["before_values"], row["after_values"]
+                op = "u"
+                before = _image(row, "before_values", "before_none_sources")
+                after = _image(row, "after_values", "after_none_sources")
             else:
-                op, before, after = "d", row["values"], None
+                op, before, after = "d", _image(row, "values", "none_sources"), None
             image: dict[str, Any] = after if after is not None else before or {}
             unknown = [c for c in image if c not in table.converters]
             if unknown or len(image) != len(table.columns):
@@ -490,6 +492,19 @@ class CDCSource:
                     "schema changes: restart with `headrace produce "
                     f"{self.name} --reset` (re-snapshots) once the change is done"
                 )
+
+
+def _image(row: dict[str, Any], values: str, none_sources: str) -> dict[str, Any]:
+    """A row image of a binlog row event. ``mysql-replication`` reads an empty SET as None
+    (telling it apart only in the row's none sources, as "empty set"): it is ``''`` here, as
+    ``SELECT`` and the snapshot give it, not NULL."""
+    image: dict[str, Any] = row[values]
+    sources = row.get(none_sources)
+    if sources:
+        empty = [c for c, why in sources.items() if why == "empty set"]
+        if empty:
+            image = {**image, **dict.fromkeys(empty, "")}
+    return image
 
 
 def _query(ev: Any) -> str:

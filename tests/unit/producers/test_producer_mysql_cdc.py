@@ -230,3 +230,49 @@ def test_bad_row_goes_to_poison() -> None:
     (batch,) = list(src.batches())
     assert decoded([batch]) == [(b"2", {"id": 2, "amount": "2"})]
     assert len(batch.poison) == 1 and "column 'amount'" in batch.poison[0].message
+
+
+def test_empty_set_from_the_binlog_is_empty_text_not_null() -> None:
+    """mysql-replication reads an empty SET as None and says so only in the row's none
+    sources ("empty set"); SELECT (the snapshot) gives ''. A NULL SET stays None. Found by
+    tests/integration/test_mysql_cdc_e2e.py (MongoDB held null where the table held '')."""
+    tags = column_converter("set", "set('x','y')")
+    binlog = [
+        rows_ev(
+            "WriteRowsEvent",
+            180,
+            [
+                {"values": {"id": 1, "tags": None}, "none_sources": {"tags": "empty set"}},
+                {"values": {"id": 2, "tags": None}, "none_sources": {"tags": "null"}},
+            ],
+        ),
+        rows_ev(
+            "UpdateRowsEvent",
+            190,
+            [
+                {
+                    "before_values": {"id": 3, "tags": {"x"}},
+                    "before_none_sources": {},
+                    "after_values": {"id": 3, "tags": None},
+                    "after_none_sources": {"tags": "empty set"},
+                }
+            ],
+        ),
+        ev("XidEvent", 200),
+    ]
+    for flat in (True, False):
+        src = make_source(binlog, flat)
+        src.tables = {
+            "db.t": Table("db", "t", ["id", "tags"], {"id": CONVERTERS["id"], "tags": tags}, ["id"])
+        }
+        src.phase, src.position = "stream", ("b.1", 4)
+        got = decoded(list(src.batches()))
+        if flat:
+            assert got == [
+                (b"1", {"id": 1, "tags": ""}),
+                (b"2", {"id": 2, "tags": None}),
+                (b"3", {"id": 3, "tags": ""}),
+            ]
+        else:
+            assert got[2][1]["before"] == {"id": 3, "tags": "x"}
+            assert got[2][1]["after"] == {"id": 3, "tags": ""}
