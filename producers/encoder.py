@@ -128,23 +128,27 @@ def _key1(k: Any) -> bytes:
 class Encoded:
     """A batch's Kafka message parts, aligned with its records: ``keys`` (None: no key
     fields), ``datas`` (None for a poison record), ``times`` (None: no timestamp field), and
-    ``poison`` by record index; ``nbytes``, when known, is the total length of ``datas``."""
+    ``poison`` by record index; ``nbytes``, when known, is the total length of ``datas``;
+    ``headers``, when a source sets them, the Kafka headers of each record (None: none at
+    all, the messages are then produced exactly as without the field)."""
 
     keys: list[bytes | None] | None
     datas: list[bytes | None]
     times: list[int | None] | None
     poison: dict[int, PoisonRecord] = field(default_factory=dict)
     nbytes: int | None = None
+    headers: list[list[tuple[str, bytes]] | None] | None = None
 
     def good(self) -> tuple[Encoded, list[int]]:
         """The parts of the records that are not poison, and the index of each among all."""
         index = [i for i in range(len(self.datas)) if i not in self.poison]
-        keys, times = self.keys, self.times
+        keys, times, headers = self.keys, self.times, self.headers
         return (
             Encoded(
                 None if keys is None else [keys[i] for i in index],
                 [self.datas[i] for i in index],
                 None if times is None else [times[i] for i in index],
+                headers=None if headers is None else [headers[i] for i in index],
             ),
             index,
         )

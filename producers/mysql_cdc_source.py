@@ -18,6 +18,10 @@ a captured table stops the source naming the statement (phase 1 does not follow 
 changes). A lost connection ends the pass; the next pass reconnects from the last position
 after a backoff (0.5 s doubling to 30 s). A checkpoint whose binlog file was purged stops the
 source at start (``snapshot: when_needed``: re-snapshots instead).
+
+Kafka headers of every change record: ``headrace.binlog.position`` (``file:pos``, the end of
+its row event; a snapshot read: the position of its consistent snapshot) and, when its
+transaction has one, ``headrace.binlog.gtid`` (the transaction id; none on snapshot reads).
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ from producers.mysql_cdc_position import Position, Seam, TableProgress, position
 from producers.mysql_cdc_values import convert_row
 from schemas import encode_key
 
-__all__ = ["CDCSource", "PositionLost", "SchemaChanged"]
+__all__ = [
+    "POSITION_HEADER",
+    "TXID_HEADER",
+    "CDCSource",
+    "PositionLost",
+    "SchemaChanged",
+    "change_headers",
+]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -49,6 +60,23 @@ class PositionLost(HeadraceError):
 
 class SchemaChanged(HeadraceError):
     """A DDL statement changed a captured table mid-stream."""
+
+
+#: Kafka header of every change record: the binlog position ``file:pos`` of the change (the end
+#: of its row event; a snapshot read: the position its consistent snapshot was taken at)
+POSITION_HEADER = "headrace.binlog.position"
+#: Kafka header of a streamed change whose transaction has a GTID (MariaDB ``0-1-42``, MySQL
+#: ``uuid:n``): that GTID; absent on snapshot reads and on servers without GTIDs
+TXID_HEADER = "headrace.binlog.gtid"
+
+
+def change_headers(position: Position, gtid: str | None) -> list[tuple[str, bytes]]:
+    """The Kafka headers of the change records at ``position`` in transaction ``gtid`` (one
+    list, shared by every record of a row event or snapshot chunk)."""
+    headers = [(POSITION_HEADER, f"{position[0]}:{position[1]}".encode())]
+    if gtid:
+        headers.append((TXID_HEADER, gtid.encode()))
+    return headers
 
 
 def record_key(row: dict[str, Any], key: list[str]) -> bytes:
@@ -70,6 +98,7 @@ class _Out:
         self.datas: list[bytes | None] = []
         self.times: list[int | None] = []
         self.where: list[dict[str, Any]] = []
+        self.headers: list[list[tuple[str, bytes]] | None] = []
         self.poison: list[Poison] = []
         self.nbytes = 0
 
@@ -77,13 +106,19 @@ class _Out:
         return len(self.datas) + len(self.poison)
 
     def add(
-        self, key: bytes, value: dict[str, Any] | None, ts_ms: int, where: dict[str, Any]
+        self,
+        key: bytes,
+        value: dict[str, Any] | None,
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
     ) -> None:
         data = None if value is None else orjson.dumps(value)
         self.keys.append(key)
         self.datas.append(data)
         self.times.append(ts_ms)
         self.where.append(where)
+        self.headers.append(headers)
         self.nbytes += len(data) if data else 0
 
     def bad(self, raw: Any, exc: Exception, where: dict[str, Any], key: bytes | None) -> None:
@@ -94,7 +129,7 @@ class _Out:
         from producers.encoder import Encoded
 
         where = self.where
-        enc = Encoded(self.keys, self.datas, self.times, nbytes=self.nbytes)
+        enc = Encoded(self.keys, self.datas, self.times, nbytes=self.nbytes, headers=self.headers)
         rows = Rows([{} for _ in self.datas], None, where.__getitem__, enc)
         return Batch(rows, state, self.poison)
 
@@ -259,11 +294,13 @@ class CDCSource:
                 if progress.done:
                     continue
                 progress.begin_segment(pos)
+                where = {"snapshot": qualified}
+                headers = change_headers(pos, None)
                 while True:
                     rows = self._chunk(conn, table, progress.last_key)
                     out = _Out()
                     for row in rows:
-                        self._change(out, table, "r", None, row, now_ms, {"snapshot": qualified})
+                        self._change(out, table, "r", None, row, now_ms, where, headers)
                     if rows:
                         progress.last_key = tuple(rows[-1][c] for c in table.key)
                     if len(rows) < self.chunk_size:
@@ -322,6 +359,7 @@ class CDCSource:
         after: dict[str, Any] | None,
         ts_ms: int,
         where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
     ) -> None:
         """Append the change record(s) of one row change; poison when it cannot be encoded.
         A primary-key update is a delete of the old key and a create of the new one."""
@@ -339,12 +377,12 @@ class CDCSource:
         if op == "u" and b is not None and a is not None:
             old, new = record_key(b, table.key), record_key(a, table.key)
             if old != new:
-                self._emit(out, table, "d", b, None, old, ts_ms, where)
-                self._emit(out, table, "c", None, a, new, ts_ms, where)
+                self._emit(out, table, "d", b, None, old, ts_ms, where, headers)
+                self._emit(out, table, "c", None, a, new, ts_ms, where, headers)
                 return
         row = a if a is not None else b
         assert row is not None
-        self._emit(out, table, op, b, a, record_key(row, table.key), ts_ms, where)
+        self._emit(out, table, op, b, a, record_key(row, table.key), ts_ms, where, headers)
 
     def _emit(
         self,
@@ -356,12 +394,14 @@ class CDCSource:
         key: bytes,
         ts_ms: int,
         where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
     ) -> None:
         if self.flat:
-            out.add(key, a, ts_ms, where)  # a delete: None, a tombstone
+            out.add(key, a, ts_ms, where, headers)  # a delete: None, a tombstone
             return
         source = {"table": table.qualified, **where, "ts_ms": ts_ms}
-        out.add(key, {"op": op, "before": b, "after": a, "source": source}, ts_ms, where)
+        value = {"op": op, "before": b, "after": a, "source": source}
+        out.add(key, value, ts_ms, where, headers)
 
     # -- stream ---------------------------------------------------------------------------
 
@@ -418,14 +458,14 @@ class CDCSource:
                     self._rows(pending, ev, end, txn_gtid)
                 elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
                     out = self._commit(out, pending, end, txn_gtid)
-                    pending = _Out()
+                    pending, txn_gtid = _Out(), None  # the next transaction names its own
                     if len(out) >= self.batch_size:
                         yield out.batch(self.state())
                         out = _Out()
                 elif kind == "QueryEvent" and _query(ev) not in ("BEGIN", ""):
                     self._ddl(ev)
                     out = self._commit(out, pending, end, txn_gtid)  # a DDL commits implicitly
-                    pending = _Out()
+                    pending, txn_gtid = _Out(), None
                 elif kind == "RotateEvent" and not len(pending):
                     self.position = (str(ev.next_binlog), int(ev.position))
         finally:
@@ -439,6 +479,7 @@ class CDCSource:
         out.datas += pending.datas
         out.times += pending.times
         out.where += pending.where
+        out.headers += pending.headers
         out.poison += pending.poison
         out.nbytes += pending.nbytes
         self.position, self.gtid = end, gtid
@@ -452,6 +493,7 @@ class CDCSource:
         kind = type(ev).__name__
         ts_ms = int(ev.timestamp) * 1000
         where = {"file": end[0], "pos": end[1], "gtid": gtid}
+        headers = change_headers(end, gtid)
         for row in ev.rows:
             if kind == "WriteRowsEvent":
                 op, before, after = "c", None, _image(row, "values", "none_sources")
@@ -475,7 +517,7 @@ class CDCSource:
             key = [key_row[c] for c in table.key]  # raw values, as the snapshot kept them
             if self.seam.reflected(qualified, key, end):
                 continue
-            self._change(out, table, op, before, after, ts_ms, where)
+            self._change(out, table, op, before, after, ts_ms, where, headers)
 
     def _ddl(self, ev: Any) -> None:
         sql = _query(ev)

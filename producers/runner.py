@@ -199,7 +199,7 @@ class Runner:
             enc, index = enc.good()
         datas, keys, times = enc.datas, enc.keys, enc.times
         values = cast(list[bytes], datas)  # no poison left: every record has its bytes
-        refused = self._produce_columns(values, keys, cast("list[int] | None", times))
+        refused = self._produce_columns(values, keys, cast("list[int] | None", times), enc.headers)
         nbytes = enc.nbytes if enc.nbytes is not None else sum(map(len, values))
         for j, error in refused:
             data, key = values[j], keys[j] if keys is not None else None
@@ -216,14 +216,19 @@ class Runner:
         self._m_bytes.inc(nbytes)
 
     def _produce_columns(
-        self, datas: list[bytes], keys: list[bytes | None] | None, times: list[int] | None
+        self,
+        datas: list[bytes],
+        keys: list[bytes | None] | None,
+        times: list[int] | None,
+        headers: list[list[tuple[str, bytes]] | None] | None = None,
     ) -> list[tuple[int, KafkaException]]:
-        """Produce ``datas[i]`` with ``keys[i]`` and timestamp ``times[i]`` (ms), in order;
-        return (index, error) of each record the producer refused.
+        """Produce ``datas[i]`` with ``keys[i]``, timestamp ``times[i]`` (ms) and headers
+        ``headers[i]``, in order; return (index, error) of each record the producer refused.
 
         The hot path: one C-level ``map`` calls ``produce`` with positional arguments
-        (topic, value, key, partition, on_delivery, callback, timestamp), so no bytecode and
-        no keyword parsing run per record. When a call raises, the records before it are
+        (topic, value, key, partition, on_delivery, callback, timestamp, headers; the last
+        two only when given, a timestamp of 0 meaning "now"), so no bytecode and no keyword
+        parsing run per record. When a call raises, the records before it are
         queued; ``left`` (the topic, repeated once per record not yet started) tells which
         one raised. A full local queue (BufferError) serves deliveries until that record
         fits; any other refusal (KafkaException, e.g. larger than message.max.bytes) is
@@ -239,8 +244,11 @@ class Runner:
                 datas[start:] if start else datas,
                 repeat(None) if keys is None else keys[start:] if start else keys,
             ]
-            if times is not None:
-                cols += [repeat(-1), repeat(None), repeat(None), times[start:] if start else times]
+            if times is not None or headers is not None:
+                stamps = repeat(0) if times is None else times[start:] if start else times
+                cols += [repeat(-1), repeat(None), repeat(None), stamps]
+            if headers is not None:
+                cols.append(headers[start:] if start else headers)
             try:
                 deque(map(produce, *cols), maxlen=0)
                 return refused

@@ -3,7 +3,10 @@
 processes, while a writer inserts, updates and deletes rows; the producer is killed with -9
 once it streams and started again. At the end the collection equals ``SELECT *`` of the table
 exactly, value for value as the sink stores them (DECIMAL as exact text, DATETIME as ISO text,
-JSON as a document, ENUM as text, NULL as null)."""
+TIMESTAMP as UTC text, BLOB as base64, JSON as a document, ENUM/SET as text, NULL as null);
+every record in Kafka carries its binlog position (and, streamed, its GTID) in headers.
+BIGINT UNSIGNED stays below 2**63 here: MongoDB stores no larger integer (the sink stops
+with OverflowError on one)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from pymongo import MongoClient
 
 from headrace.checkpoints import CheckpointStore
 from producers.mysql_cdc_catalog import connection_settings
-from producers.testing import write_pipeline
+from producers.mysql_cdc_source import POSITION_HEADER, TXID_HEADER
+from producers.testing import read_topic, write_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -224,6 +228,13 @@ def test_cdc_to_mongodb_through_kafka_with_kill_9_ends_equal_to_the_table(
                 f"differ {detail}\n--- produce\n{plog.read_text()[-4000:]}"
             )
         assert len(expected) > ROWS // 2
+        # every change record names its binlog position; the streamed ones (tombstones among
+        # them) their transaction's GTID too (MariaDB gives every transaction one)
+        messages = read_topic(kafka_bootstrap, topic).messages
+        assert all(POSITION_HEADER in h for _k, _v, h, _t in messages)
+        tombstones = [h for _k, v, h, _t in messages if v is None]  # deletes: streamed
+        assert tombstones and all(TXID_HEADER in h for h in tombstones)
+        assert sum(TXID_HEADER in h for _k, _v, h, _t in messages) > written["ops"] // 2
     finally:
         stop.set()
         thread.join()

@@ -276,3 +276,42 @@ def test_empty_set_from_the_binlog_is_empty_text_not_null() -> None:
         else:
             assert got[2][1]["before"] == {"id": 3, "tags": "x"}
             assert got[2][1]["after"] == {"id": 3, "tags": ""}
+
+
+def test_change_records_carry_binlog_position_and_gtid_headers() -> None:
+    """Each record's Kafka headers: the end position of its row event and its transaction's
+    GTID (none when the transaction has none); a primary-key update's two records both; a
+    poison row leaves the headers aligned with the records."""
+    binlog = [
+        ev("MariadbGtidEvent", 150, gtid="0-1-5"),
+        rows_ev(
+            "WriteRowsEvent",
+            180,
+            [{"values": {"id": 1, "amount": "nan?"}}, {"values": {"id": 2, "amount": 2}}],
+        ),
+        rows_ev(
+            "UpdateRowsEvent",
+            190,
+            [
+                {
+                    "before_values": {"id": 2, "amount": 2},
+                    "after_values": {"id": 3, "amount": 2},
+                }
+            ],
+        ),
+        ev("XidEvent", 200),
+        rows_ev("DeleteRowsEvent", 280, [{"values": {"id": 3, "amount": 2}}]),
+        ev("XidEvent", 300),
+    ]
+    for flat in (True, False):
+        src = make_source(binlog, flat)
+        src.phase, src.position = "stream", ("b.1", 4)
+        batches = list(src.batches())
+        enc = [b.rows().encoded for b in batches]
+        keys = [k for e in enc if e is not None for k in (e.keys or [])]
+        headers = [h for e in enc if e is not None for h in (e.headers or [])]
+        assert keys == [b"2", b"2", b"3", b"3"]
+        at180 = [("headrace.binlog.position", b"b.1:180"), ("headrace.binlog.gtid", b"0-1-5")]
+        at190 = [("headrace.binlog.position", b"b.1:190"), ("headrace.binlog.gtid", b"0-1-5")]
+        assert headers == [at180, at190, at190, [("headrace.binlog.position", b"b.1:280")]]
+        assert sum(len(b.poison) for b in batches) == 1

@@ -414,3 +414,65 @@ def test_encoded_rows_must_match_their_values() -> None:
 
     with pytest.raises(ValueError, match="1 encoded records for 2 records"):
         Rows([{"id": 1}, {"id": 2}], None, None, Encoded(None, [b"v1"], None))
+
+
+class ArgsProducer(FakeProducer):
+    """Records the positional arguments of each produce call as they came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+
+    def produce(self, *args, **kw):
+        if args[0] == "t":  # the records (the runner passes them by position)
+            assert not kw
+            self.calls.append(args)
+        super().produce(*args, **kw)
+
+
+def _encoded_batch(encoded: Any) -> Batch:
+    from producers.batch import Rows
+
+    values = [{"id": i} for i in range(len(encoded.datas))]
+    return Batch(Rows(values, None, lambda i: {"line": i}, encoded), {"n": 1})
+
+
+def test_headers_a_source_sets_are_produced_and_others_are_produced_as_before() -> None:
+    from producers.encoder import Encoded
+
+    h1, h2 = [("a", b"1")], [("a", b"2"), ("b", b"x")]
+    cases = [  # (encoded, the produce calls expected)
+        (
+            Encoded([b"k1", b"k2"], [b"v1", b"v2"], [1000, 2000], headers=[h1, h2]),
+            [
+                ("t", b"v1", b"k1", -1, None, None, 1000, h1),
+                ("t", b"v2", b"k2", -1, None, None, 2000, h2),
+            ],
+        ),
+        (  # headers without event times: timestamp 0 ("now", librdkafka's default)
+            Encoded([b"k1"], [b"v1"], None, headers=[h1]),
+            [("t", b"v1", b"k1", -1, None, None, 0, h1)],
+        ),
+        (  # no headers: the very calls of before (3 arguments, or 7 with times)
+            Encoded([b"k1"], [b"v1"], None),
+            [("t", b"v1", b"k1")],
+        ),
+        (Encoded([b"k1"], [b"v1"], [5]), [("t", b"v1", b"k1", -1, None, None, 5)]),
+    ]
+    for encoded, calls in cases:
+        producer = ArgsProducer()
+        runner = _runner(ListSource([_encoded_batch(encoded)]), producer, FakeStore())
+        runner.encoder = NoEncoder(JsonCodec(), ["id"], None)
+        runner.run(once=True, poll_interval=0)
+        assert producer.calls == calls
+
+
+def test_headers_stay_with_their_records_when_poison_is_left_out() -> None:
+    from headrace.errors import PoisonRecord
+    from producers.encoder import Encoded
+
+    h = [[("n", b"0")], None, [("n", b"2")]]
+    encoded = Encoded([b"k0", None, b"k2"], [b"v0", None, b"v2"], [1, None, 3], headers=h)
+    encoded.poison[1] = PoisonRecord("bad")
+    good, index = encoded.good()
+    assert index == [0, 2] and good.headers == [[("n", b"0")], [("n", b"2")]]
