@@ -1,9 +1,9 @@
 """Checks that turn values a database refuses into a clear dead-letter reason.
 
 ``mongo_problem`` finds what MongoDB/FerretDB refuse (field names with ``.`` or a leading
-``$``, NaN/Infinity, documents over 16 MB); ``dynamo_item`` converts floats to ``Decimal``
-(boto3 refuses floats) and refuses NaN/Infinity and items over 400 KB. Both walk the value
-once and never include the payload in the reason, only the field path.
+``$``, NaN/Infinity, integers past 64 bits, documents over 16 MB); ``dynamo_item`` converts
+floats to ``Decimal`` (boto3 refuses floats) and refuses NaN/Infinity and items over 400 KB.
+Both walk the value once and never include the payload in the reason, only the field path.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ def mongo_problem(value: dict[str, Any], raw_size: int) -> str | None:
     return _mongo_walk(value, "")
 
 
-#: exact types that hold nothing to check (what a JSON decoder makes, besides containers)
-_LEAVES = frozenset({str, int, bool, type(None)})
+#: exact types that hold nothing to check (what a JSON decoder makes, besides containers and
+#: ints, which BSON holds only up to 64 bits)
+_LEAVES = frozenset({str, bool, type(None)})
+_INT64 = 2**63
 
 
 def _mongo_clean(value: Any) -> bool:
@@ -49,6 +51,8 @@ def _mongo_clean(value: Any) -> bool:
         return True
     if kind is list:
         return all(type(item) in _LEAVES or _mongo_clean(item) for item in value)
+    if kind is int:
+        return bool(-_INT64 <= value < _INT64)
     if kind is float:
         return math.isfinite(value)
     return kind in _LEAVES
@@ -71,6 +75,11 @@ def _mongo_walk(value: Any, path: str) -> str | None:
                 return found
     elif isinstance(value, float) and not math.isfinite(value):
         return f"field {path!r} is {value} (NaN/Infinity are not stored)"
+    elif type(value) is int and not -_INT64 <= value < _INT64:
+        return (
+            f"field {path!r} is an integer past 64 bits, which MongoDB cannot store; "
+            "send it as text (e.g. a cast: {field: str} step) to keep it exact"
+        )
     return None
 
 
