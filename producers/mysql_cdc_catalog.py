@@ -159,6 +159,17 @@ def server_problems(conn: Any) -> list[str]:
             )
         if not server_id:
             found.append("server_id is 0: set server_id to a non-zero id (--server-id=1)")
+        try:
+            cur.execute("SELECT @@binlog_row_metadata")
+            (metadata,) = cur.fetchone()
+        except Exception:  # a server before MariaDB 10.5 / MySQL 8.0.14 has no such setting
+            metadata = None
+        if str(metadata).upper() != "FULL":
+            found.append(
+                f"binlog_row_metadata is {metadata}: SET GLOBAL binlog_row_metadata = 'FULL' "
+                "(and in my.cnf); without it row events carry no column names and the binlog "
+                "library reads ENUM/SET values as null"
+            )
         cur.execute("SHOW GRANTS")
         grants = " ".join(str(r[0]).upper() for r in cur.fetchall())
     if "ALL PRIVILEGES ON *.*" not in grants:
