@@ -28,6 +28,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fixtures.native import require_native_reader
 from s3gen import S3Case, generate
 from s3ref import Expected, expect
 
@@ -290,3 +291,9 @@ def test_found_source_cases() -> None:
             failed.append(path.name)
             print(reproduction(case, bad))
     assert not failed, f"kept source cases that still differ: {failed}"
+
+
+def test_the_native_path_is_part_of_the_comparison() -> None:
+    """The jsonl cases compare the native reader with the Python path when it is built: in
+    CI it must be (``make setup`` builds it), so the comparison never quietly drops out."""
+    require_native_reader()

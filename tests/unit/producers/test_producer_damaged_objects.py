@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from fixtures.native import require_native_reader
 
 from producers.batch import Poison
 from producers.encoder import RecordEncoder
-from producers.projection import NATIVE_READER, Projection
+from producers.projection import Projection
 from producers.s3_formats import parse
 from producers.s3_source import S3ObjectSource
 from schemas import JsonCodec
@@ -131,8 +132,8 @@ def test_a_bom_before_a_gzip_csv_header_is_ignored() -> None:
 
 @pytest.mark.parametrize("native", [False, True])
 def test_a_bom_gives_the_same_records_with_and_without_the_native_reader(native: bool) -> None:
-    if native and not NATIVE_READER:
-        pytest.skip("the native reader is not built (no cargo)")
+    if native:
+        require_native_reader()
     lines = [b'{"id": %d}' % i for i in range(1, 4)]
     body = gzip.compress(BOM + b"\n".join(lines) + b"\n")
     projection = Projection(["id"], key=["id"], native=native)
@@ -171,8 +172,8 @@ def test_a_truncated_gzip_jsonl_object_gives_every_line_before_the_cut() -> None
 
 @pytest.mark.parametrize("native", [False, True])
 def test_an_s3_source_hands_on_the_lines_of_a_truncated_object(native: bool) -> None:
-    if native and not NATIVE_READER:
-        pytest.skip("the native reader is not built (no cargo)")
+    if native:
+        require_native_reader()
     lines = _lines(100)
     cut = gzip.compress(b"".join(lines))[:-300]
     complete = _decodable(cut).count(b"\n")

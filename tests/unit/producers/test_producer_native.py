@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fixtures.native import REASON
 
 from producers.encoder import RecordEncoder, event_time_ms
 from producers.projection import NATIVE_READER, Projection
 from schemas import JsonCodec
 
-if not NATIVE_READER:
+if not NATIVE_READER:  # the module's import of _headrace_native below needs it
     if os.environ.get("CI"):
         pytest.fail("the native reader is not built: run `make setup` with cargo installed")
-    pytest.skip("the native reader is not built (no cargo)", allow_module_level=True)
+    pytest.skip(REASON, allow_module_level=True)
 
 import _headrace_native as native
 

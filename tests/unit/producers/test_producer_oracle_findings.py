@@ -10,9 +10,10 @@ import zlib
 from typing import Any
 
 import pytest
+from fixtures.native import require_native_reader
 
 from producers.encoder import RecordEncoder
-from producers.projection import NATIVE_READER, Projection
+from producers.projection import Projection
 from producers.s3_formats import parse
 from producers.s3_gzip import GzipReader
 from producers.s3_source import S3ObjectSource
@@ -89,8 +90,8 @@ def test_a_number_past_the_double_range_in_a_field_not_read_does_not_depend_on_n
     assert _read(b'{"id": 1e400}\n', "jsonl") == ([], [(1, "JSONDecodeError")])
 
 
-@pytest.mark.skipif(not NATIVE_READER, reason="the native reader is not built (no cargo)")
 def test_the_native_reader_leaves_a_lone_surrogate_escape_to_the_python_path() -> None:
+    require_native_reader()
     # seeds 1005, 1085: serde_json does not check escapes in a field it skips, so the native
     # reader made a record of a line the Python path (msgspec, orjson) refuses
     good = b'{"id": 1}'
