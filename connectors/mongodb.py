@@ -144,6 +144,9 @@ class MongoSink(SinkBase):
     def applies_tombstones(self) -> bool:
         return self.write == "delete-on-tombstone"
 
+    def keeps_first_write(self) -> bool:
+        return self.write == "insert"
+
 
 def mongo_collection(config: MongoSink, timeout_ms: int = 10_000) -> tuple[Any, Any]:
     """(client, collection) for ``config``, with its write concern. Caller closes the client.

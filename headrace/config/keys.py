@@ -171,8 +171,9 @@ def sink_key_problems(pipeline: Pipeline) -> Iterator[tuple[ProblemKey, str]]:
 
 
 def pipeline_notes(pipeline: Pipeline) -> list[str]:
-    """What ``headrace check`` tells besides problems: repartitions the worker adds, and
-    sinks that skip the tombstones of a topic that has them."""
+    """What ``headrace check`` tells besides problems: repartitions the worker adds, sinks
+    that skip the tombstones of a topic that has them, and insert-only sinks on running
+    values."""
     keys = key_fields(pipeline)
     notes: list[str] = []
     for name, stage in pipeline.stages.items():
@@ -194,5 +195,17 @@ def pipeline_notes(pipeline: Pipeline) -> list[str]:
                 f"tombstones of ranking {sink.from_!r}, so members that left the top N stay "
                 "where it writes; use a mode that deletes on tombstones (MongoDB: write: "
                 "delete-on-tombstone) to hold exactly the current top N"
+            )
+    updating = {
+        s.to
+        for s in pipeline.stages.values()
+        if s.aggregate is not None and s.aggregate.emit == "updates"
+    }
+    for name, sink in pipeline.sinks.items():
+        if sink.from_ in updating and sink.keeps_first_write():
+            notes.append(
+                f"warning: sink {name!r} keeps the first value of each key, but "
+                f"{sink.from_!r} sends running values (emit: updates), so it keeps a window's "
+                "first partial result, not its final one; use an upserting write mode"
             )
     return notes

@@ -52,6 +52,10 @@ class SinkBase(ConfigModel):
         """Whether a tombstone deletes what its key names."""
         return True
 
+    def keeps_first_write(self) -> bool:
+        """Whether a later value for a key is ignored (an insert-only mode)."""
+        return False
+
     @property
     def id_key(self) -> str:
         """The config key that names ``id_fields`` (for error messages)."""

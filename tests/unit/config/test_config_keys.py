@@ -196,3 +196,12 @@ def test_check_command_prints_the_repartition_and_exits_2_on_a_bad_layout(tmp_pa
     )
     assert run.returncode == 2
     assert "sinks.out.id" in run.stderr + run.stdout
+
+
+def test_check_warns_when_an_insert_only_sink_reads_running_values(tmp_path):
+    updates = {**AGG, "aggregate": {**AGG["aggregate"], "emit": "updates"}}
+    sink = mongo(**{"from": "revenue", "write": "insert"})
+    p = load_pipeline(pipeline(tmp_path, stages={"revenue": updates}, sinks={"out": sink}), env={})
+    assert any("first partial result" in n and "'out'" in n for n in pipeline_notes(p))
+    final = load_pipeline(pipeline(tmp_path, stages={"revenue": AGG}, sinks={"out": sink}), env={})
+    assert not [n for n in pipeline_notes(final) if n.startswith("warning")]
