@@ -1,7 +1,7 @@
 """mysql_cdc on the stack's MariaDB: a snapshot taken while a writer inserts, updates and
 deletes, then the binlog, applied in order, ends with exactly ``SELECT *`` of the table; a
-restart from a mid-stream checkpoint too. (The source alone, no Kafka: the Kafka + MongoDB
-end-to-end test is still to come.)"""
+restart from a mid-stream checkpoint too; envelope records without a snapshot, tables by
+pattern. (The source alone, no Kafka: test_mysql_cdc_e2e.py runs it through Kafka and MongoDB.)"""
 
 from __future__ import annotations
 
@@ -121,4 +121,64 @@ def test_snapshot_under_writes_then_stream_and_restart_is_exact(mysql_url: str) 
     finally:
         with conn.cursor() as cur:
             cur.execute(f"DROP TABLE `{name}`")
+        conn.close()
+
+
+def test_envelope_records_by_pattern_without_a_snapshot(mysql_url: str) -> None:
+    """``mode: envelope`` (the default), ``snapshot: never`` and two tables given by one
+    pattern: rows there before the start are not read; every later change is one record
+    (op c/u/d) whose ``before`` is the row as the previous record left it and whose
+    ``after`` applied in order gives ``SELECT *`` of the rows written since."""
+    settings = connection_settings(mysql_url)
+    prefix = f"cdcenv_{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}_a", f"{prefix}_b"]
+    conn = pymysql.connect(**settings, autocommit=True)
+    with conn.cursor() as cur:
+        for name in names:
+            cur.execute(f"CREATE TABLE `{name}` (id INT PRIMARY KEY, n INT, note VARCHAR(20))")
+            cur.execute(f"INSERT INTO `{name}` VALUES (1, 1, 'before the start')")
+    try:
+        src = CDCSource("cdc_env", settings, tables=[f"{prefix}_*"], snapshot="never")
+        src.restore(None)
+        assert sorted(t.split(".")[-1] for t in src.tables) == names
+        first = [b.rows().encoded for b in src.batches()]  # at the head: no rows yet
+        assert sum(len(e.keys) for e in first if e is not None) == 0
+        rng = random.Random(7)
+        with conn.cursor() as cur:
+            for i in range(2, 60):
+                name = rng.choice(names)
+                cur.execute(f"INSERT INTO `{name}` VALUES ({i}, {i}, 'new')")
+                if i % 3 == 0:
+                    cur.execute(f"UPDATE `{name}` SET n = n + 100 WHERE id = {i}")
+                if i % 7 == 0:
+                    cur.execute(f"DELETE FROM `{name}` WHERE id = {i}")
+        state: dict[tuple[str, bytes], Any] = {}
+        ops: dict[str, int] = {}
+        for batch in src.batches():
+            enc = batch.rows().encoded
+            assert not batch.poison and enc is not None
+            for key, data in zip(enc.keys, enc.datas, strict=True):
+                value = orjson.loads(data)
+                table = value["source"]["table"].split(".")[-1]  # db.table
+                ops[value["op"]] = ops.get(value["op"], 0) + 1
+                assert value["op"] in ("c", "u", "d"), value  # no snapshot reads
+                if value["op"] != "c":
+                    assert value["before"] == state[(table, key)], value
+                if value["op"] == "d":
+                    assert value["after"] is None
+                    del state[(table, key)]
+                else:
+                    state[(table, key)] = value["after"]
+        assert ops == {"c": 58, "u": 19, "d": 8}
+        expected = {}
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute(f"SELECT id, n, note FROM `{name}` WHERE id > 1")
+                for i, n, note in cur.fetchall():
+                    expected[(name, str(i).encode())] = {"id": i, "n": n, "note": note}
+        assert state == expected
+    finally:
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute(f"DROP TABLE IF EXISTS `{name}`")
         conn.close()

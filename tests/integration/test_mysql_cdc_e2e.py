@@ -5,8 +5,8 @@ once it streams and started again. At the end the collection equals ``SELECT *``
 exactly, value for value as the sink stores them (DECIMAL as exact text, DATETIME as ISO text,
 TIMESTAMP as UTC text, BLOB as base64, JSON as a document, ENUM/SET as text, NULL as null);
 every record in Kafka carries its binlog position (and, streamed, its GTID) in headers.
-BIGINT UNSIGNED stays below 2**63 here: MongoDB stores no larger integer (the sink stops
-with OverflowError on one)."""
+BIGINT UNSIGNED stays below 2**63 here: MongoDB stores no larger integer (the sink
+dead-letters such a record, naming the field)."""
 
 from __future__ import annotations
 
