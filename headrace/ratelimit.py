@@ -3,11 +3,16 @@
 ``TokenBucket(rate, per, burst)`` allows ``rate`` tokens per ``per`` seconds on average and at
 most ``burst`` at once. ``reserve(n)`` takes ``n`` tokens now and returns how many seconds the
 caller must wait before acting (0 when tokens were available): callers that apply
-backpressure sleep that long; callers that shed use ``try_take`` instead.
+backpressure sleep that long; callers that shed use ``try_take`` instead. Callers that check
+several buckets before taking from any (the gateway: a client's and a topic's) use
+``time_until(n)`` (nothing taken), then ``try_take``; ``refund`` gives back tokens of a
+reservation that was not used; ``available``, ``seconds_to_full`` and ``is_full`` report the
+state (rate-limit headers, evicting idle buckets).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -59,3 +64,34 @@ class TokenBucket:
         if self._tokens >= 0:
             return 0.0
         return -self._tokens / self.rate_per_s
+
+    def available(self) -> float:
+        """Tokens there now (negative while a ``reserve`` debt is being paid back)."""
+        self._refill()
+        return self._tokens
+
+    def time_until(self, n: float = 1.0) -> float:
+        """Seconds until ``n`` tokens are there (0 if now); nothing is taken.
+
+        ``math.inf`` when ``n`` exceeds ``burst``: such a request never fits."""
+        if n > self.burst:
+            return math.inf
+        self._refill()
+        if self._tokens >= n:
+            return 0.0
+        return (n - self._tokens) / self.rate_per_s
+
+    def seconds_to_full(self) -> float:
+        """Seconds until the bucket is full again (0 if it is)."""
+        self._refill()
+        return max(0.0, self.burst - self._tokens) / self.rate_per_s
+
+    def is_full(self) -> bool:
+        """True when the bucket holds ``burst`` tokens: it is then the same as a new one."""
+        self._refill()
+        return self._tokens >= self.burst
+
+    def refund(self, n: float = 1.0) -> None:
+        """Give back ``n`` tokens taken but not used (never above ``burst``)."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + n)

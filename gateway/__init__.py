@@ -1,0 +1,1 @@
+"""The HTTP gateway: publish records to Kafka topics over HTTP (issue #18)."""

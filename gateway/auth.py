@@ -1,0 +1,369 @@
+"""Bearer-token (JWT) authentication and per-topic authorization of the gateway.
+
+``Authenticator(auth).authenticate(header)`` turns an ``Authorization: Bearer <jwt>`` header
+into a ``Principal`` (the ``sub`` claim and the token's scopes) or raises ``AuthError(401)``;
+``authorize(principal, topic)`` raises ``AuthError(403)`` unless the token holds the scope
+``publish:<topic>``. ``mint_token`` makes a token for local use (``headrace gateway token``).
+
+What a token must be to pass (PyJWT, with an explicit algorithm allow-list):
+
+- its header's ``alg`` is one of ``auth.algorithms`` (never ``none``; HMAC algorithms only with
+  a ``secret``, public-key ones only with a JWKS, so an HS256 token "signed" with the RSA
+  public key's PEM is refused before any key is used);
+- with a JWKS, its ``kid`` names a key of the set (a set of one key also accepts a token
+  without ``kid``) whose type fits the algorithm; an unknown ``kid`` reloads the set once
+  (at most once per ``JWKS_MIN_REFETCH`` seconds, so a flood of made-up ids costs one fetch),
+  which is how a rotated-in key starts working;
+- the signature verifies; ``exp``, ``iss``, ``aud`` and ``sub`` are present; ``exp`` and
+  ``nbf`` hold within ``auth.leeway``; ``iss`` and ``aud`` equal ``auth.issuer`` and
+  ``auth.audience``.
+
+``AuthError.reason`` is one of a few fixed sentences (or names a required claim or the scope
+asked for): it never carries key material, token content or a library's exception text.
+
+Threading: one ``Authenticator`` per process, called from the event loop. With ``jwks_url``, a
+reload is a blocking HTTP GET (``JWKS_FETCH_TIMEOUT`` s at most) on the calling thread; it
+happens once per ``jwks_cache`` and on unknown key ids (rate-limited as above). A failed reload
+keeps the previous keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from headrace.config.gateway_security import HMAC_ALGORITHMS, GatewayAuth
+from headrace.errors import ConfigError
+
+__all__ = [
+    "JWKS_FETCH_TIMEOUT",
+    "JWKS_MIN_REFETCH",
+    "AuthError",
+    "Authenticator",
+    "Principal",
+    "mint_token",
+]
+
+log = logging.getLogger(__name__)
+
+JWKS_MIN_REFETCH = 10.0
+"""Seconds between two reloads of the JWKS caused by unknown key ids."""
+JWKS_FETCH_TIMEOUT = 5.0
+"""Seconds a JWKS fetch may take."""
+_JWKS_MAX_BYTES = 1 << 20
+_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's ``sub`` and its scopes."""
+
+    sub: str
+    scopes: frozenset[str]
+
+
+class AuthError(Exception):
+    """A refused request: ``status`` 401 (who are you?) or 403 (not allowed).
+
+    ``reason`` is safe to send to the client: it leaks no key, no token content, no library
+    exception text."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+def _unauthorized(reason: str) -> AuthError:
+    return AuthError(401, reason)
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A JWKS key and the ``alg`` it declares (None: any algorithm of its type)."""
+
+    jwk: jwt.PyJWK
+    alg: str | None
+
+    def fits(self, alg: str) -> bool:
+        """True when a token with ``alg`` may be verified with this key."""
+        if self.alg is not None and self.alg != alg:
+            return False
+        key = self.jwk.key
+        if alg[:2] in ("RS", "PS"):
+            return isinstance(key, rsa.RSAPublicKey)
+        if alg[:2] == "ES":
+            return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == _CURVES[alg]
+        return False
+
+
+class _KeySet:
+    """A JWKS, loaded by ``load`` (bytes of the JSON document), reloaded after ``ttl`` seconds
+    and on unknown key ids (at most once per ``min_refetch`` seconds)."""
+
+    def __init__(
+        self,
+        load: Callable[[], bytes],
+        *,
+        where: str,
+        ttl: float,
+        clock: Callable[[], float],
+        min_refetch: float = JWKS_MIN_REFETCH,
+    ) -> None:
+        self._load = load
+        self._where = where
+        self._ttl = ttl
+        self._clock = clock
+        self._min_refetch = min_refetch
+        try:
+            self._keys = self._read()
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot load the JWKS from {where}: {type(exc).__name__}: {exc}; "
+                "check gateway.auth.jwks_file / jwks_url",
+                key="gateway.auth",
+            ) from None
+        self._loaded_at = clock()
+        self._last_reload = self._loaded_at
+
+    def _read(self) -> dict[str | None, _Key]:
+        data = json.loads(self._load())
+        entries = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("not a JWKS: no 'keys' list")
+        keys: dict[str | None, _Key] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+                continue
+            try:
+                jwk = jwt.PyJWK(entry)
+            except jwt.PyJWTError:  # a key type or curve this PyJWT cannot use
+                continue
+            if not isinstance(jwk.key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+                continue  # an HMAC ("oct") or private key has no place in a public key set
+            declared = entry.get("alg")
+            keys[jwk.key_id] = _Key(jwk, declared if isinstance(declared, str) else None)
+        if not keys:
+            raise ValueError("the JWKS has no usable signing key")
+        return keys
+
+    def _reload(self) -> None:
+        self._last_reload = self._clock()
+        try:
+            self._keys = self._read()
+            self._loaded_at = self._last_reload
+        except Exception as exc:  # keep the previous keys
+            log.warning(
+                "gateway: reloading the JWKS from %s failed (%s); keeping the previous keys",
+                self._where,
+                type(exc).__name__,
+            )
+
+    def get(self, kid: str | None) -> _Key | None:
+        """The key named ``kid`` (or the only key when ``kid`` is None), or None."""
+        now = self._clock()
+        if now - self._loaded_at >= self._ttl and now - self._last_reload >= self._min_refetch:
+            self._reload()
+        key = self._find(kid)
+        if key is None and self._clock() - self._last_reload >= self._min_refetch:
+            self._reload()
+            key = self._find(kid)
+        return key
+
+    def _find(self, kid: str | None) -> _Key | None:
+        if kid is None:
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+
+def _fetch_url(url: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=JWKS_FETCH_TIMEOUT) as response:  # noqa: S310
+        body: bytes = response.read(_JWKS_MAX_BYTES + 1)
+    if len(body) > _JWKS_MAX_BYTES:
+        raise ValueError(f"the JWKS is larger than {_JWKS_MAX_BYTES} bytes")
+    return body
+
+
+class Authenticator:
+    """Verifies bearer tokens against one ``GatewayAuth``; see the module docstring."""
+
+    def __init__(
+        self,
+        auth: GatewayAuth,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        fetch: Callable[[str], bytes] = _fetch_url,
+    ) -> None:
+        """Load the keys. Raises ``ConfigError`` when the JWKS cannot be read or fetched.
+
+        ``clock`` (cache ages) and ``fetch`` (a JWKS URL's bytes) are for tests."""
+        self.auth = auth
+        self._algorithms = frozenset(auth.algorithms)
+        self._leeway = auth.leeway
+        self._secret: bytes | None = None
+        self._keys: _KeySet | None = None
+        if auth.secret is not None:
+            self._secret = auth.secret.get_secret_value().encode("utf-8")
+        elif auth.jwks_file is not None:
+            path = auth.jwks_file
+            self._keys = _KeySet(path.read_bytes, where=str(path), ttl=auth.jwks_cache, clock=clock)
+        elif auth.jwks_url is not None:
+            url = auth.jwks_url
+            self._keys = _KeySet(lambda: fetch(url), where=url, ttl=auth.jwks_cache, clock=clock)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header value; raises ``AuthError(401)``."""
+        if not authorization:
+            raise _unauthorized("missing Authorization header")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("Authorization header must be 'Bearer <token>'")
+        try:
+            header = jwt.get_unverified_header(token)
+        except Exception:
+            raise _unauthorized("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise _unauthorized("token algorithm not accepted")
+        key = self._key(alg, header.get("kid"))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.auth.audience,
+                issuer=self.auth.issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS, "verify_signature": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthorized("token not yet valid") from None
+        except jwt.InvalidIssuerError:
+            raise _unauthorized("token issuer not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise _unauthorized("token audience not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            claim = exc.claim if exc.claim in _REQUIRED_CLAIMS else "required"
+            raise _unauthorized(f"token lacks the '{claim}' claim") from None
+        except jwt.InvalidSignatureError:
+            raise _unauthorized("invalid token signature") from None
+        except Exception:  # DecodeError, InvalidKeyError, a crypto error: say nothing more
+            raise _unauthorized("invalid token") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise _unauthorized("token has no subject")
+        return Principal(sub=sub, scopes=_scopes(claims))
+
+    def authorize(self, principal: Principal, topic: str) -> None:
+        """Raise ``AuthError(403)`` unless ``principal`` holds ``publish:<topic>``."""
+        if f"publish:{topic}" not in principal.scopes:
+            raise AuthError(403, f"token lacks the scope 'publish:{topic}'")
+
+    def _key(self, alg: str, kid: object) -> Any:
+        if self._secret is not None:
+            return self._secret
+        assert self._keys is not None
+        if kid is not None and not isinstance(kid, str):
+            raise _unauthorized("malformed token")
+        found = self._keys.get(kid)
+        if found is None:
+            raise _unauthorized("token signed with an unknown key")
+        if not found.fits(alg):
+            raise _unauthorized("token algorithm not accepted")
+        return found.jwk.key
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    found: set[str] = set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        found.update(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        found.update(scp.split())
+    elif isinstance(scp, list):
+        found.update(s for s in scp if isinstance(s, str))
+    return frozenset(found)
+
+
+def mint_token(auth: GatewayAuth, *, sub: str, scopes: list[str], ttl: float) -> str:
+    """A token for ``sub`` with ``scopes`` (the ``scope`` claim), valid ``ttl`` seconds, that
+    this ``auth`` accepts (``iss``, ``aud``, ``iat``, ``nbf``, ``exp`` and a random ``jti``).
+
+    Signs with the HMAC ``secret`` (the first HS* of ``auth.algorithms``), or with the PEM
+    private key of ``signing_key_file`` (RS256 for RSA, ES256 for P-256, or the first allowed
+    algorithm of its family). Raises ``ConfigError`` when there is no key to sign with (a JWKS
+    holds public keys only) or the key file is unusable, ``ValueError`` for a bad ``ttl``/``sub``.
+    """
+    if ttl <= 0:
+        raise ValueError(f"ttl must be > 0 seconds (got {ttl})")
+    if not sub:
+        raise ValueError("sub must not be empty")
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": sub,
+        "scope": " ".join(scopes),
+        "iss": auth.issuer,
+        "aud": auth.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + max(1, round(ttl)),
+        "jti": uuid.uuid4().hex,
+    }
+    if auth.secret is not None:
+        hmac_alg = next(a for a in auth.algorithms if a in HMAC_ALGORITHMS)
+        return jwt.encode(payload, auth.secret.get_secret_value(), algorithm=hmac_alg)
+    if auth.signing_key_file is None:
+        raise ConfigError(
+            "cannot mint a token: a JWKS holds public keys only; minting works with an HS256 "
+            "'secret', or set 'signing_key_file' to the PEM private key of one of the JWKS keys",
+            key="gateway.auth",
+        )
+    key, alg = _signing_key(auth, auth.signing_key_file)
+    headers = {"kid": auth.signing_kid} if auth.signing_kid else None
+    return jwt.encode(payload, key, algorithm=alg, headers=headers)
+
+
+def _signing_key(auth: GatewayAuth, path: Path) -> tuple[Any, str]:
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"signing_key_file {str(path)!r} is not a readable unencrypted PEM private key "
+            f"({type(exc).__name__}); write one with openssl genpkey",
+            key="gateway.auth.signing_key_file",
+        ) from None
+    family: tuple[str, ...]
+    if isinstance(key, rsa.RSAPrivateKey):
+        family = ("RS", "PS")
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        family = ("ES",)
+    else:
+        raise ConfigError(
+            f"signing_key_file {str(path)!r} holds a {type(key).__name__}; use an RSA or EC key",
+            key="gateway.auth.signing_key_file",
+        )
+    alg = next((a for a in auth.algorithms if a[:2] in family), None)
+    if alg is None:
+        raise ConfigError(
+            f"signing_key_file {str(path)!r} is a {family[0]} key but algorithms "
+            f"{auth.algorithms} accepts none of its algorithms",
+            key="gateway.auth.algorithms",
+        )
+    return key, alg
