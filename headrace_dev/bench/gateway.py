@@ -1,0 +1,607 @@
+"""``headrace bench gateway``: the HTTP gateway against the raw producer, in one run.
+
+The gateway runs as its own process (``headrace gateway``) with HS256 authentication, a JSON
+Schema on the topic and (generous) client and topic rate limits on, so every request pays
+for all three; the bench process drives the load and, first, measures the baseline on the
+same topic: plain confluent-kafka producing the same record bytes with the producer settings
+every headrace process uses (``headrace.kafka_clients.make_producer``: acks=all,
+idempotent, lz4), flush included. Figures:
+
+- ``gateway.batched_posts``: records/s accepted in POSTs of ``BATCH`` records (a JSON array),
+  ``wrk`` with ``BATCH_CONNECTIONS`` connections; ratio against the raw producer (target
+  >= 50,000 records/s and >= 0.3x);
+- ``gateway.single_posts``: requests/s of one-record POSTs, ``wrk`` with
+  ``SINGLE_CONNECTIONS`` connections (target >= 3,000 requests/s); ratio against the raw
+  producer's records/s;
+- ``gateway.p99 @1000/s``: p50/p99 latency of one-record POSTs offered at a fixed
+  ``P99_RATE`` requests/s by an open-loop, paced generator (``paced``, asyncio + aiohttp in
+  the bench process; a request's latency runs from when it was *due*, so a stall of the
+  gateway is not hidden by the generator waiting for it: no coordinated omission). Ratio:
+  requests answered 2xx per second / requests offered per second (target p99 < 25 ms).
+
+The load generators must not be the bottleneck; their cost is measured and reported in the
+notes: ``wrk``'s own CPU time (its rusage as a child process), the paced generator's CPU time
+(this process's, which does nothing else meanwhile), and the gateway's (``/proc/<pid>/stat``).
+``wrk`` is the Debian package, installed on first use like the stack's packages. Each phase
+also checks its count against the topic: the records the topic gained (its end offsets) must
+equal the records answered 2xx, or the figure raises.
+
+``quick``: 5 s per phase, 200,000 raw records; full: 20 s and 1,000,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+from uuid import uuid4
+
+import orjson
+
+from headrace.config import KafkaConfig
+from headrace.errors import HeadraceError
+from headrace.kafka_clients import ensure_topics, make_producer
+from headrace_dev.bench.common import BenchFigure, peak_rss_mb, process_peak_rss_mb
+
+__all__ = [
+    "BATCH",
+    "P99_RATE",
+    "Paced",
+    "WrkResult",
+    "batched_figure",
+    "lua_script",
+    "p99_figure",
+    "parse_wrk",
+    "percentile",
+    "run",
+    "run_gateway_bench",
+    "single_figure",
+]
+
+BATCH = 500
+"""Records per batched POST."""
+BATCH_CONNECTIONS = 8
+SINGLE_CONNECTIONS = 64
+P99_RATE = 1000
+"""Requests/s offered by the paced generator."""
+PARTITIONS = 3
+SIZES = {True: {"seconds": 5.0, "raw": 200_000}, False: {"seconds": 20.0, "raw": 1_000_000}}
+_ISSUER = "headrace-bench"
+_AUDIENCE = "headrace-gateway"
+_SECRET_ENV = "HRBENCH_GATEWAY_SECRET"  # noqa: S105 - a variable name
+_MARK = "WRK_JSON "
+_BASELINE = "confluent-kafka producer (acks=all, idempotent), same records, same topic"
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["order_id", "customer_id", "price", "quantity", "status"],
+    "properties": {
+        "order_id": {"type": "string", "minLength": 1},
+        "customer_id": {"type": "string"},
+        "price": {"type": "number", "minimum": 0},
+        "quantity": {"type": "integer", "minimum": 1},
+        "status": {"enum": ["new", "paid", "shipped"]},
+    },
+}
+
+
+def record(n: int) -> dict[str, Any]:
+    """Order ``n``, valid under ``SCHEMA``."""
+    return {
+        "order_id": f"o{n:09d}",
+        "customer_id": f"c{n % 997}",
+        "price": round(1 + n % 400 / 4, 2),
+        "quantity": 1 + n % 3,
+        "status": "paid",
+    }
+
+
+# -- wrk ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What ``wrk`` reported (its Lua ``done`` prints one JSON line) and what it cost."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        """Requests answered 2xx (wrk counts status >= 300 and socket errors apart)."""
+        return max(0, self.requests - self.non_2xx)
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+
+def lua_script(body: bytes, token: str) -> str:
+    """A wrk script that POSTs ``body`` as JSON with the bearer ``token``, and prints its
+    summary as one ``WRK_JSON {...}`` line when done."""
+    text = body.decode("utf-8")
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    return f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+wrk.body = [{eq}[{text}]{eq}]
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{_MARK}{{"requests":%d,"duration_us":%d,"status":%d,"connect":%d,"read":%d,'
+    .. '"write":%d,"timeout":%d,"p50_us":%d,"p99_us":%d}}\\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def parse_wrk(stdout: str, cpu_s: float = 0.0) -> WrkResult:
+    """The ``WrkResult`` of a run of ``lua_script``'s script; ``ValueError`` naming what is
+    missing when the output has no summary line (wrk failed: the output is in the message)."""
+    for line in stdout.splitlines():
+        if line.startswith(_MARK):
+            data = json.loads(line[len(_MARK) :])
+            return WrkResult(
+                requests=int(data["requests"]),
+                seconds=int(data["duration_us"]) / 1e6,
+                non_2xx=int(data["status"]),
+                socket_errors=sum(int(data[k]) for k in ("connect", "read", "write", "timeout")),
+                p50_ms=int(data["p50_us"]) / 1000,
+                p99_ms=int(data["p99_us"]) / 1000,
+                cpu_s=cpu_s,
+            )
+    raise ValueError(f"no {_MARK.strip()} summary line in wrk's output:\n{stdout[-2000:]}")
+
+
+def ensure_wrk(log: Any = print) -> str:
+    """The path of ``wrk``, installing the Debian package on first use (as the stack installs
+    its packages: ``headrace_dev.stack.tools.apt_install``)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    from headrace_dev.stack import StackPaths
+    from headrace_dev.stack.tools import apt_install
+
+    paths = StackPaths.from_env()
+    log_file = paths.root / "logs" / "apt-wrk.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    apt_install(["wrk"], log_file=log_file, log=log)
+    found = shutil.which("wrk")
+    if not found:
+        raise HeadraceError("bench gateway: wrk is not on PATH after apt-get install wrk")
+    return found
+
+
+def run_wrk(
+    wrk: str, url: str, script: Path, *, connections: int, seconds: float, threads: int = 1
+) -> WrkResult:
+    """Run wrk; its own CPU time is its rusage as a waited-for child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        raise HeadraceError(f"bench gateway: wrk exited {done.returncode}: {done.stderr[-2000:]}")
+    return parse_wrk(done.stdout, cpu)
+
+
+# -- the paced, open-loop generator ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paced:
+    """The outcome of ``paced``: latencies (s) of 2xx answers, from when each was due."""
+
+    offered: int
+    seconds: float
+    ok: int
+    failed: int
+    latencies: list[float]
+    cpu_s: float
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.offered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0-100) of ``values``; ``nan`` when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+async def _paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced:
+    import aiohttp
+
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    failed = 0
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=30)
+    cpu0 = time.process_time()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(due: float) -> None:
+            nonlocal failed
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if 200 <= response.status < 300:
+                        latencies.append(time.perf_counter() - due)
+                    else:
+                        failed += 1
+            except (aiohttp.ClientError, TimeoutError):
+                failed += 1
+
+        tasks: list[asyncio.Task[None]] = []
+        start = time.perf_counter()
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due)))
+        sent = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+    cpu = time.process_time() - cpu0
+    return Paced(total, sent, len(latencies), failed, latencies, cpu)
+
+
+def paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced:
+    """Offer ``rate`` POSTs per second for ``seconds``, each when due, whatever the answers."""
+    return asyncio.run(_paced(url, body, token, rate, seconds))
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def _cost(wrk: WrkResult, gateway_cpu_s: float) -> str:
+    return (
+        f"wrk (1 thread) used {wrk.cpu_s:.1f} CPU-s in {wrk.seconds:.1f} s "
+        f"({100 * wrk.cpu_s / wrk.seconds:.0f}% of a core), the gateway "
+        f"{gateway_cpu_s:.1f} CPU-s ({100 * gateway_cpu_s / wrk.seconds:.0f}%)"
+        if wrk.seconds > 0
+        else "wrk ran for 0 s"
+    )
+
+
+def batched_figure(
+    wrk: WrkResult, batch: int, raw_per_s: float, gateway_cpu_s: float, peak_mb: float
+) -> BenchFigure:
+    """``gateway.batched_posts``: records/s accepted in ``batch``-record POSTs."""
+    records = wrk.ok * batch
+    per_s = records / wrk.seconds if wrk.seconds > 0 else 0.0
+    return BenchFigure(
+        "gateway.batched_posts",
+        records,
+        per_s,
+        _BASELINE,
+        raw_per_s,
+        peak_mb,
+        p50_ms=round(wrk.p50_ms, 1),
+        p99_ms=round(wrk.p99_ms, 1),
+        note=f"POSTs of {batch} JSON records, wrk -c{BATCH_CONNECTIONS}, HS256 token, JSON "
+        f"Schema, rate limits on; {wrk.ok:,} requests 2xx, {wrk.non_2xx} other, "
+        f"{wrk.socket_errors} socket errors; {_cost(wrk, gateway_cpu_s)}; "
+        "target >= 50,000 records/s and >= 0.3x the raw producer",
+    )
+
+
+def single_figure(
+    wrk: WrkResult, raw_per_s: float, gateway_cpu_s: float, peak_mb: float
+) -> BenchFigure:
+    """``gateway.single_posts``: one-record POSTs, requests/s (= records/s)."""
+    return BenchFigure(
+        "gateway.single_posts",
+        wrk.ok,
+        wrk.ok_per_s,
+        _BASELINE,
+        raw_per_s,
+        peak_mb,
+        p50_ms=round(wrk.p50_ms, 1),
+        p99_ms=round(wrk.p99_ms, 1),
+        note=f"one record per POST, wrk -c{SINGLE_CONNECTIONS}, closed loop (as fast as "
+        f"answered); {wrk.non_2xx} non-2xx, {wrk.socket_errors} socket errors; "
+        f"{_cost(wrk, gateway_cpu_s)}; target >= 3,000 requests/s",
+    )
+
+
+def p99_figure(result: Paced, gateway_cpu_s: float, peak_mb: float) -> BenchFigure:
+    """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered."""
+    p50 = percentile(result.latencies, 50) * 1000
+    p99 = percentile(result.latencies, 99) * 1000
+    seconds = result.seconds
+    return BenchFigure(
+        f"gateway.p99 @{round(result.offered_per_s)}/s",
+        result.ok,
+        result.ok_per_s,
+        "requests offered per second (open loop, paced)",
+        result.offered_per_s,
+        peak_mb,
+        p50_ms=round(p50, 1),
+        p99_ms=round(p99, 1),
+        note=f"one-record POSTs, each timed from when it was due (no coordinated omission); "
+        f"{result.failed} failed; the generator (asyncio + aiohttp, in the bench process) "
+        f"used {result.cpu_s:.1f} CPU-s in {seconds:.1f} s "
+        f"({100 * result.cpu_s / seconds if seconds else 0:.0f}% of a core), the gateway "
+        f"{gateway_cpu_s:.1f} CPU-s; target p99 < 25 ms",
+    )
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pipeline_yaml(bootstrap: str, topic: str, port: int) -> str:
+    """The bench's pipeline file: only a gateway, auth + schema + limits on."""
+    data = {
+        "name": "hrbenchgateway",
+        "kafka": {"bootstrap_servers": bootstrap},
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": port,
+            "auth": {
+                "secret": "${" + _SECRET_ENV + "}",
+                "issuer": _ISSUER,
+                "audience": _AUDIENCE,
+            },
+            "limits": {"rate": 10_000_000, "burst": 10_000_000},
+            "topics": {
+                topic: {
+                    "key": ["order_id"],
+                    "schema": SCHEMA,
+                    "limit": {"rate": 10_000_000, "burst": 10_000_000},
+                }
+            },
+        },
+    }
+    return json.dumps(data, indent=2) + "\n"  # JSON is YAML
+
+
+def _end_offsets(kafka: KafkaConfig, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"{topic}.offsets"}
+    )
+    try:
+        total = 0
+        for p in range(PARTITIONS):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high
+        return total
+    finally:
+        consumer.close()
+
+
+def _raw(kafka: KafkaConfig, topic: str, n: int) -> float:
+    """Records/s of the raw producer on ``topic``: the same record bytes, flush included."""
+    values = [orjson.dumps(record(i)) for i in range(n)]
+    keys = [record(i)["order_id"].encode() for i in range(min(n, 1000))]
+    producer = make_producer(kafka)
+    producer.produce(topic, b"{}", b"warm-up")  # producer id and metadata, off the clock
+    producer.flush(30)
+    start = time.perf_counter()
+    produce = producer.produce
+    for i, value in enumerate(values):
+        while True:
+            try:
+                produce(topic, value, keys[i % len(keys)])
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    return n / (time.perf_counter() - start)
+
+
+class _Gateway:
+    """``headrace gateway`` as a child process, its output in a log file."""
+
+    def __init__(self, pipeline: Path, log: Path, secret: str) -> None:
+        env = {**os.environ, _SECRET_ENV: secret}
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "headrace_cli.main", "-f", str(pipeline), "gateway"],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def wait_ready(self, base: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HeadraceError(
+                    f"bench gateway: the gateway exited {self.proc.returncode}: "
+                    f"{self.log.read_text(errors='replace')[-3000:]}"
+                )
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            time.sleep(0.2)
+        raise HeadraceError(f"bench gateway: not ready within {timeout:.0f} s (see {self.log})")
+
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def peak_mb(self) -> float:
+        return process_peak_rss_mb(self.proc.pid) or 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+
+
+def _post(url: str, body: bytes, token: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - our own gateway on 127.0.0.1
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _check_topic(what: str, gained: int, answered: int) -> None:
+    if gained != answered:
+        raise HeadraceError(
+            f"bench gateway: {what}: the topic gained {gained:,} records but {answered:,} were "
+            "answered 2xx"
+        )
+
+
+def run_gateway_bench(
+    env: dict[str, str], seconds: float, raw_records: int, p99_rate: int = P99_RATE
+) -> list[BenchFigure]:
+    """The three figures (module doc), each phase ``seconds`` long, against the stack in
+    ``env``; the topic is deleted afterwards."""
+    import secrets
+
+    from gateway.auth import mint_token
+    from headrace.config.gateway_security import GatewayAuth
+
+    wrk = ensure_wrk(lambda msg: print(f"bench gateway: {msg}", file=sys.stderr))
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
+    topic = f"hrbench{uuid4().hex[:8]}.gateway"
+    ensure_topics(kafka, {topic: PARTITIONS})
+    secret = secrets.token_urlsafe(32)
+    auth = GatewayAuth.model_validate({"secret": secret, "issuer": _ISSUER, "audience": _AUDIENCE})
+    token = mint_token(auth, sub="bench", scopes=[f"publish:{topic}"], ttl=3600)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/topics/{topic}/records"
+    batch_body = orjson.dumps([record(i) for i in range(BATCH)])
+    single_body = orjson.dumps(record(7))
+    figures: list[BenchFigure] = []
+    with TemporaryDirectory(prefix="hrbench-gateway-") as tmp:
+        work = Path(tmp)
+        pipeline = work / "pipeline.yaml"
+        pipeline.write_text(pipeline_yaml(kafka.bootstrap_servers, topic, port))
+        raw = _raw(kafka, topic, raw_records)
+        gateway = _Gateway(pipeline, work / "gateway.log", secret)
+        try:
+            gateway.wait_ready(base)
+            for body in (single_body, batch_body):  # warm-up, and a check that it accepts
+                status = _post(url, body, token)
+                if status != 200:
+                    raise HeadraceError(
+                        f"bench gateway: a warm-up POST got {status}, not 200 (see "
+                        f"{gateway.log.read_text(errors='replace')[-2000:]})"
+                    )
+            for name, body, connections in (
+                ("batched", batch_body, BATCH_CONNECTIONS),
+                ("single", single_body, SINGLE_CONNECTIONS),
+            ):
+                script = work / f"{name}.lua"
+                script.write_text(lua_script(body, token))
+                offset = _end_offsets(kafka, topic)
+                cpu = gateway.cpu()
+                result = run_wrk(wrk, url, script, connections=connections, seconds=seconds)
+                cpu = gateway.cpu() - cpu
+                per_request = BATCH if name == "batched" else 1
+                _check_topic(name, _end_offsets(kafka, topic) - offset, result.ok * per_request)
+                if name == "batched":
+                    figures.append(batched_figure(result, BATCH, raw, cpu, gateway.peak_mb()))
+                else:
+                    figures.append(single_figure(result, raw, cpu, gateway.peak_mb()))
+                print(f"bench gateway: {figures[-1].json_line()}", file=sys.stderr)
+            offset = _end_offsets(kafka, topic)
+            cpu = gateway.cpu()
+            paced_result = paced(url, single_body, token, p99_rate, seconds)
+            cpu = gateway.cpu() - cpu
+            _check_topic("paced", _end_offsets(kafka, topic) - offset, paced_result.ok)
+            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb()))
+        finally:
+            gateway.stop()
+            _delete_topic(kafka, topic)
+    peak_rss_mb()  # the bench process's own peak is not a figure's
+    return figures
+
+
+def _delete_topic(kafka: KafkaConfig, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    with contextlib.suppress(Exception):
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        for future in admin.delete_topics([topic, f"{topic}.dlq"], operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result(30)
+
+
+def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
+    """Every gateway figure against the stack in ``env``; ``quick``: 5 s per phase."""
+    size = SIZES[quick]
+    return run_gateway_bench(env, float(size["seconds"]), int(size["raw"]))
