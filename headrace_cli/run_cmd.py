@@ -269,6 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         describe=partial(_describe, pipeline.name),
     )
     holder.append(sup)
+    _say_console(sup, pipeline.name)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sup.request_stop())
     deadline = time.monotonic() + args.idle_timeout
@@ -297,6 +298,32 @@ def _run(args: argparse.Namespace) -> int:
         "[run] idle: every source finished, every lag is 0; stopped" if idle else "[run] stopped"
     )
     return 0
+
+
+def _say_console(sup: Supervisor, pipeline: str) -> None:
+    """One line with the headrace console's URL when the local stack's Prometheus serves it
+    (``HEADRACE_PROMETHEUS_URL``, else the one in the stack's env file)."""
+    from headrace.observability import console_url
+
+    prometheus = os.environ.get("HEADRACE_PROMETHEUS_URL") or _stack_prometheus()
+    url = console_url(prometheus, timeout=1.0) if prometheus else None
+    if url:
+        sup.say(f"[run] dashboard: {url}?pipeline={pipeline}")
+
+
+def _stack_prometheus() -> str | None:
+    """``HEADRACE_PROMETHEUS_URL`` from the local stack's env file (``<stack dir>/env``;
+    ``$HEADRACE_STACK_DIR``, default ``./.stack``, as ``headrace stack`` has it)."""
+    env_file = Path(os.environ.get("HEADRACE_STACK_DIR") or ".stack").resolve() / "env"
+    try:
+        lines = env_file.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "HEADRACE_PROMETHEUS_URL":
+            return value.strip() or None
+    return None
 
 
 def _share_targets_folder() -> None:

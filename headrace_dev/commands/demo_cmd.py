@@ -156,6 +156,16 @@ def _print_report(env: dict[str, str]) -> None:
         '(headrace_records_total{pipeline="shop"})); a Grafana dashboard ships in '
         "headrace/observability/grafana/headrace.json"
     )
+    _print_console(env)
+
+
+def _print_console(env: dict[str, str]) -> None:
+    """The headrace console's URL, when the stack's Prometheus serves it (one line)."""
+    from headrace.observability import console_url
+
+    url = console_url(env.get("HEADRACE_PROMETHEUS_URL") or "", timeout=2.0)
+    if url:
+        print(f"dashboard: {url}?pipeline=shop")
 
 
 def _verify(env: dict[str, str]) -> int:

@@ -61,6 +61,7 @@ def _up(args: argparse.Namespace) -> int:
     stack = _stack()
     rows = stack.up(args.names)
     _print_status(rows)
+    _print_console(rows)
     _prune_targets(stack.paths.conf / "prometheus" / "targets")
     print(f"\nendpoints: {stack.paths.env_file}  (source it, or let tests and the demo read it)")
     return 0
@@ -83,6 +84,7 @@ def _down(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     rows = _stack().status()
     _print_status(rows)
+    _print_console(rows)
     return 0 if all(r.state == "running" for r in rows) else 1
 
 
@@ -91,6 +93,22 @@ def _print_status(rows: list[ComponentStatus]) -> None:
         ["component", "state", "pid", "port", "endpoint"],
         [[r.name, r.state, r.pid or "-", r.port, r.endpoint] for r in rows],
     )
+
+
+def _print_console(rows: list[ComponentStatus]) -> None:
+    """One line: the headrace console's URL when the stack's Prometheus serves it, else why
+    not and the fix (nothing when Prometheus is not among ``rows`` or not running)."""
+    from headrace.observability import console_url
+
+    for row in rows:
+        if row.name == "prometheus" and row.state == "running":
+            url = console_url(row.endpoint)
+            print(
+                f"\nconsole: {url}"
+                if url
+                else "\nconsole: not served by the running Prometheus (started without it); "
+                "fix: headrace stack down prometheus && headrace stack up prometheus"
+            )
 
 
 def _logs(args: argparse.Namespace) -> int:

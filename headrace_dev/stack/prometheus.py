@@ -4,7 +4,10 @@ Targets are found by file-based service discovery: each headrace process (or ``h
 writes a JSON target file into ``<stack>/conf/prometheus/targets/``; Prometheus re-reads the
 folder every 5 s and scrapes every 5 s. The folder's ``.scrape-interval`` file announces that
 interval, so a process waits for its final scrape before it exits (``headrace.metrics_server``).
-Alerting rules are loaded from ``<stack>/conf/prometheus/rules/``.
+Alerting rules are loaded from ``<stack>/conf/prometheus/rules/``. The headrace console
+(``headrace/observability/consoles``) is copied to ``<stack>/conf/prometheus/consoles/`` and
+``console_libraries/`` and served at ``/consoles/headrace.html``; a Prometheus started
+without it (an older ``stack up``) is reported as outdated.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from headrace.errors import StackError
 from headrace.metrics_server import INTERVAL_FILE
-from headrace.observability import ALERTS
+from headrace.observability import ALERTS, CONSOLE_PATH, CONSOLES
 from headrace_dev.stack.component import Component, Log
 
 __all__ = ["Prometheus"]
@@ -67,6 +70,23 @@ class Prometheus(Component):
     def rules_dir(self) -> Path:
         return self.conf_dir / "rules"
 
+    @property
+    def consoles_dir(self) -> Path:
+        """``--web.console.templates``: the shipped console templates (``*.html``)."""
+        return self.conf_dir / "consoles"
+
+    @property
+    def console_libraries_dir(self) -> Path:
+        """``--web.console.libraries``: the shipped console library (``*.lib``)."""
+        return self.conf_dir / "console_libraries"
+
+    def _console_folders(self) -> tuple[tuple[str, Path], ...]:
+        return (("*.html", self.consoles_dir), ("*.lib", self.console_libraries_dir))
+
+    def console_url(self) -> str:
+        """Where this Prometheus serves the headrace console."""
+        return self.endpoint() + CONSOLE_PATH
+
     def missing_packages(self) -> list[str]:
         return [] if _find_prometheus() else ["prometheus"]
 
@@ -85,6 +105,18 @@ class Prometheus(Component):
         # tells processes that register here a Prometheus watches: they wait for a final scrape
         (self.targets_dir / INTERVAL_FILE).write_text(f"{SCRAPE_INTERVAL}\n")
         shutil.copyfile(ALERTS, self.rules_dir / "headrace.yml")
+        self.install_consoles()
+
+    def install_consoles(self) -> list[Path]:
+        """Copy the shipped console templates and library into the stack's conf folders
+        (idempotent; Prometheus reads them at each request, so a copy takes effect at once
+        for a Prometheus started with ``command()``). Returns the files written."""
+        written = []
+        for pattern, folder in self._console_folders():
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in sorted(CONSOLES.glob(pattern)):
+                written.append(Path(shutil.copyfile(source, folder / source.name)))
+        return written
 
     def command(self) -> list[str]:
         binary = _find_prometheus()
@@ -97,7 +129,34 @@ class Prometheus(Component):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=7d",
+            *self._console_flags(),
         ]
+
+    def _console_flags(self) -> list[str]:
+        return [
+            f"--web.console.templates={self.consoles_dir}",
+            f"--web.console.libraries={self.console_libraries_dir}",
+        ]
+
+    def outdated(self, argv: list[str]) -> str | None:
+        if argv and not set(self._console_flags()) <= set(argv):
+            return (
+                "it was started without the headrace console (--web.console.templates="
+                f"{self.consoles_dir}), so {self.console_url()} answers 404"
+            )
+        if argv and self._stale_consoles():
+            return f"its console files in {self.conf_dir} differ from this checkout's"
+        return None
+
+    def _stale_consoles(self) -> list[str]:
+        """Names of shipped console files whose installed copy is missing or different."""
+        stale = []
+        for pattern, folder in self._console_folders():
+            for source in sorted(CONSOLES.glob(pattern)):
+                copy = folder / source.name
+                if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+                    stale.append(source.name)
+        return stale
 
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.endpoint()}/-/ready", timeout=3) as resp:  # noqa: S310
@@ -110,4 +169,5 @@ class Prometheus(Component):
         return {
             "HEADRACE_PROMETHEUS_URL": self.endpoint(),
             "HEADRACE_PROMETHEUS_TARGETS": str(self.targets_dir),
+            "HEADRACE_CONSOLE_URL": self.console_url(),
         }
