@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "headrace_cli.worker_cmd",
     "headrace_cli.sink_cmd",
     "headrace_cli.run_cmd",
+    "headrace_cli.gateway_cmd",
     "headrace_cli.dlq_cmd",
     "headrace_dev.commands.bench_cmd",
     "headrace_cli.status_cmd",

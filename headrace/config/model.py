@@ -27,6 +27,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from headrace.config.base import ConfigModel, Name, ProblemKey, Topic, problem, problems
 from headrace.config.durations import Duration
+from headrace.config.gateway import GatewayConfig
 from headrace.config.keys import sink_key_problems
 from headrace.config.redact import known_secrets, redact_text, redact_tree
 from headrace.config.stages import Stage
@@ -232,6 +233,11 @@ class Pipeline(ConfigModel):
         "plugin's).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics endpoint.")
+    gateway: GatewayConfig | None = Field(
+        default=None,
+        description="The HTTP gateway (`headrace gateway`): publishes records to the topics it "
+        "declares, over HTTP (docs/gateway.md).",
+    )
     tests: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Pipeline test cases run by `headrace test` (the format of a *_test.yaml "
@@ -251,7 +257,7 @@ class Pipeline(ConfigModel):
     @model_validator(mode="after")
     def _check(self) -> Pipeline:
         found: list[tuple[ProblemKey, str]] = []
-        if not (self.sources or self.stages or self.sinks):
+        if not (self.sources or self.stages or self.sinks or self.gateway):
             found.append((None, "the pipeline has no sources, stages or sinks"))
         found.extend(self._duplicate_names())
         found.extend(self._dangling_topics())
@@ -323,12 +329,15 @@ class Pipeline(ConfigModel):
                 stack.append((child, iter(readers.get(self.stages[child].to, []))))
 
     def produced_topics(self) -> dict[str, list[str]]:
-        """Topic -> names of the sources and stages that write it."""
+        """Topic -> names of the sources and stages that write it (``gateway`` for the
+        gateway's topics)."""
         out: dict[str, list[str]] = {}
         for name, source in self.sources.items():
             out.setdefault(source.topic, []).append(name)
         for name, stage in self.stages.items():
             out.setdefault(stage.to, []).append(name)
+        for topic in self.gateway.topics if self.gateway is not None else ():
+            out.setdefault(topic, []).append("gateway")
         return out
 
     @property

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-RUNTIME = ["headrace", "schemas", "producers", "streams", "connectors"]
-PEERS = {"producers", "streams", "connectors"}
+RUNTIME = ["headrace", "schemas", "producers", "streams", "connectors", "gateway"]
+PEERS = {"producers", "streams", "connectors", "gateway"}
 
 
 def _imports(package: str) -> list[tuple[Path, str]]:
