@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 
-.PHONY: help setup demo test lint unit integration soak oracle stack-up stack-down clean
+.PHONY: help setup demo test lint unit integration soak oracle chaos stack-up stack-down clean
 
 help:
 	@echo "make demo        bring the local stack up and run the shop demo end to end, verified"
@@ -18,6 +18,7 @@ help:
 	@echo "make integration integration tests against the local stack"
 	@echo "make soak        only the soak-size tests (marker soak: the largest data, minutes each)"
 	@echo "make oracle N=500  the differential oracle: N generated cases per suite (SEED=S to start elsewhere)"
+	@echo "make chaos       the shop pipeline under injected faults (SCENARIO=long: an hour; RECORD=1 writes docs/chaos.md)"
 	@echo "make stack-up / stack-down   start or stop the local stack"
 
 setup: $(STAMP) $(NATIVE)
@@ -80,6 +81,13 @@ N    ?= 150
 SEED ?= 0
 oracle: stack-up
 	HEADRACE_ORACLE_CASES=$(N) HEADRACE_ORACLE_SEED=$(SEED) $(BIN)/pytest tests/oracle -q -s -p no:cacheprovider
+
+# the fault-injection suite (docs/chaos.md): SCENARIO=ci is the few minutes `make test` runs
+# too (tests/chaos); SCENARIO=long runs rounds for an hour; RECORD=1 writes its tables into
+# docs/chaos.md
+SCENARIO ?= ci
+chaos: stack-up
+	$(BIN)/headrace chaos --scenario $(SCENARIO) $(if $(RECORD),--record)
 
 test: lint stack-up
 	$(BIN)/pytest tests -q -p no:cacheprovider

@@ -32,6 +32,7 @@ _COMMAND_MODULES = [
     "headrace_cli.gateway_cmd",
     "headrace_cli.dlq_cmd",
     "headrace_dev.commands.bench_cmd",
+    "headrace_dev.commands.chaos_cmd",
     "headrace_cli.status_cmd",
 ]
 

@@ -1,0 +1,132 @@
+"""What the chaos runner watches: the pipeline's progress in Kafka, and memory per process.
+
+``Progress.read()`` sums, over the pipeline's topics and consumer groups, the topics' high
+watermarks (what sources and stages wrote) and the groups' committed offsets (what stages and
+sinks finished), and the lag (high watermark - committed) of every group. A fault is
+*recovered* when, after it started, the part of the pipeline it hit progressed again or has
+nothing left to do. Reading fails while the broker is down: ``read()`` then returns None.
+
+``RssSampler`` keeps the peak resident memory (``VmHWM`` of ``/proc/<pid>/status``) of every
+pipeline process by name, across restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Progress", "RssSampler", "Snapshot"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One reading: per topic the summed high watermark; per group (committed, lag)."""
+
+    topics: Mapping[str, int]
+    groups: Mapping[str, tuple[int, int]]
+
+    def advanced(self, earlier: Snapshot, topics: Iterable[str], groups: Iterable[str]) -> bool:
+        """True when one of ``topics`` grew or one of ``groups`` committed more than in
+        ``earlier``."""
+        return any(self.topics.get(t, 0) > earlier.topics.get(t, 0) for t in topics) or any(
+            self.groups.get(g, (0, 0))[0] > earlier.groups.get(g, (0, 0))[0] for g in groups
+        )
+
+    def idle(self, groups: Iterable[str]) -> bool:
+        """True when none of ``groups`` has lag."""
+        return all(self.groups.get(g, (0, 0))[1] == 0 for g in groups)
+
+
+@dataclass
+class Progress:
+    """Reads ``Snapshot``s of the topics named ``prefix``* and groups named ``group_prefixes``*."""
+
+    bootstrap: str
+    prefix: str
+    group_prefixes: tuple[str, ...]
+    _admin: Any = field(default=None, repr=False)
+    _consumer: Any = field(default=None, repr=False)
+
+    def _clients(self) -> tuple[Any, Any]:
+        from confluent_kafka import Consumer
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            conf: dict[str, str | int | float | bool] = {
+                "bootstrap.servers": self.bootstrap,
+                "socket.timeout.ms": 5000,
+                "log_level": 0,  # a broker that is down is expected here, not news
+            }
+            self._admin = AdminClient(conf)
+            self._consumer = Consumer({**conf, "group.id": "headrace-chaos-probe"})
+        return self._admin, self._consumer
+
+    def read(self) -> Snapshot | None:
+        """A snapshot now, or None when Kafka does not answer within a few seconds."""
+        try:
+            return self._read()
+        except Exception:
+            return None
+
+    def _read(self) -> Snapshot:
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        admin, consumer = self._clients()
+        meta = admin.list_topics(timeout=5)
+        highs: dict[tuple[str, int], int] = {}
+        topics: dict[str, int] = {}
+        for name, tmeta in meta.topics.items():
+            if not name.startswith(self.prefix) or name.endswith(".dlq"):
+                continue
+            total = 0
+            for p in tmeta.partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)
+                highs[(name, p)] = high
+                total += high
+            topics[name] = total
+        listed = admin.list_consumer_groups(request_timeout=5).result()
+        names = [g.group_id for g in listed.valid if g.group_id.startswith(self.group_prefixes)]
+        groups: dict[str, tuple[int, int]] = {}
+        for name in names:
+            fut = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(name)], request_timeout=5
+            )[name]
+            committed = lag = 0
+            for tp in fut.result().topic_partitions:
+                if tp.offset < 0 or (tp.topic, tp.partition) not in highs:
+                    continue
+                committed += tp.offset
+                lag += max(0, highs[(tp.topic, tp.partition)] - tp.offset)
+            groups[name] = (committed, lag)
+        return Snapshot(topics, groups)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                self._consumer.close()
+
+
+@dataclass
+class RssSampler:
+    """Peak RSS in bytes per process name (the max of ``VmHWM`` over its pids)."""
+
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    def sample(self, pids: Mapping[str, int]) -> None:
+        for name, pid in pids.items():
+            hwm = _vm_hwm(pid)
+            if hwm is not None and hwm > self.peaks.get(name, 0):
+                self.peaks[name] = hwm
+
+
+def _vm_hwm(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
