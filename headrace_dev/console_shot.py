@@ -12,9 +12,11 @@ the first time (a test dependency only; not needed to run headrace).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,7 +25,14 @@ from headrace.errors import StackError
 from headrace_dev.stack.paths import StackPaths
 from headrace_dev.stack.tools import Log, apt_install
 
-__all__ = ["ConsoleView", "ensure_chromium", "find_chromium", "read_console", "screenshot"]
+__all__ = [
+    "ConsoleView",
+    "console_link",
+    "ensure_chromium",
+    "find_chromium",
+    "read_console",
+    "screenshot",
+]
 
 #: flags that work as root in a container: no sandbox, no GPU, nothing phoning home
 _FLAGS = (
@@ -58,6 +67,27 @@ class ConsoleView:
             f"{key}: {state}" + (f" ({self.empty_texts[key]})" if key in self.empty_texts else "")
             for key, state in self.states.items()
         )
+
+
+def console_link(
+    prometheus_url: str,
+    *,
+    pipeline: str | None = None,
+    duration: float | None = None,
+    end: float | None = None,
+) -> str:
+    """The console's URL on ``prometheus_url``: only ``pipeline``'s processes (a regular
+    expression; default all), graphs over the last ``duration`` seconds (default the
+    console's hour), ending at ``end`` (Unix seconds; default now). A fault episode's
+    screenshot: ``duration`` from before the fault to after the recovery, ``end`` after it."""
+    url = prometheus_url.rstrip("/") + "/consoles/headrace.html"
+    if pipeline:
+        url += "?" + urllib.parse.urlencode({"pipeline": pipeline})
+    if duration is not None or end is not None:
+        # the console library's time control reads its range from this fragment
+        window = {"duration": int(duration or 3600), "endTime": end or 0}
+        url += "#pctc" + urllib.parse.quote(json.dumps(window, separators=(",", ":")))
+    return url
 
 
 def find_chromium() -> str | None:

@@ -350,7 +350,8 @@ _CONSOLE_HEAD = """{{/* Generated from headrace/observability/panels.py (PANELS)
 {{ $pipeline := or .Params.pipeline "%(all)s" }}
 <h1>headrace</h1>
 <p class="headrace_about">Pipeline <code>{{ $pipeline }}</code>
-(<code>?pipeline=NAME</code> shows one pipeline). Graphs: the last hour, from Prometheus;
+(<code>?pipeline=NAME</code> shows one pipeline). Graphs: the range set below (default the
+last hour);
 each table: the values when this page was loaded.</p>
 {{ template "headrace_timecontrol" . }}
 """

@@ -6,8 +6,9 @@ folder every 5 s and scrapes every 5 s. The folder's ``.scrape-interval`` file a
 interval, so a process waits for its final scrape before it exits (``headrace.metrics_server``).
 Alerting rules are loaded from ``<stack>/conf/prometheus/rules/``. The headrace console
 (``headrace/observability/consoles``) is copied to ``<stack>/conf/prometheus/consoles/`` and
-``console_libraries/`` and served at ``/consoles/headrace.html``; a Prometheus started
-without it (an older ``stack up``) is reported as outdated.
+``console_libraries/`` and served at ``/consoles/headrace.html``. ``stack up`` copies them
+again for a running Prometheus too (it reads them at each request); one started without the
+console flags (an older ``stack up``) is reported as outdated.
 """
 
 from __future__ import annotations

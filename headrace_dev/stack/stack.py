@@ -108,6 +108,8 @@ class Stack:
         for comp in comps:
             pid = self._pid(comp)
             if pid is not None:
+                if isinstance(comp, Prometheus):
+                    comp.install_consoles()  # read per request: takes effect without a restart
                 self._note_outdated(comp, pid)
                 continue
             self._check_ports_free(comp)

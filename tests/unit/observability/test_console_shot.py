@@ -74,3 +74,12 @@ def test_a_page_without_panels_is_an_error_naming_the_url(
     _fake_chromium(monkeypatch, "<html><body>404 page not found</body></html>", [])
     with pytest.raises(StackError, match=r"http://x/nope shows no headrace panels"):
         console_shot.read_console("http://x/nope")
+
+
+def test_console_link_sets_the_pipeline_and_the_graphs_time_range() -> None:
+    assert console_shot.console_link("http://p:9090/") == "http://p:9090/consoles/headrace.html"
+    link = console_shot.console_link("http://p:9090", pipeline="shop", duration=300, end=1700)
+    assert link == (
+        "http://p:9090/consoles/headrace.html?pipeline=shop"
+        "#pctc%7B%22duration%22%3A300%2C%22endTime%22%3A1700%7D"
+    )
