@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
@@ -125,6 +127,42 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _uvicorn_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class Quiet(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM/SIGINT that stopped it cleanly is not raised
+        again at the end (uvicorn re-raises it, so the process would die of the signal
+        instead of exiting 0 after the flush)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit:
+                log.info(
+                    "gateway: %s received; finishing requests in flight, then flushing",
+                    signal.Signals(sig).name,
+                )
+            super().handle_exit(sig, frame)
+
+    return Quiet
+
+
+def _Uvicorn(config: uvicorn.Config) -> uvicorn.Server:
+    return _uvicorn_class()(config)
+
+
 class _Server:
     """A uvicorn server of one gateway on one bound socket; closes the producer at shutdown."""
 
@@ -146,7 +184,7 @@ class _Server:
             timeout_graceful_shutdown=int(GRACE),
             backlog=2048,
         )
-        self.server: uvicorn.Server = uvicorn.Server(self.config)
+        self.server: uvicorn.Server = _Uvicorn(self.config)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Any) -> Any:
