@@ -163,16 +163,16 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
             ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         out: list[Any] = []
-        position = dict.fromkeys(ends, 0)
         deadline = time.monotonic() + timeout
-        while any(position[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
                 continue
-            partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None
-            position[partition] = offset + 1
-            out.append(msg)
+            # the consumer's position passes transaction markers too (read_committed)
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            if all(tp.offset >= ends[tp.partition] for tp in positions if ends[tp.partition]):
+                break
         return out
     finally:
         consumer.close()
@@ -190,6 +190,7 @@ def test_records_land_where_the_answers_say(
     gateway_process: list[Process],
 ) -> None:
     orders, events, avro = f"{unique}.orders", f"{unique}.events", f"{unique}.avro"
+    ledger = f"{unique}.ledger"
     schemas = tmp_path / "schemas"
     schemas.mkdir()
     (schemas / "order.avsc").write_text(json.dumps(AVRO_ORDER))
@@ -202,6 +203,7 @@ def test_records_land_where_the_answers_say(
             orders: {"key": "id", "time": "ts", "schema": ORDER_SCHEMA},
             events: {},
             avro: {"key": "id", "format": "avro", "schema": "order"},
+            ledger: {"key": "id", "schema": ORDER_SCHEMA, "atomic": True},
         },
     )
     gw = _start(repo_root, pipeline, port, tmp_path)
@@ -224,6 +226,12 @@ def test_records_land_where_the_answers_say(
     avro_answer = post(gw.url(avro), b'[{"id": 7, "qty": 3}, {"id": 8}]')
     assert avro_answer.status == 207, avro_answer.body
     assert post(gw.url(f"{unique}.other"), b"{}").status == 404
+    with urllib.request.urlopen(f"{gw.base}/readyz", timeout=10) as ready:
+        assert ready.status == 200
+    refused = post(gw.url(ledger), b'[{"id": 1, "qty": 1}, {"id": 2, "qty": 0}]')
+    assert refused.status == 422 and "atomic" in refused.body["error"]
+    committed = post(gw.url(ledger), b'[{"id": 3, "qty": 1}, {"id": 4, "qty": 2}]')
+    assert committed.status == 200, committed.body
 
     # orders: key, timestamp and value at each reported position
     expected = {1: (1_767_225_600_000, 2)} | {
@@ -261,6 +269,12 @@ def test_records_land_where_the_answers_say(
     assert avro_msg.value()[:1] == b"\x00"
     assert codec.decode(avro_msg.value()) == {"id": 7, "qty": 3}
     assert avro_msg.key() == b"7"
+    # atomic: the refused request wrote nothing, the other one is committed as a whole
+    in_ledger = _by_position(read_topic(kafka_bootstrap, ledger))
+    assert sorted(json.loads(m.value())["id"] for m in in_ledger.values()) == [3, 4]
+    for result in committed.body["results"]:
+        assert (result["partition"], result["offset"]) in in_ledger
+    assert read_topic(kafka_bootstrap, f"{ledger}.dlq") == []
 
 
 @dataclass
