@@ -18,6 +18,12 @@ partition revoked or lost meanwhile takes its records out of the batch in hand (
 owner reads them again); partitions assigned meanwhile are paused too, and a message that
 still arrives is kept for the next batch.
 
+Watchdog (``stall``, for ``headrace.watchdog``): progress is a committed batch; work is
+pending while a batch is in hand or the writer is being opened, so a sink that reads nothing
+is idle, never stalled. Retried writes and opens are recorded as faults
+(``headrace.faults``: ``throttled`` when the error says so, else ``database_unavailable``)
+until they succeed; a successful commit ends a ``broker_unreachable`` fault.
+
 Guarantee: an offset is committed only after every record before it was written or
 delivered to ``<topic>.dlq``. A ``FatalSinkError`` stops the runner without committing the
 batch in hand. Revocation flushes before the partitions go; a lost assignment drops the
@@ -27,7 +33,6 @@ batch uncommitted (the new owner reads it again; writes are idempotent).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -38,8 +43,10 @@ from connectors.backoff import Backoff
 from connectors.batcher import Batch
 from connectors.records import FatalSinkError, SinkRecord, SinkWriter, WriteOutcome
 from connectors.sinkmetrics import SinkMetrics
+from headrace import faults
 from headrace.dlq import DeadLetter, DeadLetterWriter, LetterProducer
 from headrace.errors import RetriableError, WedgedError
+from headrace.watchdog import ProgressClock, Stall, deadline_call
 from schemas import RecordCodec
 
 __all__ = ["POLL_SLICE", "Consumer", "DeadLetterProducer", "SinkRunner"]
@@ -129,12 +136,31 @@ class SinkRunner:
         #: perf_counter() when the first message arrived (benchmarks measure from there)
         self.first_read: float | None = None
         self.last_commit = 0.0
+        #: the watchdog's view: progress is a committed batch (see ``stall``)
+        self.progress = ProgressClock()
+        self._opening = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to flush, commit and leave. Safe from a signal handler."""
         self._stopping = True
+
+    def pending(self) -> str | None:
+        """The work waiting now, in words (None: idle). Any thread (reads are racy but
+        harmless: the watchdog asks again a second later)."""
+        if self._opening:
+            return "its destination could not be opened"
+        records = list(self._batch.items)
+        if not records:
+            return None
+        parts = ",".join(str(p) for p in sorted({r.partition for r in records}))
+        return f"{len(records):,} records are pending on {self.topic}[{parts}]"
+
+    def stall(self) -> Stall | None:
+        """For ``headrace.watchdog.Watchdog``: since when a batch has been waiting to be
+        committed (or the writer to open), or None."""
+        return self.progress.stall(self.pending())
 
     def run(self, max_idle_polls: int | None = None) -> None:
         """Consume until ``stop()``; ``max_idle_polls`` (tests, benchmarks) also ends it after
@@ -195,11 +221,21 @@ class SinkRunner:
     def _open_writer(self) -> None:
         """``writer.open()``, waiting out a destination that is not up yet."""
         attempt = 0
+        self._opening = True
+        try:
+            self._open_with_retry(attempt)
+        finally:
+            self._opening = False
+
+    def _open_with_retry(self, attempt: int) -> None:
+        tracker = faults.current()
         while True:
             try:
                 self._writer.open()
+                tracker.end("database_unavailable")
                 return
             except RetriableError as exc:
+                tracker.begin(_fault_of(exc))
                 if self._stopping:
                     raise
                 wait = self._backoff.delay(attempt, exc.retry_after)
@@ -340,11 +376,20 @@ class SinkRunner:
             return WriteOutcome()
         attempt = 0
         self._gone = set()
+        tracker = faults.current()
+        fault: faults.Fault | None = None
         try:
             while True:
                 try:
-                    return self._writer.write(batch)
+                    outcome = self._writer.write(batch)
+                    if fault is not None:
+                        tracker.end(fault)
+                    return outcome
                 except RetriableError as exc:
+                    if fault is not None and _fault_of(exc) != fault:
+                        tracker.end(fault)  # e.g. throttled now, no longer unavailable
+                    fault = _fault_of(exc)
+                    tracker.begin(fault)
                     wait = self._backoff.delay(attempt, exc.retry_after)
                     attempt += 1
                     self._metrics.retry("retriable")
@@ -447,6 +492,8 @@ class SinkRunner:
         for p, o in last.items():
             self.committed[p] = o + 1
         self.last_commit = time.perf_counter()
+        self.progress.progress()
+        faults.current().end("broker_unreachable")
         self._metrics.committed()
 
     def _bounded_commit(self, offsets: list[Any]) -> None:
@@ -455,29 +502,21 @@ class SinkRunner:
         the sink reported "idle, lag 0". Past ``commit_timeout`` seconds: ``WedgedError``
         (the process exits 1 and its supervisor restarts it; what was written is written
         again after the restart, idempotently)."""
-        outcome: list[BaseException | None] = []
-        done = threading.Event()
-
-        def commit() -> None:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-                outcome.append(None)
-            except BaseException as exc:  # handed to the runner's thread
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=commit, name=f"sink-{self.name}-commit", daemon=True).start()
-        if not done.wait(self._commit_timeout):
-            self._wedged = True
-            raise WedgedError(
-                f"sink {self.name!r}: a Kafka offset commit has not returned in "
-                f"{self._commit_timeout:g}s (is the group coordinator reachable?); exiting "
-                "so the supervisor restarts the sink (the batch was written; a restart "
-                "writes it again, idempotently)"
+        try:
+            deadline_call(
+                lambda: self._consumer.commit(offsets=offsets, asynchronous=False),
+                self._commit_timeout,
+                name=f"sink-{self.name}-commit",
+                wedged=(
+                    f"sink {self.name!r}: a Kafka offset commit has not returned in "
+                    f"{self._commit_timeout:g}s (is the group coordinator reachable?); exiting "
+                    "so the supervisor restarts the sink (the batch was written; a restart "
+                    "writes it again, idempotently)"
+                ),
             )
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
+        except WedgedError:
+            self._wedged = True
+            raise
 
     def on_delivery(self, err: Any, _msg: Any) -> None:
         """Producer delivery callback for dead letters (pass as ``on_delivery``)."""
@@ -493,6 +532,12 @@ class SinkRunner:
         except (ValueError, AttributeError, TypeError):
             return
         self._metrics.lag(self.topic, lag)
+
+
+def _fault_of(exc: RetriableError) -> faults.Fault:
+    """``throttled`` when the writer's error says it was throttled, else
+    ``database_unavailable``."""
+    return "throttled" if "throttl" in str(exc).lower() else "database_unavailable"
 
 
 def _partition_number(tp: Any) -> int:

@@ -4,6 +4,10 @@ confluent-kafka is used outside Faust (producers, sinks, publish, DLQ, benchmark
 default partitioner (CRC32) differs from the Java client's and aiokafka's (murmur2), which
 would put one key on different partitions depending on who wrote it; every producer here sets
 ``murmur2_random`` so keys co-partition with Faust's topics.
+
+Every producer and consumer made here reports client errors to the process's fault tracker
+(``error_cb``: ``headrace.faults.kafka_error_cb``, unless the caller passes its own), so
+``headrace_broker_reachable`` and the ``broker_unreachable`` fault follow the brokers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from headrace.config.model import CLIENT_FIXED
+from headrace.faults import kafka_error_cb
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
@@ -88,6 +93,7 @@ def producer_config(
     conf.update(kafka.client)
     conf.update(PRODUCER_FIXED)
     conf.update(overrides)
+    conf.setdefault("error_cb", kafka_error_cb)
     return conf
 
 
@@ -108,6 +114,7 @@ def consumer_config(
     conf.update(CONSUMER_FIXED)
     conf["group.id"] = group_id
     conf.update(overrides)
+    conf.setdefault("error_cb", kafka_error_cb)
     return conf
 
 

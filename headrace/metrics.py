@@ -40,13 +40,20 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BATCH_SECONDS",
     "BATCH_SIZE",
+    "BROKER_REACHABLE",
     "BYTES",
     "CHECKPOINT_LAG",
     "CONSUMER_LAG",
     "DLQ_RECORDS",
     "E2E_LATENCY",
+    "FAULT_RECOVERIES",
+    "FAULT_RECOVERY_SECONDS",
     "HEALTHY",
+    "LAST_EXIT",
+    "LAST_FAULT_RECOVERY",
+    "LAST_FAULT_TIMESTAMP",
     "PROCESS_INFO",
+    "PROCESS_RESTARTS",
     "RATE_LIMIT_WAIT",
     "RECORDS",
     "RETRIES",
@@ -114,6 +121,49 @@ STALLED_PARTITIONS = Gauge(
 )
 HEALTHY = Gauge("headrace_healthy", "1 while the process reports healthy, else 0.", _STAGE)
 PROCESS_INFO = Info("headrace_process", "What this process runs.")
+
+#: per process, ``process`` = ``kind/name`` (the Prometheus target's ``headrace_process``);
+#: ``fault`` is one of ``headrace.faults.FAULTS``
+_PROCESS = ["pipeline", "process"]
+_FAULT = [*_PROCESS, "fault"]
+PROCESS_RESTARTS = Gauge(
+    "headrace_process_restarts",
+    "Times the supervisor restarted this process (HEADRACE_RESTARTS; 0 when unsupervised).",
+    _PROCESS,
+)
+LAST_EXIT = Info(
+    "headrace_last_exit",
+    "Why the previous run of this process ended (HEADRACE_LAST_EXIT: its exit code and the "
+    "last line it wrote), as passed on by the supervisor that restarted it.",
+    _PROCESS,
+)
+FAULT_RECOVERIES = Counter(
+    "headrace_fault_recoveries",
+    "Faults this process recovered from without a restart.",
+    _FAULT,
+)
+FAULT_RECOVERY_SECONDS = Histogram(
+    "headrace_fault_recovery_seconds",
+    "From a fault's start to the recovery from it (the first successful call after it).",
+    _FAULT,
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+LAST_FAULT_TIMESTAMP = Gauge(
+    "headrace_last_fault_timestamp_seconds",
+    "When the last fault of this kind that the process recovered from began (Unix seconds).",
+    _FAULT,
+)
+LAST_FAULT_RECOVERY = Gauge(
+    "headrace_last_fault_recovery_seconds",
+    "How long the recovery from the last fault of this kind took (seconds).",
+    _FAULT,
+)
+BROKER_REACHABLE = Gauge(
+    "headrace_broker_reachable",
+    "1 while the process's Kafka clients reach the brokers, 0 from a broker error until the "
+    "next successful request.",
+    _PROCESS,
+)
 
 
 class _Observer(Protocol):

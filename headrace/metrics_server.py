@@ -18,10 +18,15 @@ written) after the call began, for at most the budget ``final_scrape_budget`` co
 Every budget is capped by ``metrics.final_scrape`` from the pipeline file (0 turns the wait
 off). Only requests whose User-Agent starts with ``Prometheus/`` count: ``headrace status`` and
 ``run``'s status lines read the same endpoint and must not end the wait.
+
+The same server answers ``/healthz`` for sources and sinks (the worker has its own, on its
+web port): 200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy", "reason": ...}`` while
+``set_unhealthy`` holds a reason (the stall watchdog sets it).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,7 +43,24 @@ __all__ = [
     "ScrapeLog",
     "announced_interval",
     "final_scrape_budget",
+    "set_unhealthy",
 ]
+
+_unhealthy: list[str] = []
+
+
+def set_unhealthy(reason: str | None) -> None:
+    """What ``/healthz`` answers from now on: 503 with ``reason``, or 200 when None."""
+    _unhealthy[:] = [] if reason is None else [reason]
+
+
+def _healthz(start_response: Any) -> Iterable[bytes]:
+    reason = _unhealthy[0] if _unhealthy else None
+    body = {"status": "ok"} if reason is None else {"status": "unhealthy", "reason": reason}
+    status = "200 OK" if reason is None else "503 Service Unavailable"
+    start_response(status, [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+
 
 #: a file in the targets folder holding the watching Prometheus's scrape interval in seconds
 INTERVAL_FILE = ".scrape-interval"
@@ -141,6 +163,8 @@ class MetricsServer:
         app = make_wsgi_app()
 
         def counted(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                return _healthz(start_response)
             began = self.scrapes.now()
             body: Iterable[bytes] = app(environ, start_response)
             if not str(environ.get("HTTP_USER_AGENT", "")).startswith("Prometheus/"):

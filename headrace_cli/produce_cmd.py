@@ -104,6 +104,8 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+        stall=runner.stall,  # the stall watchdog (headrace.watchdog)
+        stuck="no batch produced or acknowledged",
 def _publish(args: argparse.Namespace) -> int:
     from headrace.config import load_pipeline
     from producers.publish import publish

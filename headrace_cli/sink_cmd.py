@@ -2,7 +2,9 @@
 
 Several copies of one sink share the topic's partitions (one consumer group). SIGTERM and
 SIGINT flush the batch in hand, commit and leave the group; exit 0. A fatal sink error
-(credentials, missing table) exits 1; bad configuration or an unknown sink exits 2.
+(credentials, missing table) exits 1; bad configuration or an unknown sink exits 2. A sink
+whose batch in hand has not been committed for ``watchdog.exit_after`` (a write or commit that
+never returns, a database down for that long) exits 1 naming it (``headrace.watchdog``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def _run(args: argparse.Namespace) -> int:
             stop=runner.stop,
             close=close,
             metrics_port=args.metrics_port,
+            stall=runner.stall,
+            stuck="no batch committed",
         )
     except WedgedError as exc:
         # a thread is stuck inside librdkafka: a normal exit could wait on it at shutdown

@@ -18,6 +18,9 @@ Contract:
 - ``stop()`` (SIGTERM) ends the current batch, flushes, stores the checkpoint and returns.
 - A failed delivery (after librdkafka's own retries) stops the runner with ``DeliveryError``
   before any checkpoint past it is written.
+- Watchdog (``stall``, for ``headrace.watchdog``): progress is a batch produced, a checkpoint
+  stored or a pass finished; work is pending while a pass (or the restore) runs or records
+  wait for the broker's acknowledgement. A source waiting for its next poll is idle.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from headrace import metrics
+from headrace import faults, metrics
 from headrace.checkpoints import CheckpointStore
 from headrace.dlq import DeadLetter, DeadLetterWriter
 from headrace.errors import DeliveryError, PoisonRecord
+from headrace.watchdog import ProgressClock, Stall
 from producers.batch import Batch, Poison, Source
 from producers.encoder import RecordEncoder
 
@@ -133,6 +137,9 @@ class Runner:
         self._m_batch = metrics.BATCH_SECONDS.labels(*labels)
         self._m_lag = metrics.CHECKPOINT_LAG.labels(*labels)
         self._stage = source.name
+        #: the watchdog's view (see ``stall``); ``_busy`` names what the runner is doing
+        self.watch = ProgressClock()
+        self._busy: str | None = None
 
     # -- control ------------------------------------------------------------------------
 
@@ -144,11 +151,29 @@ class Runner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def pending(self) -> str | None:
+        """The work waiting now, in words (None: idle between polls). Any thread."""
+        try:
+            waiting = len(self.producer)
+        except Exception:  # a closed producer
+            waiting = 0
+        acks = f"{waiting:,} records wait for the broker's acknowledgement" if waiting else ""
+        if self._busy is None:
+            return acks or None
+        return f"{self._busy}{f' ({acks})' if acks else ''}"
+
+    def stall(self) -> Stall | None:
+        """For ``headrace.watchdog.Watchdog``: since when work has waited without progress."""
+        return self.watch.stall(self.pending())
+
     def run(self, *, once: bool, poll_interval: float) -> Progress:
         """Restore, then pass over the source until stopped (or once). Returns the counters."""
+        self._busy = "the source's checkpoint is being restored"
         if self.exactly_once:
             self.producer.init_transactions(30)
         self.source.restore(self.store.load() if self.store is not None else None)
+        self._busy = None
+        self.watch.progress()
         self.progress.started = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -166,6 +191,7 @@ class Runner:
 
     def run_pass(self) -> None:
         """One pass over the source: every batch until caught up (or stopped)."""
+        self._busy = "a pass over the source is running"
         gen = self.source.batches()
         try:
             for batch in gen:
@@ -176,11 +202,14 @@ class Runner:
                     # batch, the moment the last one is most likely acknowledged already
                     self._advance(block=False)
                     self._send(batch)
+                self.watch.progress()
                 if self._stop.is_set():
                     break
         finally:
             gen.close()
         self._drain()
+        self._busy = None
+        self.watch.progress()
 
     # -- producing ----------------------------------------------------------------------
 
@@ -376,6 +405,8 @@ class Runner:
                 self.store.save(self.producer, state)
                 self.progress.checkpoints += 1
             self._stored_state = state
+            self.watch.progress()
+            faults.current().end("broker_unreachable")
             self._last_checkpoint = now
         if block:
             self._barrier()  # the checkpoint itself is acknowledged too

@@ -31,6 +31,7 @@ from headrace.config.gateway import GatewayConfig
 from headrace.config.keys import sink_key_problems
 from headrace.config.redact import known_secrets, redact_text, redact_tree
 from headrace.config.stages import Stage
+from headrace.config.watchdog import WatchdogConfig
 from schemas import Registry
 
 if TYPE_CHECKING:  # at run time, ensure_connectors() gives these the registered types
@@ -233,6 +234,11 @@ class Pipeline(ConfigModel):
         "plugin's).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics endpoint.")
+    watchdog: WatchdogConfig = Field(
+        default_factory=WatchdogConfig,
+        description="When a process without progress while work is pending is unhealthy, "
+        "and when it exits for its supervisor to restart it.",
+    )
     gateway: GatewayConfig | None = Field(
         default=None,
         description="The HTTP gateway (`headrace gateway`): publishes records to the topics it "
