@@ -381,10 +381,9 @@ def _grafana_panel(number: int, panel: Panel) -> dict[str, Any]:
         "title": panel.title,
         "type": "stat" if panel.stat else "timeseries",
         "datasource": _DATASOURCE,
-        "description": f"No series: {panel.empty}.",
         "gridPos": {"h": 8, "w": 12, "x": 12 * ((number - 1) % 2), "y": 8 * ((number - 1) // 2)},
-        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-        "options": {"noValue": panel.empty} if panel.stat else {},
+        # Grafana's standard "No value" option: the same explicit text as the console's
+        "fieldConfig": {"defaults": {"unit": panel.unit, "noValue": panel.empty}, "overrides": []},
         "targets": [
             {
                 "refId": chr(ord("A") + i),

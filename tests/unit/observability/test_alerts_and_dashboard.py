@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from prometheus_client import REGISTRY
 
+import gateway.metrics  # noqa: F401 - registers the gateway's metrics (dashboard panels)
 import headrace.metrics  # noqa: F401 - registers the metrics
 from headrace.observability import ALERTS, ALERTS_TEST, DASHBOARD
 
