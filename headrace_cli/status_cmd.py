@@ -7,7 +7,7 @@ from pathlib import Path
 
 from headrace_cli.common import print_table
 
-__all__ = ["COMMANDS", "register"]
+__all__ = ["COMMANDS", "register", "restarts_text"]
 
 COMMANDS = ("status",)
 
@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "through the Prometheus target files in $HEADRACE_PROMETHEUS_TARGETS, default "
         ".stack/conf/prometheus/targets) twice and print one line per process: record "
         "rates, consumer lag, dead letters, the p99 end-to-end latency of what sinks wrote "
-        "between the scrapes, and health. Target files of processes that are gone are "
-        "removed first.",
+        "between the scrapes, health, how often `headrace run` restarted the process (and "
+        "why it last exited), and the last fault it recovered from without a restart "
+        "(what, when, how long the recovery took). Target files of processes that are gone "
+        "are removed first.",
     )
     p.add_argument(
         "--interval",
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     from headrace.metrics import prune_stale_targets, targets_folder
-    from headrace_cli.status_view import collect, discover_targets
+    from headrace_cli.status_view import collect, describe_fault, discover_targets
 
     folder = Path(args.targets or targets_folder())
     if folder.is_dir() and (removed := prune_stale_targets(folder)):
@@ -51,6 +53,8 @@ def _status(args: argparse.Namespace) -> int:
         health = "-" if v.healthy is None else ("ok" if v.healthy else "UNHEALTHY")
         if v.stalled:
             health += f" ({v.stalled:.0f} stalled)"
+        if v.broker_reachable is False:
+            health += ", broker unreachable"
         rows.append(
             [
                 v.process,
@@ -61,10 +65,33 @@ def _status(args: argparse.Namespace) -> int:
                 f"{v.dlq_total:,.0f}",
                 "-" if v.e2e_p99 is None else f"{v.e2e_p99 * 1000:,.0f} ms",
                 health,
+                restarts_text(v.restarts, v.last_exit),
+                describe_fault(v.last_fault) if v.up else "-",
             ]
         )
     print_table(
-        ["process", "metrics", "state", "records", "lag", "dead letters", "e2e p99", "health"],
+        [
+            "process",
+            "metrics",
+            "state",
+            "records",
+            "lag",
+            "dead letters",
+            "e2e p99",
+            "health",
+            "restarts",
+            "last fault",
+        ],
         rows,
     )
     return 0 if all(v.up for v in views) else 1
+
+
+def restarts_text(restarts: int | None, last_exit: str | None) -> str:
+    """``"2 (exit 1)"``: the count and how the last run ended (its code or signal only; the
+    full reason is in the run's log and ``headrace_last_exit``); ``"-"`` when unknown."""
+    if restarts is None:
+        return "-"
+    if not restarts or not last_exit:
+        return str(restarts)
+    return f"{restarts} ({last_exit.split(':', 1)[0]})"

@@ -5,6 +5,12 @@ writes ``<targets dir>/<pipeline>-<kind>-<name>-<pid>.json``). ``collect`` scrap
 twice, ``interval`` seconds apart, and turns the counters into rates, and the end-to-end
 latency histogram's increase between the two scrapes into a p99 (as PromQL's
 ``histogram_quantile`` does), so it reflects the last ``interval`` seconds.
+
+Restarts and faults (issue #19): ``restarts`` is ``headrace_process_restarts`` (what the
+supervisor passed), ``last_exit`` the reason of ``headrace_last_exit``; ``last_fault`` is the
+most recent fault the process recovered from without a restart
+(``headrace_last_fault_timestamp_seconds`` and ``headrace_last_fault_recovery_seconds``);
+``broker_reachable`` is ``headrace_broker_reachable``. ``describe_fault`` words it.
 """
 
 from __future__ import annotations
@@ -18,9 +24,27 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["ProcessView", "collect", "discover_targets", "histogram_quantile", "scrape"]
+__all__ = [
+    "LastFault",
+    "ProcessView",
+    "age",
+    "collect",
+    "describe_fault",
+    "discover_targets",
+    "histogram_quantile",
+    "scrape",
+]
 
 _E2E_BUCKET = "headrace_end_to_end_seconds_bucket"
+
+
+@dataclass(frozen=True)
+class LastFault:
+    """A fault a process recovered from: which, when it began (Unix s), how long it took."""
+
+    fault: str
+    began: float
+    took: float
 
 
 @dataclass
@@ -37,6 +61,10 @@ class ProcessView:
     stalled: float = 0.0
     #: p99 end-to-end latency (s) of the records written between the scrapes; None if none
     e2e_p99: float | None = None
+    restarts: int | None = None
+    last_exit: str | None = None
+    last_fault: LastFault | None = None
+    broker_reachable: bool | None = None
 
 
 def discover_targets(folder: Path, pattern: str = "*.json") -> list[tuple[str, str]]:
@@ -108,8 +136,45 @@ def collect(
             for le, n in _sum(after, _E2E_BUCKET, by="le").items()
         }
         view.e2e_p99 = histogram_quantile(0.99, increase)
+        _faults(view, after)
         views.append(view)
     return views
+
+
+_Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _faults(view: ProcessView, samples: _Samples) -> None:
+    """Fill ``view``'s restarts, last exit, last fault and broker reachability."""
+    restarts = _sum(samples, "headrace_process_restarts")
+    view.restarts = int(sum(restarts.values())) if restarts else None
+    for (name, labels), _value in samples.items():
+        if name == "headrace_last_exit_info":
+            view.last_exit = dict(labels).get("reason")
+    began = _sum(samples, "headrace_last_fault_timestamp_seconds", by="fault")
+    took = _sum(samples, "headrace_last_fault_recovery_seconds", by="fault")
+    if began:
+        fault = max(began, key=lambda f: began[f])
+        view.last_fault = LastFault(fault, began[fault], took.get(fault, 0.0))
+    reachable = _sum(samples, "headrace_broker_reachable")
+    view.broker_reachable = None if not reachable else all(v >= 1 for v in reachable.values())
+
+
+def age(seconds: float) -> str:
+    """``"45s ago"``, ``"3m ago"``, ``"2h ago"``, ``"4d ago"`` (whole units, rounded down)."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def describe_fault(fault: LastFault | None, now: float | None = None) -> str:
+    """``"broker_unreachable 3m ago, recovered in 45 s"``; ``"-"`` for none."""
+    if fault is None:
+        return "-"
+    now = time.time() if now is None else now
+    return f"{fault.fault} {age(now - fault.began)}, recovered in {fault.took:,.0f} s"
 
 
 def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:

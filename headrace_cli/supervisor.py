@@ -6,6 +6,13 @@ exponential backoff (1 s, 2 s, 4 s ... capped at ``max_backoff``) and the restar
 A process marked ``finite`` (a source run with ``--once``) that exits 0 is done and stays down.
 ``stop()`` sends SIGTERM to every process, waits ``grace`` seconds, then SIGKILLs the rest.
 
+Each start passes ``HEADRACE_RESTARTS`` (how many times this process was restarted) and,
+after the first exit, ``HEADRACE_LAST_EXIT`` (why the previous run ended: ``exit 1: <its
+reason line>``, or ``killed by SIGKILL``): the process exports them
+(``headrace_process_restarts``, ``headrace_last_exit``) so ``headrace status`` and alerts see
+them. The reason line is the last line the process wrote that starts with ``headrace:`` or
+``headrace <command>:`` (how a headrace process says why it stops), else its last line.
+
 Threads: ``run()`` blocks in the caller's thread; one reader thread per process copies its
 output to ``out`` with a ``[name]`` prefix.
 """
@@ -13,6 +20,7 @@ output to ``out`` with a ``[name]`` prefix.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -21,7 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-__all__ = ["ProcessSpec", "Supervisor"]
+__all__ = ["ProcessSpec", "Supervisor", "exit_cause"]
+
+#: how a headrace process says why it stops: "headrace: ..." or "headrace sink: ..."
+_REASON = re.compile(r"^headrace(?: [a-z-]+)?: (?P<reason>.+)$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,11 @@ class _Proc:
     done: bool = False
     next_start: float = 0.0
     last_exit: int | None = None
+    #: why the previous run ended (HEADRACE_LAST_EXIT), once it ended
+    last_cause: str | None = None
+    #: the last reason line (see the module doc) and the last line of the current run
+    reason_line: str | None = None
+    last_line: str | None = None
     readers: list[threading.Thread] = field(default_factory=list)
 
 
@@ -78,9 +94,14 @@ class Supervisor:
             self._out.write(line.rstrip("\n") + "\n")
             self._out.flush()
 
-    def _pump(self, name: str, stream: IO[bytes]) -> None:
+    def _pump(self, proc: _Proc, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
-            self.say(f"[{name}] {raw.decode(errors='replace').rstrip()}")
+            line = raw.decode(errors="replace").rstrip()
+            self.say(f"[{proc.spec.name}] {line}")
+            if line.strip():
+                proc.last_line = line.strip()
+                if (found := _REASON.match(proc.last_line)) is not None:
+                    proc.reason_line = found["reason"]
         stream.close()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -89,6 +110,12 @@ class Supervisor:
         env = dict(os.environ)
         env.update(proc.spec.env or {})
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["HEADRACE_RESTARTS"] = str(proc.restarts)
+        if proc.last_cause is not None:
+            env["HEADRACE_LAST_EXIT"] = proc.last_cause
+        else:
+            env.pop("HEADRACE_LAST_EXIT", None)
+        proc.reason_line = proc.last_line = None
         proc.popen = subprocess.Popen(
             list(proc.spec.argv),
             stdout=subprocess.PIPE,
@@ -98,9 +125,7 @@ class Supervisor:
             start_new_session=True,
         )
         assert proc.popen.stdout is not None
-        reader = threading.Thread(
-            target=self._pump, args=(proc.spec.name, proc.popen.stdout), daemon=True
-        )
+        reader = threading.Thread(target=self._pump, args=(proc, proc.popen.stdout), daemon=True)
         reader.start()
         proc.readers.append(reader)
         self.say(f"[run] started {proc.spec.name} (pid {proc.popen.pid})")
@@ -115,7 +140,11 @@ class Supervisor:
         code = proc.popen.poll()
         if code is None:
             return
+        for reader in proc.readers:  # the output up to the exit, for its reason line
+            reader.join(timeout=1.0)
+        proc.readers = [r for r in proc.readers if r.is_alive()]
         proc.last_exit = code
+        proc.last_cause = exit_cause(code, proc.reason_line or proc.last_line)
         proc.popen = None
         if code == 0 and proc.spec.finite:
             proc.done = True
@@ -129,8 +158,10 @@ class Supervisor:
         delay = min(self.max_backoff, 2.0**proc.restarts)
         proc.restarts += 1
         proc.next_start = now + delay
+        why = f" ({proc.reason_line})" if proc.reason_line else ""
         self.say(
-            f"[run] {proc.spec.name} exited with {code}; restart #{proc.restarts} in {delay:.0f}s"
+            f"[run] {proc.spec.name} exited with {code}{why}; restart #{proc.restarts} in "
+            f"{delay:.0f}s"
         )
 
     def _ready(self, proc: _Proc) -> bool:
@@ -150,6 +181,10 @@ class Supervisor:
             else:
                 rows.append((p.spec.name, "done" if p.done else "waiting", None, p.restarts))
         return rows
+
+    def last_causes(self) -> dict[str, str]:
+        """Process name -> why its last run ended (only processes that exited once)."""
+        return {p.spec.name: p.last_cause for p in self._procs if p.last_cause is not None}
 
     def is_done(self, name: str) -> bool:
         """True when the finite process ``name`` has exited 0 (False for unknown names)."""
@@ -213,6 +248,21 @@ class Supervisor:
         for p in self._procs:
             for reader in p.readers:
                 reader.join(timeout=2)
+
+
+def exit_cause(code: int, line: str | None) -> str:
+    """``HEADRACE_LAST_EXIT``'s text: ``exit 1: <line>``, ``killed by SIGKILL``, ``exit 0``
+    (at most 300 characters)."""
+    if code < 0:
+        try:
+            text = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            text = f"killed by signal {-code}"
+    else:
+        text = f"exit {code}"
+    if line and code > 0:
+        text += f": {line}"
+    return text[:300]
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

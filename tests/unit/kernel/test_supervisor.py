@@ -87,3 +87,37 @@ def test_periodic_status_is_one_line_per_process() -> None:
         for ln in lines
     )
     assert any(ln.startswith("[run] status produce:src ") for ln in lines)
+
+
+def test_restarts_and_the_last_exit_cause_are_passed_to_the_next_start(tmp_path: Path) -> None:
+    """Issue #19: a restarted process knows how often it was restarted and why its last run
+    ended (its last "headrace ...:" line), to export them as metrics."""
+    seen = tmp_path / "seen"
+    code = (
+        "import os, sys\n"
+        f"with open({str(seen)!r}, 'a') as f:\n"
+        "    f.write(os.environ['HEADRACE_RESTARTS'] + '|' "
+        "+ os.environ.get('HEADRACE_LAST_EXIT', '-') + '\\n')\n"
+        "n = int(os.environ['HEADRACE_RESTARTS'])\n"
+        "if n == 0:\n"
+        "    print('headrace: sink s: no batch committed for 300 s while 4 records are pending "
+        "on t[0]; exiting so the supervisor restarts it')\n"
+        "    print('some log line after it')\n"
+        "    sys.exit(1)\n"
+        "if n == 1:\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    out = io.StringIO()
+    sup = Supervisor(
+        [ProcessSpec("sink:s", [PY, "-c", code], finite=True)], out=out, max_backoff=0.1
+    )
+    deadline = time.monotonic() + 20
+    sup.run(until=lambda: sup.finite_done() or time.monotonic() > deadline, poll=0.05)
+    assert seen.read_text().splitlines() == [
+        "0|-",
+        "1|exit 1: sink s: no batch committed for 300 s while 4 records are pending on t[0]; "
+        "exiting so the supervisor restarts it",
+        "2|killed by SIGKILL",
+    ]
+    assert "exited with 1 (sink s: no batch committed" in out.getvalue()
+    assert sup.last_causes() == {"sink:s": "exit 0"}
