@@ -140,6 +140,15 @@ def test_console_shows_every_panel_of_a_running_pipeline(
     pipeline = _pipeline(tmp_path, url, kafka_bootstrap, mongo_uri, unique, rate=25)
     prometheus = stack_env["HEADRACE_PROMETHEUS_URL"]
     _require_current_console(prometheus)
+    status = subprocess.run(
+        [sys.executable, "-m", "headrace_cli.main", "stack", "status"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert f"console: {prometheus}/consoles/headrace.html" in status.stdout, status.stdout
     printed = f"{prometheus}/consoles/headrace.html?pipeline={unique}"
     console = console_link(prometheus, pipeline=unique, duration=300)  # graphs: last 5 min
     env = {
