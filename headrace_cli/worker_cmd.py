@@ -81,7 +81,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--idle-ms", type=int, default=5000, help="idle time before windows close by timer"
     )
     worker.add_argument(
-        "--stall-after", type=float, default=30.0, help="seconds without progress = stalled"
+        "--stall-after",
+        type=float,
+        default=None,
+        help="seconds without progress = stalled (default: the file's watchdog.unhealthy_after)",
     )
     worker.add_argument(
         "--recovery-timeout",

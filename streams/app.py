@@ -69,7 +69,7 @@ class WorkerOptions:
     batch_size: int = 5000
     within: float = 0.2
     idle_ms: int = 5000
-    stall_after: float = 30.0
+    stall_after: float | None = None  # None: the file's watchdog.unhealthy_after
     recovery_timeout: float = 600.0
     stages: tuple[str, ...] = ()  # empty: every stage
     schemas_dir: Path | None = None
@@ -205,8 +205,14 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
         app,
         runners,
         pipeline.name,
-        stall_after=options.stall_after,
+        stall_after=(
+            pipeline.watchdog.unhealthy_after
+            if options.stall_after is None
+            else options.stall_after
+        ),
         recovery_timeout=options.recovery_timeout,
+        exit_after=pipeline.watchdog.exit_after,
+        grace=pipeline.watchdog.grace,
     )
     admin = AdminClient(client_config(pipeline.kafka))
     drop_stale_stores(app.tables.values(), set(admin.list_topics(timeout=30).topics))

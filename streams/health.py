@@ -14,12 +14,20 @@
 - The watchdog (``check``, run by a timer) calls a partition *stalled* when it has lag
   (high watermark beyond the last processed offset) and its position did not advance for
   ``stall_after`` seconds; it sets ``headrace_stalled_partitions``, ``headrace_healthy`` and
-  ``headrace_consumer_lag`` per stage. It reports; it does not restart anything (Faust issues
-  #175/#471/#629: consumers that stall silently; an operator or supervisor decides).
+  ``headrace_consumer_lag`` per stage (Faust issues #175/#471/#629: consumers that stall
+  silently).
+- The stall watchdog (``headrace.watchdog``, started by the first ``check`` round, on its own
+  thread) exits the worker (code 1, naming the partition) once the oldest stalled partition
+  has not advanced for ``exit_after`` seconds, or once the event loop has run no ``check``
+  for ``exit_after`` seconds (a call that never returns blocks the loop itself: after
+  ``3 x interval`` without a round the worker is unhealthy for that reason). It asks Faust to
+  stop first (``app.crash``: the worker then exits 1, as after any crash) and ends the
+  process with ``os._exit(1)`` when that has not happened ``grace`` seconds later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,6 +38,8 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from headrace import metrics
+from headrace.errors import WedgedError
+from headrace.watchdog import Stall, Watchdog
 from streams.runner import StageRunner
 
 __all__ = ["Health"]
@@ -51,6 +61,16 @@ class Health:
     recovery_timeout: float = 600.0
     recovery_problem: str | None = None
     _recovery_since: float | None = None
+    exit_after: float = 300.0
+    grace: float = 10.0
+    interval: float = 5.0
+    #: the oldest lagging partition that did not advance (set by ``check``), for the watchdog
+    stall_now: Stall | None = None
+    #: when ``check`` last ran (monotonic), and the watchdog's reason while it reports one
+    beat: float | None = None
+    watchdog_problem: str | None = None
+    watchdog: Watchdog | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def check_recovery(self, now: float | None = None) -> str | None:
         """Whether table recovery failed (see the module doc); the reason, or None."""
@@ -96,6 +116,8 @@ class Health:
             if tp not in assignment:
                 del self.assigned_at[tp]
         self.stalled = {}
+        self.beat = now
+        oldest: Stall | None = None
         for runner in self.runners:
             source = runner.processor.source
             labels = (self.pipeline, runner.labels[1], "stage")
@@ -119,19 +141,78 @@ class Health:
                 since = runner.progress_at.get(tp, self.assigned_at[tp])
                 if lag > 0 and now - since > self.stall_after:
                     stalled.append(f"{tp.topic}[{tp.partition}]")
+                # lag 1 on an idle partition is what a trailing transaction marker (an
+                # exactly_once source's commit) leaves: not a reason to exit; a partition
+                # stuck on one record is seen as soon as a second one arrives
+                if lag > 1 and (oldest is None or since < oldest.since):
+                    where = f"{tp.topic}[{tp.partition}] has lag {lag:,} (stage {runner.labels[1]})"
+                    oldest = Stall(since, where)
             metrics.CONSUMER_LAG.labels(*labels, source).set(lag_total)
             metrics.STALLED_PARTITIONS.labels(*labels).set(len(stalled))
             if stalled:
                 self.stalled[runner.labels[1]] = sorted(stalled)
             healthy = not stalled and runner.labels[1] not in self.dead and not failed
+            healthy = healthy and self.watchdog_problem is None
             metrics.HEALTHY.labels(*labels).set(1 if healthy else 0)
+        self.stall_now = oldest
+
+    def watch_stall(self, now: float | None = None) -> Stall | None:
+        """For the watchdog's thread: the oldest stalled partition (``check``'s), or the
+        event loop itself when it has run no ``check`` for ``3 x interval`` seconds."""
+        now = time.monotonic() if now is None else now
+        stall, beat = self.stall_now, self.beat
+        if beat is None or now - beat <= 3 * self.interval:
+            return stall
+        blocked = f"the event loop has run no health check for {now - beat:,.0f} s"
+        if stall is None:
+            return Stall(beat, blocked)
+        return Stall(min(beat, stall.since), f"{stall.pending}; {blocked}")
+
+    def _on_watchdog(self, reason: str | None) -> None:
+        """The watchdog's verdict (its thread): unhealthy stages while it holds a reason."""
+        self.watchdog_problem = reason
+        if reason is not None:
+            for runner in self.runners:
+                metrics.HEALTHY.labels(self.pipeline, runner.labels[1], "stage").set(0)
+
+    def _crash(self) -> None:
+        """The watchdog's clean stop (its thread): ``app.crash`` on the event loop, after
+        which Faust stops the worker and exits 1 (a blocked loop never runs it: the watchdog
+        then ends the process itself)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        error = WedgedError(self.watchdog.fired if self.watchdog else "stalled")
+
+        def crash() -> None:
+            loop.create_task(self.app.crash(error))
+
+        loop.call_soon_threadsafe(crash)
+
+    def start_watchdog(self) -> None:
+        """Start the stall watchdog (once; from the event loop, whose loop it remembers)."""
+        if self.watchdog is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.watchdog = Watchdog(
+            f"worker of {self.pipeline}",
+            "no partition advanced",
+            self.watch_stall,
+            unhealthy_after=self.stall_after,
+            exit_after=self.exit_after,
+            grace=self.grace,
+            on_health=self._on_watchdog,
+            stop=self._crash,
+        ).start()
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
-        if self.stalled or self.dead or self.recovery_problem:
+        if self.stalled or self.dead or self.recovery_problem or self.watchdog_problem:
             body: dict[str, Any] = {"status": "unhealthy", "stalled": self.stalled}
             body["dead"] = self.dead
             if self.recovery_problem:
                 body["recovery"] = self.recovery_problem
+            if self.watchdog_problem:
+                body["reason"] = self.watchdog_problem
             return 503, body
         return 200, {"status": "ok"}
 
@@ -154,8 +235,11 @@ class Health:
         held = sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment)
         return 200, {"ready": True, "partitions": len(assignment), "assigned": held}
 
-    def install(self, interval: float = 5.0) -> None:
-        """Register the web pages and the watchdog timer on the app."""
+    def install(self, interval: float | None = None) -> None:
+        """Register the web pages and the watchdog timer on the app (its first round starts
+        the stall watchdog's thread)."""
+        interval = self.interval if interval is None else interval
+        self.interval = interval
 
         @self.app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
@@ -170,3 +254,4 @@ class Health:
         @self.app.timer(interval=interval)  # type: ignore[untyped-decorator]
         async def watchdog() -> None:
             self.check()
+            self.start_watchdog()
