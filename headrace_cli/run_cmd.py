@@ -28,9 +28,10 @@ COMMANDS = ("run",)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
-        help="run every source, the worker and every sink, supervised",
+        help="run every source, the worker, every sink and the gateway, supervised",
         description="Start `headrace produce` for each source, one `headrace worker` (if the "
-        "pipeline has stages) and `headrace sink` for each sink, with prefixed output. A "
+        "pipeline has stages), `headrace sink` for each sink and `headrace gateway` (if the "
+        "file has a gateway: section), with prefixed output. A "
         "process that crashes is restarted with backoff (1s, 2s, 4s ... 30s) and reported. "
         "Ctrl-C or SIGTERM stops them all cleanly. The pipeline file is validated first: a "
         "bad file exits 2 before anything starts.",
@@ -101,6 +102,8 @@ def _specs(
         specs.append(
             ProcessSpec(f"sink:{name}", [*base, "sink", name], ready=partial(exists, [sink.from_]))
         )
+    if pipeline.gateway is not None:  # long-lived: --until-idle does not wait for it
+        specs.append(ProcessSpec("gateway", [*base, "gateway"]))
     return specs
 
 
@@ -373,4 +376,5 @@ def _missing_commands(pipeline: Pipeline) -> list[str]:
     provided = {c for m in _command_modules() for c in m.COMMANDS}
     needed = (["produce"] if pipeline.sources else []) + (["worker"] if pipeline.stages else [])
     needed += ["sink"] if pipeline.sinks else []
+    needed += ["gateway"] if pipeline.gateway is not None else []
     return [c for c in needed if c not in provided]
