@@ -69,6 +69,12 @@ class Fault:
     def on_server(self) -> bool:
         return self.kind in SERVER_KINDS
 
+    @property
+    def early(self) -> bool:
+        """True for faults that matter only while the sources read (MariaDB, a source
+        process): a round injects them as soon as its MySQL sources start."""
+        return self.target == "mariadb" or self.target.startswith("produce:")
+
 
 @dataclass
 class Episode:
@@ -80,6 +86,8 @@ class Episode:
     cleared: float
     recovered: float | None = None
     screenshot: str | None = None
+    #: how the recovery was judged when not by progress seen in Kafka
+    note: str | None = None
 
     @property
     def recovery_seconds(self) -> float | None:
@@ -103,6 +111,8 @@ class Injector:
         self.rng = rng
         self.say = say
         self._paused: set[int] = set()
+        #: seconds to wait for a process of the fault's name to run
+        self.process_wait = 60.0
 
     def inject(self, fault: Fault) -> Episode:
         """Inject ``fault`` and undo it; return when it is cleared (see the module doc)."""
@@ -152,14 +162,16 @@ class Injector:
         self.stack.up([fault.target])
 
     def _process(self, fault: Fault) -> str:
-        deadline = time.monotonic() + 60
+        """Signal a running process named ``fault.target``*; LookupError when none runs
+        within ``process_wait`` seconds (e.g. the sources have finished)."""
+        deadline = time.monotonic() + self.process_wait
         while True:
             running = {n: p for n, p in self.pids().items() if n.startswith(fault.target)}
             alive = {n: p for n, p in running.items() if not proc.exited(p)}
             if alive:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"chaos: no running pipeline process named {fault.target}*")
+                raise LookupError(f"chaos: no running pipeline process named {fault.target}*")
             time.sleep(0.5)
         name = self.rng.choice(sorted(alive))
         sig = signal.SIGKILL if fault.kind == "kill9" else signal.SIGTERM

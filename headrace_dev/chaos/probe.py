@@ -30,14 +30,17 @@ class Snapshot:
 
     def advanced(self, earlier: Snapshot, topics: Iterable[str], groups: Iterable[str]) -> bool:
         """True when one of ``topics`` grew or one of ``groups`` committed more than in
-        ``earlier``."""
-        return any(self.topics.get(t, 0) > earlier.topics.get(t, 0) for t in topics) or any(
-            self.groups.get(g, (0, 0))[0] > earlier.groups.get(g, (0, 0))[0] for g in groups
+        ``earlier`` (only what both readings know is compared)."""
+        return any(
+            t in earlier.topics and self.topics.get(t, 0) > earlier.topics[t] for t in topics
+        ) or any(
+            g in earlier.groups and g in self.groups and self.groups[g][0] > earlier.groups[g][0]
+            for g in groups
         )
 
     def idle(self, groups: Iterable[str]) -> bool:
-        """True when none of ``groups`` has lag."""
-        return all(self.groups.get(g, (0, 0))[1] == 0 for g in groups)
+        """True when every one of ``groups`` is known and has no lag."""
+        return all(g in self.groups and self.groups[g][1] == 0 for g in groups)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Progress:
     bootstrap: str
     prefix: str
     group_prefixes: tuple[str, ...]
+    last_error: str | None = None
     _admin: Any = field(default=None, repr=False)
     _consumer: Any = field(default=None, repr=False)
 
@@ -65,11 +69,15 @@ class Progress:
         return self._admin, self._consumer
 
     def read(self) -> Snapshot | None:
-        """A snapshot now, or None when Kafka does not answer within a few seconds."""
+        """A snapshot now, or None when Kafka does not answer within a few seconds (the
+        reason is kept in ``last_error``)."""
         try:
-            return self._read()
-        except Exception:
+            snap = self._read()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
             return None
+        self.last_error = None
+        return snap
 
     def _read(self) -> Snapshot:
         from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -94,8 +102,13 @@ class Progress:
             fut = admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(name)], request_timeout=5
             )[name]
+            try:
+                listed_offsets = fut.result().topic_partitions
+            except Exception as exc:  # its coordinator is loading after a restart
+                self.last_error = f"group {name}: {type(exc).__name__}: {exc}"
+                continue  # unknown for now: left out of this reading
             committed = lag = 0
-            for tp in fut.result().topic_partitions:
+            for tp in listed_offsets:
                 if tp.offset < 0 or (tp.topic, tp.partition) not in highs:
                     continue
                 committed += tp.offset

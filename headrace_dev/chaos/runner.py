@@ -39,7 +39,7 @@ from headrace_dev.stack import Stack
 __all__ = ["ChaosResult", "RoundResult", "run_scenario"]
 
 Say = Callable[[str], None]
-Screenshot = Callable[[str, Path], None]
+Screenshot = Callable[[Episode, Path], None]
 
 #: dead-letter topics whose letters the shop input explains (checked by the oracle)
 EXPLAINED_LETTERS = ("shop.customers.dlq", "shop.orders.placed.dlq")
@@ -155,6 +155,7 @@ class ChaosResult:
                             "cleared": e.cleared,
                             "recovery_seconds": e.recovery_seconds,
                             "screenshot": e.screenshot,
+                            "note": e.note,
                         }
                         for e in r.episodes
                     ],
@@ -233,13 +234,14 @@ def _round(
         run = start_run(env, out, idle_timeout=scenario.round_timeout)
         injector = Injector(stack, lambda: _pids(log), rng=rng, say=say)
         try:
-            _await_flow(progress, run, rss, log, timeout=180)
-            while pending and run.poll() is None:
-                _sleep(rng.uniform(*scenario.gap), run, rss, log)
-                if run.poll() is not None:
-                    break
-                fault = pending.pop(0)
-                episode = injector.inject(fault)
+
+            def inject(fault: Fault) -> None:
+                try:
+                    episode = injector.inject(fault)
+                except LookupError as exc:  # its process has finished: the next round
+                    say(f"{exc}; it waits for the next round")
+                    pending.append(fault)
+                    return
                 topics, groups, srcs = _affected(episode, progress, sources)
                 timeout = scenario.recovery_timeout
                 _await_recovery(episode, progress, topics, groups, srcs, run, rss, log, timeout)
@@ -251,9 +253,31 @@ def _round(
                 if screenshot is not None:
                     shot = out_dir / f"round-{index}-{len(rnd.episodes) + 1:02d}.png"
                     with contextlib.suppress(Exception):
-                        screenshot(fault.name, shot)
+                        screenshot(episode, shot)
                         episode.screenshot = str(shot)
                 rnd.episodes.append(episode)
+
+            # faults that matter only while the sources read: as soon as MySQL sources run
+            early = [f for f in pending if f.early]
+            if early:
+                mysql = [n for n, (t, _) in sources.items() if t.startswith("mysql")]
+                _await_started(log, [f"produce:{n}" for n in mysql], run, rss, timeout=180)
+                injector.process_wait = 5.0
+                for fault in early:
+                    pending.remove(fault)
+                    _sleep(rng.uniform(0.5, 2.0), run, rss, log)
+                    if run.poll() is not None:
+                        pending.append(fault)
+                        continue
+                    inject(fault)
+            injector.process_wait = 60.0
+            _await_flow(progress, run, rss, log, timeout=180)
+            for fault in [f for f in pending if not f.early]:
+                _sleep(rng.uniform(*scenario.gap), run, rss, log)
+                if run.poll() is not None:
+                    break
+                pending.remove(fault)
+                inject(fault)
             rnd.run_exit = _await_exit(run, rss, log, began + scenario.round_timeout)
         finally:
             injector.release()
@@ -314,6 +338,22 @@ def _pids(log: Path) -> dict[str, int]:
     except OSError:
         return {}
     return {name: int(pid) for name, pid in _STARTED.findall(text)}
+
+
+def _await_started(
+    log: Path,
+    names: list[str],
+    run: subprocess.Popen[bytes],
+    rss: RssSampler,
+    *,
+    timeout: float,
+) -> None:
+    """Wait until one of the processes ``names`` was started (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        if set(_pids(log)) & set(names):
+            return
+        _sleep(0.2, run, rss, log)
 
 
 def _sleep(seconds: float, run: subprocess.Popen[bytes], rss: RssSampler, log: Path) -> None:
@@ -396,6 +436,7 @@ def _await_recovery(
     while time.monotonic() < deadline:
         if run.poll() is not None:  # the run went idle and ended: nothing left to recover
             episode.recovered = time.time()
+            episode.note = "the run went idle before progress could be seen"
             return
         snap = progress.read()
         if snap is not None:
@@ -408,6 +449,8 @@ def _await_recovery(
                 episode.recovered = time.time()
                 return
         _sleep(1.0, run, rss, log)
+    if progress.last_error:
+        episode.note = f"Kafka unreadable: {progress.last_error}"
 
 
 def _await_exit(

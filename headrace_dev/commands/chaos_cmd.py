@@ -9,6 +9,11 @@ import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from headrace_dev.chaos.faults import Episode
+    from headrace_dev.chaos.runner import Screenshot
 
 __all__ = ["COMMANDS", "register"]
 
@@ -95,15 +100,21 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _screenshotter(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    """The console's screenshot function when the console tooling is there, else None."""
-    try:
-        from headrace_dev.console_shot import screenshot
-    except ImportError:
-        return None
-    url = f"{env.get('HEADRACE_PROMETHEUS_URL', 'http://127.0.0.1:9090')}/consoles/headrace.html"
+def _screenshotter(env: dict[str, str]) -> Screenshot | None:
+    """A screenshot of the console framed on each episode (two minutes before the fault to
+    now), or None when Chromium is not there (``headrace_dev.console_shot``)."""
+    from headrace_dev.console_shot import console_link, find_chromium, screenshot
 
-    def shot(_what: str, path: Path) -> None:
+    if find_chromium() is None:
+        print("chaos: no Chromium here: no console screenshots", file=sys.stderr)
+        return None
+    prometheus = env.get("HEADRACE_PROMETHEUS_URL", "http://127.0.0.1:9090")
+
+    def shot(episode: Episode, path: Path) -> None:
+        now = time.time()
+        url = console_link(
+            prometheus, pipeline="shop", duration=now - episode.started + 120, end=now
+        )
         screenshot(url, path)
 
     return shot

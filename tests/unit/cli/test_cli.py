@@ -27,6 +27,8 @@ COMMANDS = [
     "dlq",
     "bench",
     "status",
+    "gateway",
+    "chaos",
 ]
 
 
