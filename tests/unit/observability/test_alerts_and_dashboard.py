@@ -42,7 +42,7 @@ def test_promtool_checks_the_rules() -> None:
         [PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_the_alerts() -> None:
