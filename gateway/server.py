@@ -127,13 +127,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_class() -> type[uvicorn.Server]:
+def _uvicorn_server(config: uvicorn.Config, gateway: Gateway) -> uvicorn.Server:
+    """uvicorn's server for ``gateway`` (see ``Quiet``)."""
     import uvicorn
 
     class Quiet(uvicorn.Server):
-        """uvicorn's server, but a SIGTERM/SIGINT that stopped it cleanly is not raised
+        """uvicorn's server, except: a SIGTERM/SIGINT that stopped it cleanly is not raised
         again at the end (uvicorn re-raises it, so the process would die of the signal
-        instead of exiting 0 after the flush)."""
+        instead of exiting 0 after the flush); and the signal marks the gateway as no
+        longer serving at once (``/healthz`` answers 503 while requests finish)."""
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -149,6 +151,7 @@ def _uvicorn_class() -> type[uvicorn.Server]:
                     signal.signal(sig, handler)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            gateway.serving = False
             if not self.should_exit:
                 log.info(
                     "gateway: %s received; finishing requests in flight, then flushing",
@@ -156,11 +159,7 @@ def _uvicorn_class() -> type[uvicorn.Server]:
                 )
             super().handle_exit(sig, frame)
 
-    return Quiet
-
-
-def _Uvicorn(config: uvicorn.Config) -> uvicorn.Server:
-    return _uvicorn_class()(config)
+    return Quiet(config)
 
 
 class _Server:
@@ -184,7 +183,7 @@ class _Server:
             timeout_graceful_shutdown=int(GRACE),
             backlog=2048,
         )
-        self.server: uvicorn.Server = _Uvicorn(self.config)
+        self.server: uvicorn.Server = _uvicorn_server(self.config, gateway)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Any) -> Any:
@@ -261,6 +260,7 @@ class GatewayThread:
 
     def stop(self, timeout: float = 30.0) -> int:
         """Stop gracefully; return the records left unacknowledged."""
+        self.gateway.serving = False
         self._server.server.should_exit = True
         self._thread.join(timeout)
         return self._server.unflushed

@@ -277,6 +277,30 @@ def test_records_land_where_the_answers_say(
     assert read_topic(kafka_bootstrap, f"{ledger}.dlq") == []
 
 
+def test_in_process_gateway_thread(
+    tmp_path: Path, kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GatewayThread``, for tests and benchmarks that want the gateway in their process."""
+    from gateway.server import GatewayThread
+    from headrace.config import load_pipeline
+
+    monkeypatch.delenv("HEADRACE_PROMETHEUS_TARGETS", raising=False)
+    topic = f"{unique}.inproc"
+    pipeline = load_pipeline(_pipeline(tmp_path, kafka_bootstrap, 0, {topic: {"key": "k"}}))
+    with GatewayThread(pipeline, port=0) as gw:
+        assert gw.port > 0
+        answer = post(f"{gw.url}/topics/{topic}/records", b'{"k": "a", "v": 1}')
+        assert answer.status == 200, answer.body
+    assert gw.stop() == 0, "nothing left unacknowledged"
+    (msg,) = read_topic(kafka_bootstrap, topic)
+    result = answer.body["results"][0]
+    assert (msg.partition(), msg.offset(), msg.key()) == (
+        result["partition"],
+        result["offset"],
+        b"a",
+    )
+
+
 @dataclass
 class Load:
     """A client posting batches of numbered records until stopped; keeps every answer."""
