@@ -198,8 +198,23 @@ class SinkRunner:
             self._flush_or_give_up()
         finally:
             if not self._wedged:  # a wedged client would block close() as well
-                self._consumer.close()
+                self._close_consumer()
             self._writer.close()
+
+    def _close_consumer(self) -> None:
+        """``consumer.close()`` (leaves the group), bounded: it waits on the coordinator,
+        which a broker outage can make wait for good. Past ``commit_timeout`` the process
+        goes on exiting; the group evicts the member after its session timeout."""
+        try:
+            deadline_call(
+                self._consumer.close,
+                self._commit_timeout,
+                name=f"sink-{self.name}-close",
+                wedged=f"closing the consumer did not return in {self._commit_timeout:g}s",
+            )
+        except WedgedError as exc:
+            self._wedged = True
+            log.warning("sink %r: %s; exiting without leaving the group", self.name, exc)
 
     def _flush_or_give_up(self) -> bool:
         """Flush; when stopping while the destination is down, leave the batch unwritten

@@ -24,6 +24,7 @@ from headrace.dlq import (
     HEADER_TOPIC,
 )
 from headrace.kafka_clients import consumer_config, producer_config
+from headrace.watchdog import deadline_call
 
 if TYPE_CHECKING:
     from headrace.config import KafkaConfig
@@ -180,10 +181,17 @@ def replay(
             "nothing was marked as replayed, run the replay again"
         )
     committer = Consumer(consumer_config(kafka, group))
-    try:
-        committer.commit(
-            offsets=[TopicPartition(name, p, o + 1) for p, o in last.items()], asynchronous=False
-        )
-    finally:
-        committer.close()
+    offsets = [TopicPartition(name, p, o + 1) for p, o in last.items()]
+    # librdkafka's synchronous commit has no deadline of its own (issue #19)
+    deadline_call(
+        lambda: committer.commit(offsets=offsets, asynchronous=False),
+        60.0,
+        name="dlq-replay-commit",
+        wedged=(
+            f"the replay of {name!r} was sent, but committing its progress (group {group!r}) "
+            "did not return in 60 s (is the group coordinator reachable?); run the replay "
+            "again once Kafka is reachable (the records are sent again)"
+        ),
+    )
+    committer.close()
     return replayed, skipped

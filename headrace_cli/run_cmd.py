@@ -128,7 +128,7 @@ def _create_topics(pipeline: Pipeline, topics: list[str]) -> None:
         return
     for topic, fut in admin.create_topics([NewTopic(t, -1, -1) for t in missing]).items():
         try:
-            fut.result()
+            fut.result(timeout=30)
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise HeadraceError(f"run: cannot create topic {topic!r}: {exc}") from exc

@@ -151,11 +151,25 @@ def _faults(view: ProcessView, samples: _Samples) -> None:
     for (name, labels), _value in samples.items():
         if name == "headrace_last_exit_info":
             view.last_exit = dict(labels).get("reason")
-    began = _sum(samples, "headrace_last_fault_timestamp_seconds", by="fault")
-    took = _sum(samples, "headrace_last_fault_recovery_seconds", by="fault")
-    if began:
-        fault = max(began, key=lambda f: began[f])
-        view.last_fault = LastFault(fault, began[fault], took.get(fault, 0.0))
+    last: tuple[float, str, str] | None = None  # (began, fault, process)
+    for (name, labels), value in samples.items():
+        if name == "headrace_last_fault_timestamp_seconds" and (last is None or value > last[0]):
+            found = dict(labels)
+            last = (value, found.get("fault", ""), found.get("process", ""))
+    if last is not None:
+        took = 0.0
+        for (name, labels), value in samples.items():
+            found = dict(labels)
+            if (
+                name == "headrace_last_fault_recovery_seconds"
+                and (
+                    found.get("fault"),
+                    found.get("process"),
+                )
+                == last[1:]
+            ):
+                took = value
+        view.last_fault = LastFault(last[1], last[0], took)
     reachable = _sum(samples, "headrace_broker_reachable")
     view.broker_reachable = None if not reachable else all(v >= 1 for v in reachable.values())
 
