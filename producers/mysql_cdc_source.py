@@ -16,8 +16,9 @@ transaction: a batch ends only at a commit, so its checkpoint (the position afte
 is a transaction boundary and a restart never re-reads half a transaction. A DDL statement on
 a captured table stops the source naming the statement (phase 1 does not follow schema
 changes). A lost connection ends the pass; the next pass reconnects from the last position
-after a backoff (0.5 s doubling to 30 s). A checkpoint whose binlog file was purged stops the
-source at start (``snapshot: when_needed``: re-snapshots instead).
+after a backoff (0.5 s doubling to 30 s), recorded as a ``database_unavailable`` fault
+(``headrace.faults``) until a pass reads the binlog to its end again. A checkpoint whose binlog
+file was purged stops the source at start (``snapshot: when_needed``: re-snapshots instead).
 
 Kafka headers of every change record: ``headrace.binlog.position`` (``file:pos``, the end of
 its row event; a snapshot read: the position of its consistent snapshot) and, when its
@@ -34,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from headrace import faults
 from headrace.errors import HeadraceError
 from producers.batch import Batch, Poison, Rows
 from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_tables
@@ -271,7 +273,9 @@ class CDCSource:
         try:
             yield from self._stream()
             self._failures = 0
+            faults.current().end("database_unavailable")  # caught up after a reconnect
         except (OSError, _db_errors()) as exc:
+            faults.current().begin("database_unavailable")
             self._failures += 1
             log.warning(
                 "source %r: binlog connection lost at %s (%s: %s); reconnecting (attempt %d)",
