@@ -50,6 +50,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from gateway import metrics
+from gateway.auth import AuthError, Principal
 from gateway.bodies import BodyError, Item, parse_records, read_body
 from gateway.breaker import Breaker, State, Ticket
 from gateway.idempotency import Answer, IdempotencyStore, KeyReused
@@ -77,19 +78,12 @@ _KEPT = frozenset({200, 207, 422})
 Refusals that a retry may change (429, 503, 5xx) are not kept."""
 
 
-class Principal(Protocol):
-    """What the routes read of an authenticated caller (``gateway.auth.Principal``)."""
-
-    @property
-    def sub(self) -> str: ...
-
-
 class Authenticator(Protocol):
-    """``gateway.auth.Authenticator``: both raise ``gateway.auth.AuthError``."""
+    """What the routes use of ``gateway.auth.Authenticator``: both raise ``AuthError``."""
 
-    def authenticate(self, authorization: str | None) -> Any: ...
+    def authenticate(self, authorization: str | None) -> Principal: ...
 
-    def authorize(self, principal: Any, topic: str) -> None: ...
+    def authorize(self, principal: Principal, topic: str) -> None: ...
 
 
 class Decision(Protocol):
@@ -133,9 +127,7 @@ class Gateway:
     limiter: Limiter
     idempotency: IdempotencyStore
     authenticator: Authenticator | None = None
-    auth_error: type[Exception] = Exception
-    """The exception class ``authenticator`` raises (``gateway.auth.AuthError``: ``status``,
-    ``reason``)."""
+    """None: no ``auth`` configured, every caller may publish."""
     auth_in_thread: bool = False
     """Authenticate in a worker thread (a JWKS URL may be fetched while checking a token)."""
     clock: Callable[[], float] = time.time
@@ -219,13 +211,11 @@ async def _publish(gateway: Gateway, request: Request, who: list[str]) -> Respon
     validator = gateway.validators.get(topic)
     if validator is None:
         raise _Refusal(404, f"topic {topic!r} is not writable through this gateway")
-    if gateway.authenticator is not None:
+    if gateway.authenticator is not None and principal is not None:
         try:
             gateway.authenticator.authorize(principal, topic)
-        except gateway.auth_error as exc:
-            raise _Refusal(
-                getattr(exc, "status", 403), getattr(exc, "reason", "forbidden")
-            ) from None
+        except AuthError as exc:
+            raise _Refusal(exc.status, exc.reason) from None
     try:
         body = await read_body(
             request.stream(), gateway.config.max_body, request.headers.get("content-length")
@@ -271,10 +261,9 @@ async def _authenticate(gateway: Gateway, header: str | None) -> Principal:
             )
         else:
             principal = gateway.authenticator.authenticate(header)
-    except gateway.auth_error as exc:
-        status = getattr(exc, "status", 401)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-        raise _Refusal(status, getattr(exc, "reason", "unauthorized"), headers) from None
+    except AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        raise _Refusal(exc.status, exc.reason, headers) from None
     return principal
 
 

@@ -228,7 +228,7 @@ class KafkaPublisher:
         except TimeoutError:
             raise PublishError(
                 f"the broker did not acknowledge the records within {self.timeout:g} s; they "
-                "may still be written: retry with the same Idempotency-Key"
+                "may still be written, so a retry may write them twice"
             ) from None
 
     async def publish_atomic(self, topic: str, messages: Sequence[Message]) -> list[Delivery]:

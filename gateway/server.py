@@ -68,7 +68,7 @@ def _section(pipeline: Pipeline) -> GatewayConfig:
 def build_gateway(pipeline: Pipeline, port: int) -> Gateway:
     """The gateway of ``pipeline`` (see the module docstring); ``port`` names its
     transactional producer (atomic topics), so two processes on one host differ."""
-    from gateway.auth import Authenticator, AuthError
+    from gateway.auth import Authenticator
     from gateway.limits import Limiter
 
     cfg = _section(pipeline)
@@ -104,7 +104,6 @@ def build_gateway(pipeline: Pipeline, port: int) -> Gateway:
             ttl=cfg.idempotency.ttl, max_entries=cfg.idempotency.max_entries
         ),
         authenticator=authenticator,
-        auth_error=AuthError,
         auth_in_thread=cfg.auth is not None and cfg.auth.jwks_url is not None,
     )
 

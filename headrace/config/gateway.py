@@ -151,9 +151,9 @@ class GatewayConfig(ConfigModel):
     )
     produce_timeout: PositiveDuration = Field(
         default=15.0,
-        description="Longest wait for the broker's acknowledgement of a request's records; "
-        "past it the request gets 503 (the records may still arrive: retry with the same "
-        "Idempotency-Key).",
+        description="Longest wait for the broker's acknowledgement of a request's records "
+        "(also the producer's message.timeout.ms); past it the request gets 503, and its "
+        "records may still arrive.",
     )
     auth: GatewayAuth | None = Field(
         default=None,

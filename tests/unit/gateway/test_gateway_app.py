@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import Gateway, create_app
-from gateway.auth import Authenticator, AuthError, mint_token
+from gateway.auth import Authenticator, mint_token
 from gateway.breaker import Breaker, State
 from gateway.idempotency import IdempotencyStore
 from gateway.limits import Limiter
@@ -109,7 +109,6 @@ def make(
         limiter=Limiter(cfg.limits, topic_limits),
         idempotency=IdempotencyStore(ttl=60, max_entries=100),
         authenticator=Authenticator(cfg.auth) if cfg.auth else None,
-        auth_error=AuthError,
         clock=lambda: 1000.0,
     )
     return TestClient(create_app(gateway)), publisher, gateway
