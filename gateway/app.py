@@ -53,7 +53,7 @@ from gateway import metrics
 from gateway.auth import AuthError, Principal
 from gateway.bodies import BodyError, Item, parse_records, read_body
 from gateway.breaker import Breaker, State, Ticket
-from gateway.idempotency import Answer, IdempotencyStore, KeyReused
+from gateway.idempotency import Answer, Claim, IdempotencyStore, KeyReused
 from gateway.openapi import docs_page, openapi_spec
 from gateway.publish import Delivery, Publisher, PublishError, QueueFull
 from gateway.validate import Message, Rejection, TopicValidator
@@ -106,13 +106,21 @@ class Limiter(Protocol):
 
 
 class _Refusal(Exception):
-    """Answer now with ``status`` and ``{"error": reason}``."""
+    """Answer now with ``status`` and ``{"error": reason}``. ``later``: the request's records
+    may still be acknowledged; awaiting it gives the answer they then deserve."""
 
-    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str] | None = None,
+        later: Callable[[], Awaitable[Response]] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = dict(headers or {})
+        self.later = later
 
 
 @dataclass
@@ -132,6 +140,8 @@ class Gateway:
     """Authenticate in a worker thread (a JWKS URL may be fetched while checking a token)."""
     clock: Callable[[], float] = time.time
     serving: bool = field(default=True)
+    settling: set[asyncio.Future[None]] = field(default_factory=set)
+    """Tasks waiting for the outcome of timed-out requests (see ``_settle``)."""
 
 
 def create_app(gateway: Gateway, lifespan: Lifespan | None = None) -> Starlette:
@@ -242,6 +252,14 @@ async def _publish(gateway: Gateway, request: Request, who: list[str]) -> Respon
         return Response(claim.answer.body, claim.answer.status, headers, "application/json")
     try:
         response = await _run(gateway, request, client, validator, items)
+    except _Refusal as refusal:
+        if refusal.later is None:
+            gateway.idempotency.abandon(claim)
+        else:  # a retry with this key waits for the records' outcome, not a second produce
+            task = asyncio.ensure_future(_settle(gateway, claim, refusal.later))
+            gateway.settling.add(task)
+            task.add_done_callback(gateway.settling.discard)
+        raise
     except BaseException:
         gateway.idempotency.abandon(claim)
         raise
@@ -250,6 +268,20 @@ async def _publish(gateway: Gateway, request: Request, who: list[str]) -> Respon
     else:
         gateway.idempotency.abandon(claim)
     return response
+
+
+async def _settle(gateway: Gateway, claim: Claim, later: Callable[[], Awaitable[Response]]) -> None:
+    """Keep the answer a timed-out request's records got in the end for its key (or forget
+    the key when they failed)."""
+    try:
+        response = await later()
+    except Exception:
+        gateway.idempotency.abandon(claim)
+        return
+    if response.status_code in _KEPT:
+        gateway.idempotency.finish(claim, Answer(response.status_code, {}, bytes(response.body)))
+    else:
+        gateway.idempotency.abandon(claim)
 
 
 async def _authenticate(gateway: Gateway, header: str | None) -> Principal:
@@ -309,7 +341,29 @@ async def _run(
         raise _Refusal(503, exc.reason, _retry(gateway.breaker.retry_after())) from None
     except PublishError as exc:
         gateway.breaker.failure(exc.reason)
-        raise _Refusal(503, exc.reason, _retry(gateway.breaker.retry_after())) from None
+        later = None
+        if exc.later is not None:
+            settle = exc.later
+
+            async def answer() -> Response:
+                deliveries = await settle()
+                return _answer(gateway, topic, messages, deliveries, rejections, {}, started)
+
+            later = answer
+        raise _Refusal(503, exc.reason, _retry(gateway.breaker.retry_after()), later) from None
+    return _answer(gateway, topic, messages, deliveries, rejections, limit_headers, started)
+
+
+def _answer(
+    gateway: Gateway,
+    topic: str,
+    messages: list[Message],
+    deliveries: list[Delivery],
+    rejections: list[Rejection],
+    headers: Mapping[str, str],
+    started: float,
+) -> Response:
+    """The answer to records the broker acknowledged (200, 207 or 422), counted."""
     gateway.breaker.success()
     if messages:
         metrics.PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
@@ -320,9 +374,8 @@ async def _run(
         status = 422
     else:
         status = 207 if rejections else 200
-    return _results(
-        status, topic, list(zip(messages, deliveries, strict=True)), rejections, limit_headers
-    )
+    accepted = list(zip(messages, deliveries, strict=True))
+    return _results(status, topic, accepted, rejections, headers)
 
 
 async def _pass_breaker(gateway: Gateway) -> None:

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,11 +67,19 @@ class Delivery:
 
 
 class PublishError(Exception):
-    """The records were not all acknowledged; ``reason`` is safe to send to the client."""
+    """The records were not all acknowledged; ``reason`` is safe to send to the client.
 
-    def __init__(self, reason: str) -> None:
+    ``later``, when set (the acknowledgements timed out but may still come), is a function
+    whose awaitable gives the deliveries once every report arrived (within the producer's
+    ``message.timeout.ms``), or raises ``PublishError`` if some failed: the gateway keeps an
+    ``Idempotency-Key`` retry waiting for that outcome instead of producing again."""
+
+    def __init__(
+        self, reason: str, *, later: Callable[[], Awaitable[list[Delivery]]] | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.later = later
 
 
 class QueueFull(PublishError):
@@ -130,6 +138,13 @@ class _Batch:
             done = self.pending == 0
         if done:
             _resolve(self.future)
+
+
+def _outcome(batch: _Batch) -> list[Delivery]:
+    """The deliveries of a batch whose reports all arrived; PublishError if one failed."""
+    if batch.error is not None:
+        raise PublishError(f"the broker did not acknowledge every record: {batch.error}")
+    return [r for r in batch.results if r is not None]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -218,17 +233,21 @@ class KafkaPublisher:
             await self._wait(batch)
             raise QueueFull("the gateway's producer queue is full; retry later") from None
         await self._wait(batch)
-        if batch.error is not None:
-            raise PublishError(f"the broker did not acknowledge every record: {batch.error}")
-        return [r for r in batch.results if r is not None]
+        return _outcome(batch)
 
     async def _wait(self, batch: _Batch) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(batch.future), self.timeout + 1.0)
         except TimeoutError:
+
+            async def later() -> list[Delivery]:
+                await batch.future
+                return _outcome(batch)
+
             raise PublishError(
                 f"the broker did not acknowledge the records within {self.timeout:g} s; they "
-                "may still be written, so a retry may write them twice"
+                "may still be written (a retry with the same Idempotency-Key gets their outcome)",
+                later=later,
             ) from None
 
     async def publish_atomic(self, topic: str, messages: Sequence[Message]) -> list[Delivery]:

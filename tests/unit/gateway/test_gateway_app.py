@@ -367,3 +367,44 @@ def test_health_ready_metrics_and_openapi(client: Any) -> None:
     assert "POST /topics/{topic}/records" in http.get("/docs").text
     gw.serving = False
     assert http.get("/healthz").status_code == 503
+
+
+def test_a_retry_after_a_produce_timeout_gets_the_records_outcome() -> None:
+    """The acknowledgements timed out (503), but the records were written a little later: a
+    retry with the same Idempotency-Key waits for and gets that outcome, not a second
+    produce."""
+    _, pub, gw = make()
+
+    async def later() -> list[Delivery]:
+        await asyncio.sleep(0.3)
+        return pub._deliver("events", [message])
+
+    message = Message(0, None, b'{"a": 1}', 1)
+    pub.fail = PublishError("the broker did not acknowledge the records within 5 s", later=later)
+    with TestClient(create_app(gw)) as http:
+        first = post(http, "events", {"a": 1}, Idempotency_Key="slow")
+        assert first.status_code == 503
+        pub.fail = None
+        retry = post(http, "events", {"a": 1}, Idempotency_Key="slow")
+        assert retry.status_code == 200, retry.json()
+        assert retry.headers["Idempotency-Replayed"] == "true"
+        assert retry.json()["results"] == [
+            {"index": 0, "status": "accepted", "partition": 0, "offset": 0}
+        ]
+        assert pub.calls == 1 and len(pub.produced) == 1, "produced once"
+
+
+def test_a_timed_out_request_that_fails_in_the_end_runs_again() -> None:
+    _, pub, gw = make()
+
+    async def later() -> list[Delivery]:
+        await asyncio.sleep(0.1)
+        raise PublishError("the broker did not acknowledge every record: timed out")
+
+    pub.fail = PublishError("no acknowledgement within 5 s", later=later)
+    with TestClient(create_app(gw)) as http:
+        assert post(http, "events", {"a": 1}, Idempotency_Key="k").status_code == 503
+        pub.fail = None
+        retry = post(http, "events", {"a": 1}, Idempotency_Key="k")
+        assert retry.status_code == 200 and "Idempotency-Replayed" not in retry.headers
+        assert pub.calls == 2 and len(pub.produced) == 1
