@@ -245,12 +245,13 @@ class SinkRunner:
     def _open_with_retry(self, attempt: int) -> None:
         tracker = faults.current()
         while True:
+            began = (time.monotonic(), time.time())
             try:
                 self._writer.open()
                 tracker.end("database_unavailable")
                 return
             except RetriableError as exc:
-                tracker.begin(_fault_of(exc))
+                tracker.begin(_fault_of(exc), since=began)
                 if self._stopping:
                     raise
                 wait = self._backoff.delay(attempt, exc.retry_after)
@@ -395,6 +396,9 @@ class SinkRunner:
         fault: faults.Fault | None = None
         try:
             while True:
+                # a fault began when the call that failed began (a server selection timeout
+                # takes seconds before it says so)
+                began = (time.monotonic(), time.time())
                 try:
                     outcome = self._writer.write(batch)
                     if fault is not None:
@@ -404,7 +408,7 @@ class SinkRunner:
                     if fault is not None and _fault_of(exc) != fault:
                         tracker.end(fault)  # e.g. throttled now, no longer unavailable
                     fault = _fault_of(exc)
-                    tracker.begin(fault)
+                    tracker.begin(fault, since=began)
                     wait = self._backoff.delay(attempt, exc.retry_after)
                     attempt += 1
                     self._metrics.retry("retriable")
