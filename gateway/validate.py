@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.bodies import Item
+from headrace.config.problems import format_path
 from headrace.errors import ConfigError
 from schemas import AvroCodec, JsonCodec, SchemaMismatch, SchemaNotFound, encode_key, load_schema
 
@@ -279,7 +280,7 @@ def build_validators(pipeline: Pipeline) -> dict[str, TopicValidator]:
         raise ConfigError("the pipeline file has no gateway: section", path=_file(pipeline))
     out: dict[str, TopicValidator] = {}
     for name, topic in gateway.topics.items():
-        key = f"gateway.topics.{name}.schema"
+        key = format_path(["gateway", "topics", name, "schema"])
         if topic.format == "avro":
             assert isinstance(topic.schema_, str)  # the config model refuses anything else
             try:
