@@ -88,6 +88,9 @@ def test_lua_script_embeds_the_body_and_token_safely() -> None:
     assert 'wrk.headers["Authorization"] = "Bearer tok.en.sig"' in script
     assert "wrk.body = [==[" + body.decode() + "]==]" in script
     assert "WRK_JSON" in script
+    # a JSON array ends in "]": with "[[...]]" it would close the Lua string one early
+    script = lua_script(b'[{"a": 1}]', "t")
+    assert 'wrk.body = [=[[{"a": 1}]]=]' in script
 
 
 def test_the_bench_pipeline_has_auth_schema_and_limits() -> None:
