@@ -127,7 +127,10 @@ class _Batch:
             self.pending -= 1
             done = self.pending == 0
         if done:
-            self.loop.call_soon_threadsafe(_resolve, self.future)
+            try:
+                self.loop.call_soon_threadsafe(_resolve, self.future)
+            except RuntimeError:  # the loop is closed: nobody waits for this request anymore
+                pass
 
     def settle(self, missing: int, why: str) -> None:
         """``missing`` records were never produced (event loop thread): no report will come
@@ -168,11 +171,13 @@ class KafkaPublisher:
         self.timeout = timeout
         self._transactional_id = transactional_id
         self._on_down = on_down
-        self._producer = producer or make_producer(
-            kafka,
-            defaults=GATEWAY_PRODUCER_DEFAULTS,
-            **{"message.timeout.ms": int(timeout * 1000), "error_cb": self._error},
-        )
+        if producer is None:  # not ``producer or``: a Producer's len() is its queue, often 0
+            producer = make_producer(
+                kafka,
+                defaults=GATEWAY_PRODUCER_DEFAULTS,
+                **{"message.timeout.ms": int(timeout * 1000), "error_cb": self._error},
+            )
+        self._producer = producer
         self._capacity = int(
             {**GATEWAY_PRODUCER_DEFAULTS, **kafka.client}["queue.buffering.max.messages"]
         )
