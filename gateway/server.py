@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -84,6 +85,8 @@ def build_gateway(pipeline: Pipeline, port: int) -> Gateway:
     transactional_id = None
     if cfg.atomic_topics():
         transactional_id = f"headrace.{pipeline.name}.gateway.{socket.gethostname()}.{port}"
+        if cfg.processes > 1:  # processes may share the port (SO_REUSEPORT): the pid too
+            transactional_id += f".{os.getpid()}"
     publisher = KafkaPublisher(
         pipeline.kafka,
         timeout=cfg.produce_timeout,
@@ -108,10 +111,15 @@ def build_gateway(pipeline: Pipeline, port: int) -> Gateway:
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; ``shared`` (``processes`` > 1) lets the other
+    gateway processes of the pipeline bind the same port (SO_REUSEPORT: the kernel spreads
+    new connections over them). ``ConfigError`` when the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -211,7 +219,7 @@ def serve(
 
     cfg = _section(pipeline)
     host = cfg.host if host is None else host
-    sock = _bind(host, cfg.port if port is None else port)
+    sock = _bind(host, cfg.port if port is None else port, shared=cfg.processes > 1)
     actual = sock.getsockname()[1]
     gateway = build_gateway(pipeline, actual)
     mport = serve_metrics(

@@ -147,7 +147,8 @@ class GatewayConfig(ConfigModel):
         default=1,
         ge=1,
         description="How many gateway processes share the limits: each enforces "
-        "rate/processes and burst/processes of every limit.",
+        "rate/processes and burst/processes of every limit. Above 1 they may also listen on "
+        "one port together (SO_REUSEPORT).",
     )
     produce_timeout: PositiveDuration = Field(
         default=15.0,
