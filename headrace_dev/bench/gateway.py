@@ -446,6 +446,21 @@ def _end_offsets(kafka: KafkaConfig, topic: str) -> int:
         consumer.close()
 
 
+def _settled_offsets(kafka: KafkaConfig, topic: str, quiet: float = 0.5) -> int:
+    """``_end_offsets`` once it stopped moving for ``quiet`` seconds (at most 30 s): requests
+    a generator left in flight are still being written when it exits, and must count in the
+    phase that sent them, not the next one."""
+    last = _end_offsets(kafka, topic)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _end_offsets(kafka, topic)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def _raw(kafka: KafkaConfig, topic: str, n: int) -> float:
     """Records/s of the raw producer on ``topic``: the same record bytes, flush included."""
     values = [orjson.dumps(record(i)) for i in range(n)]
@@ -582,7 +597,7 @@ def run_gateway_bench(
             ):
                 script = work / f"{name}.lua"
                 script.write_text(lua_script(body, token))
-                offset = _end_offsets(kafka, topic)
+                offset = _settled_offsets(kafka, topic)
                 cpu = gateway.cpu()
                 result = run_wrk(wrk, url, script, connections=connections, seconds=seconds)
                 cpu = gateway.cpu() - cpu
@@ -592,7 +607,7 @@ def run_gateway_bench(
                 unsure = connections + result.socket_errors + result.non_2xx
                 _check_topic(
                     name,
-                    _end_offsets(kafka, topic) - offset,
+                    _settled_offsets(kafka, topic) - offset,
                     result.ok * per_request,
                     unsure * per_request,
                 )
@@ -601,11 +616,11 @@ def run_gateway_bench(
                 else:
                     figures.append(single_figure(result, raw, cpu, gateway.peak_mb()))
                 print(f"bench gateway: {figures[-1].json_line()}", file=sys.stderr)
-            offset = _end_offsets(kafka, topic)
+            offset = _settled_offsets(kafka, topic)
             cpu = gateway.cpu()
             paced_result = paced(url, single_body, token, p99_rate, seconds)
             cpu = gateway.cpu() - cpu
-            _check_topic("paced", _end_offsets(kafka, topic) - offset, paced_result.ok)
+            _check_topic("paced", _settled_offsets(kafka, topic) - offset, paced_result.ok)
             figures.append(p99_figure(paced_result, cpu, gateway.peak_mb()))
         finally:
             gateway.stop()
