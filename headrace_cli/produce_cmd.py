@@ -14,6 +14,9 @@ from headrace_cli.common import add_file_option, pipeline_path
 __all__ = ["COMMANDS", "describe_checkpoint", "register"]
 
 COMMANDS = ("produce", "publish")
+#: exit code of a ``--once`` run stopped by a signal before it read its source to the end
+#: (128 + SIGTERM, as a shell reports it): not done, run it again
+STOPPED_EARLY = 143
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_file_option(produce)
     produce.add_argument("name", metavar="NAME", help="source name (under sources:)")
     produce.add_argument(
-        "--once", action="store_true", help="ingest what is there now, then exit 0"
+        "--once",
+        action="store_true",
+        help="ingest what is there now, then exit 0 (143 when SIGTERM/SIGINT stopped it first)",
     )
     produce.add_argument(
         "--reset",
@@ -99,13 +104,22 @@ def _produce(args: argparse.Namespace) -> int:
         name=args.name,
         run=lambda: runner.run(once=args.once, poll_interval=poll_interval),
         stop=runner.stop,
+        stall=runner.stall,  # the stall watchdog (headrace.watchdog)
+        stuck="no batch produced or acknowledged",
     )
     display.done(progress)
+    if args.once and runner.interrupted:
+        # a supervisor treats exit 0 of a --once run as "everything ingested": a stop that
+        # came first must not look like that (headrace run restarts a source that exits 143)
+        print(
+            f"headrace produce: source {args.name!r} was stopped before it ingested everything "
+            "(its position is stored); exiting 143 so a supervisor runs it again",
+            file=sys.stderr,
+        )
+        return STOPPED_EARLY
     return 0
 
 
-        stall=runner.stall,  # the stall watchdog (headrace.watchdog)
-        stuck="no batch produced or acknowledged",
 def _publish(args: argparse.Namespace) -> int:
     from headrace.config import load_pipeline
     from producers.publish import publish

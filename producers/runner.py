@@ -140,6 +140,9 @@ class Runner:
         #: the watchdog's view (see ``stall``); ``_busy`` names what the runner is doing
         self.watch = ProgressClock()
         self._busy: str | None = None
+        #: True when a stop arrived before the last pass read the source to its end: a
+        #: ``once`` run that returns with this set did not ingest everything
+        self.interrupted = False
 
     # -- control ------------------------------------------------------------------------
 
@@ -176,6 +179,8 @@ class Runner:
         self.watch.progress()
         self.progress.started = time.monotonic()
         try:
+            if self._stop.is_set():
+                self.interrupted = True
             while not self._stop.is_set():
                 self.run_pass()
                 if once:
@@ -193,6 +198,7 @@ class Runner:
         """One pass over the source: every batch until caught up (or stopped)."""
         self._busy = "a pass over the source is running"
         gen = self.source.batches()
+        self.interrupted = False
         try:
             for batch in gen:
                 if self.exactly_once:
@@ -204,6 +210,7 @@ class Runner:
                     self._send(batch)
                 self.watch.progress()
                 if self._stop.is_set():
+                    self.interrupted = True
                     break
         finally:
             gen.close()

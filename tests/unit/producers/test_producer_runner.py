@@ -476,3 +476,63 @@ def test_headers_stay_with_their_records_when_poison_is_left_out() -> None:
     encoded.poison[1] = PoisonRecord("bad")
     good, index = encoded.good()
     assert index == [0, 2] and good.headers == [[("n", b"0")], [("n", b"2")]]
+
+
+def test_a_once_run_knows_whether_a_stop_cut_it_short() -> None:
+    """``headrace produce --once`` exits 143, not 0, when SIGTERM stopped it before the
+    source's end: ``headrace run`` takes exit 0 of a --once source as "all ingested" and would
+    never start it again (the chaos suite's `produce SIGTERM` lost the rest of the table)."""
+    producer, store = FakeProducer(), FakeStore()
+    runner: Runner | None = None
+
+    def on_batch(i: int) -> None:
+        if i == 1:
+            assert runner is not None
+            runner.stop()
+
+    source = ListSource([Batch([_rec(i)], {"n": i}) for i in range(1, 6)], on_batch=on_batch)
+    runner = _runner(source, producer, store)
+    runner.run(once=True, poll_interval=5)
+    assert runner.interrupted and store.saved[-1] == {"n": 3}
+
+    whole = _runner(ListSource([Batch([_rec(1)], {"n": 1})]), FakeProducer(), FakeStore())
+    whole.run(once=True, poll_interval=5)
+    assert not whole.interrupted  # read to the end: done
+
+    early = _runner(ListSource([Batch([_rec(1)], {"n": 1})]), FakeProducer(), FakeStore())
+    early.stop()  # SIGTERM before the first pass
+    early.run(once=True, poll_interval=5)
+    assert early.interrupted
+
+
+def test_produce_once_exits_143_when_stopped_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from headrace_cli import produce_cmd
+
+    class Stopped:
+        interrupted = True
+        store = None
+
+        def run(self, *, once: bool, poll_interval: float) -> Any:
+            return None
+
+        def stop(self) -> None: ...
+
+        def stall(self) -> None:
+            return None
+
+    monkeypatch.setattr("headrace.config.load_pipeline", lambda _p: object())
+    monkeypatch.setattr(
+        "producers.build.source_config", lambda _p, _n: argparse.Namespace(type="s3")
+    )
+    monkeypatch.setattr("producers.build.build_runner", lambda *_a, **_k: (Stopped(), 1.0))
+    monkeypatch.setattr("headrace.host.host", lambda _p, **kw: kw["run"]())
+    monkeypatch.setattr("producers.progress.ProgressDisplay.done", lambda *_a: None)
+    args = argparse.Namespace(name="orders", once=True, reset=False, file=None)
+    assert produce_cmd._produce(args) == produce_cmd.STOPPED_EARLY == 143
+    Stopped.interrupted = False
+    assert produce_cmd._produce(args) == 0
+    args.once = False  # a long-running source stopped by SIGTERM is done: exit 0
+    Stopped.interrupted = True
+    assert produce_cmd._produce(args) == 0
