@@ -19,7 +19,6 @@ had nothing left to do (group lag 0, source finished); see ``headrace_dev.chaos.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import signal
@@ -252,9 +251,11 @@ def _round(
                 )
                 if screenshot is not None:
                     shot = out_dir / f"round-{index}-{len(rnd.episodes) + 1:02d}.png"
-                    with contextlib.suppress(Exception):
+                    try:
                         screenshot(episode, shot)
                         episode.screenshot = str(shot)
+                    except Exception as exc:  # the console is a view: never fail a round on it
+                        episode.note = f"no screenshot: {type(exc).__name__}: {str(exc)[:200]}"
                 rnd.episodes.append(episode)
 
             # faults that matter only while the sources read: as soon as MySQL sources run
