@@ -41,3 +41,24 @@ def test_steady_rows_are_all_written_and_measured(
     assert fig.name == f"e2e mysql->stage->{sink} @{rate}/s"
     assert fig.records == result.rows and fig.p99_ms == round(result.p99_s * 1000, 1)
     assert "load average" in fig.note
+
+
+def test_the_gateway_bench_runs_briefly_and_checks_the_topic(stack_env: dict[str, str]) -> None:
+    """`headrace bench gateway` for 1 s per phase: three figures against the raw producer
+    measured in the same run; each phase's 2xx answers were checked against the topic."""
+    from headrace_dev.bench.gateway import BATCH, run_gateway_bench
+
+    figures = run_gateway_bench(stack_env, seconds=1.0, raw_records=2_000, p99_rate=100)
+
+    batched, single, paced = figures
+    assert batched.name == "gateway.batched_posts" and single.name == "gateway.single_posts"
+    assert paced.name == "gateway.p99 @100/s"
+    assert batched.records > 0 and batched.records % BATCH == 0
+    assert single.records > 0 and paced.records == 100  # every paced request answered 2xx
+    assert batched.baseline_per_s == single.baseline_per_s > 0  # the same raw producer run
+    assert 0 < batched.ratio and 0.8 < paced.ratio <= 1.05
+    for fig in figures:
+        assert fig.p50_ms is not None and fig.p99_ms is not None
+        assert 0 < fig.p50_ms <= fig.p99_ms
+        assert fig.peak_rss_mb > 20  # the gateway process's, read while it ran
+        assert "CPU-s" in fig.note  # the generator's and the gateway's own cost

@@ -67,7 +67,9 @@ def test_single_figure_is_requests_per_second() -> None:
 
 def test_p99_figure_ratio_is_answered_over_offered() -> None:
     latencies = [0.001 * (i + 1) for i in range(100)]  # 1 ms .. 100 ms
-    result = Paced(offered=1000, seconds=1.0, ok=100, failed=900, latencies=latencies, cpu_s=0.25)
+    result = Paced(
+        rate=1000, offered=1000, seconds=1.0, ok=100, failed=900, latencies=latencies, cpu_s=0.25
+    )
     fig = p99_figure(result, gateway_cpu_s=0.5, peak_mb=70.0)
     assert fig.name == "gateway.p99 @1000/s"
     assert fig.ratio == pytest.approx(0.1)
