@@ -103,7 +103,9 @@ def _specs(
             ProcessSpec(f"sink:{name}", [*base, "sink", name], ready=partial(exists, [sink.from_]))
         )
     if pipeline.gateway is not None:  # long-lived: --until-idle does not wait for it
-        specs.append(ProcessSpec("gateway", [*base, "gateway"]))
+        n = pipeline.gateway.processes  # more than 1: they share the port (SO_REUSEPORT)
+        for i in range(n):
+            specs.append(ProcessSpec("gateway" if n == 1 else f"gateway:{i}", [*base, "gateway"]))
     return specs
 
 

@@ -28,6 +28,13 @@ def test_a_gateway_section_adds_the_gateway_process(tmp_path: Path) -> None:
     assert run_cmd._missing_commands(load_pipeline(file)) == []
 
 
+def test_processes_start_that_many_gateways(tmp_path: Path) -> None:
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(GATEWAY_ONLY.replace("gateway:\n", "gateway:\n  processes: 2\n"))
+    specs = run_cmd._specs(load_pipeline(file), file, False, done=lambda name: False)
+    assert [s.name for s in specs] == ["gateway:0", "gateway:1"]
+
+
 STAGE_ONLY = """
 name: p
 kafka: {bootstrap_servers: "127.0.0.1:1"}
