@@ -21,16 +21,19 @@ What a token must be to pass (PyJWT, with an explicit algorithm allow-list):
 ``AuthError.reason`` is one of a few fixed sentences (or names a required claim or the scope
 asked for): it never carries key material, token content or a library's exception text.
 
-Threading: one ``Authenticator`` per process, called from the event loop. With ``jwks_url``, a
-reload is a blocking HTTP GET (``JWKS_FETCH_TIMEOUT`` s at most) on the calling thread; it
-happens once per ``jwks_cache`` and on unknown key ids (rate-limited as above). A failed reload
-keeps the previous keys.
+Threading: one ``Authenticator`` per process; it may be called from several threads at once
+(the gateway verifies in worker threads when the keys come from ``jwks_url``). A reload is a
+blocking read or HTTP GET (``JWKS_FETCH_TIMEOUT`` s at most) on the calling thread, one at a
+time (a lock; threads waiting for it use the keys it loaded); it happens once per
+``jwks_cache`` and on unknown key ids (rate-limited as above). A failed reload keeps the
+previous keys.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.request
 import uuid
@@ -127,6 +130,7 @@ class _KeySet:
         self._ttl = ttl
         self._clock = clock
         self._min_refetch = min_refetch
+        self._lock = threading.Lock()
         try:
             self._keys = self._read()
         except Exception as exc:
@@ -171,15 +175,26 @@ class _KeySet:
                 type(exc).__name__,
             )
 
-    def get(self, kid: str | None) -> _Key | None:
-        """The key named ``kid`` (or the only key when ``kid`` is None), or None."""
+    def _stale(self) -> bool:
         now = self._clock()
-        if now - self._loaded_at >= self._ttl and now - self._last_reload >= self._min_refetch:
-            self._reload()
+        return now - self._loaded_at >= self._ttl and now - self._last_reload >= self._min_refetch
+
+    def get(self, kid: str | None) -> _Key | None:
+        """The key named ``kid`` (or the only key when ``kid`` is None), or None.
+
+        Thread-safe: reloads are serialized by a lock and re-checked under it, so threads
+        that wait for another's reload use its keys instead of fetching again."""
+        if self._stale():
+            with self._lock:
+                if self._stale():
+                    self._reload()
         key = self._find(kid)
-        if key is None and self._clock() - self._last_reload >= self._min_refetch:
-            self._reload()
-            key = self._find(kid)
+        if key is None:
+            with self._lock:
+                key = self._find(kid)  # another thread may have reloaded meanwhile
+                if key is None and self._clock() - self._last_reload >= self._min_refetch:
+                    self._reload()
+                    key = self._find(kid)
         return key
 
     def _find(self, kid: str | None) -> _Key | None:

@@ -453,3 +453,20 @@ def test_mint_token_with_a_jwks_needs_a_signing_key(
 def test_mint_token_refuses_a_bad_ttl() -> None:
     with pytest.raises(ValueError, match="ttl"):
         mint_token(hs_auth(), sub="svc", scopes=[], ttl=0)
+
+
+def test_concurrent_unknown_kids_from_threads_cost_one_fetch(
+    rsa_key: rsa.RSAPrivateKey, rsa_key2: rsa.RSAPrivateKey
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = Clock()
+    fetch = Fetch(jwk(rsa_key.public_key(), "k1"))
+    auth = url_auth(fetch, clock)
+    fetch.keys.append(jwk(rsa_key2.public_key(), "k2"))  # rotated in at the issuer
+    clock.now += JWKS_MIN_REFETCH
+    new = "Bearer " + rs_token(rsa_key2, kid="k2")
+    with ThreadPoolExecutor(8) as pool:
+        subs = list(pool.map(lambda _: auth.authenticate(new).sub, range(64)))
+    assert subs == ["svc"] * 64
+    assert fetch.calls == 2  # the start, and one reload for all 64 requests
