@@ -10,8 +10,9 @@ of the first request that carried it. Contract:
   flight waits for it (in ``begin``) and gets its answer, or the ownership if it was
   abandoned.
 - The same key with a different body (``fingerprint``) is refused: ``KeyReused``.
-- Bounded: at most ``max_entries`` answers are kept; past it the oldest finished one is
-  forgotten. Expiring: an answer is kept ``ttl`` seconds after it finished.
+- Bounded: at most ``max_entries`` answers and ``max_bytes`` of answer bodies are kept;
+  past either the oldest finished one is forgotten. Expiring: an answer is kept ``ttl``
+  seconds after it finished.
 - Per process, not shared between gateway processes (docs/gateway.md says what holds).
 
 One instance belongs to one event loop; it is not thread-safe.
@@ -46,6 +47,7 @@ class _Entry:
     fingerprint: bytes
     done: asyncio.Future[Answer | None]
     finished_at: float | None = None
+    size: int = 0
 
 
 @dataclass
@@ -62,12 +64,23 @@ class IdempotencyStore:
     """Answers by idempotency key; see the module docstring for the contract."""
 
     def __init__(
-        self, *, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl: float,
+        max_entries: int,
+        max_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl <= 0 or max_entries < 1:
-            raise ValueError(f"ttl must be > 0 and max_entries >= 1 (got {ttl}, {max_entries})")
+        if ttl <= 0 or max_entries < 1 or max_bytes < 1:
+            raise ValueError(
+                f"ttl must be > 0, max_entries and max_bytes >= 1 (got {ttl}, {max_entries}, "
+                f"{max_bytes})"
+            )
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """Bytes of the answers kept now (bodies, headers and keys)."""
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._finished: deque[tuple[str, _Entry]] = deque()  # in the order they finished
@@ -103,13 +116,16 @@ class IdempotencyStore:
         if not entry.done.done():
             entry.done.set_result(answer)
         if self._entries.get(claim.key) is entry:
+            entry.size = _size(claim.key, answer)
+            self.bytes += entry.size
             self._finished.append((claim.key, entry))
+            self._bound()
 
     def abandon(self, claim: Claim) -> None:
         """Forget ``claim``'s key: waiting requests (and later retries) run again."""
         entry = self._own(claim)
         if self._entries.get(claim.key) is entry:
-            del self._entries[claim.key]
+            self._drop(claim.key)
         if not entry.done.done():
             entry.done.set_result(None)
 
@@ -129,10 +145,15 @@ class IdempotencyStore:
             if now - entry.finished_at < self.ttl:
                 return
             self._finished.popleft()
-            del self._entries[key]
+            self._drop(key)
+
+    def _drop(self, key: str) -> _Entry:
+        entry = self._entries.pop(key)
+        self.bytes -= entry.size
+        return entry
 
     def _bound(self) -> None:
-        while len(self._entries) > self.max_entries:
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             while (
                 self._finished
                 and self._entries.get(self._finished[0][0]) is not (self._finished[0][1])
@@ -140,8 +161,16 @@ class IdempotencyStore:
                 self._finished.popleft()
             if self._finished:
                 key, _ = self._finished.popleft()
-            else:  # every entry is in flight: the oldest goes, its waiters run again
-                key = next(iter(self._entries))
-            entry = self._entries.pop(key)
+            elif len(self._entries) > self.max_entries:
+                key = next(iter(self._entries))  # all in flight: the oldest goes, waiters rerun
+            else:
+                return
+            entry = self._drop(key)
             if not entry.done.done():
                 entry.done.set_result(None)
+
+
+def _size(key: str, answer: Answer) -> int:
+    """What keeping ``answer`` under ``key`` costs, roughly, in bytes."""
+    headers = sum(len(k) + len(v) for k, v in answer.headers.items())
+    return len(key) + len(answer.body) + headers + 200

@@ -104,7 +104,9 @@ def build_gateway(pipeline: Pipeline, port: int) -> Gateway:
         breaker=breaker,
         limiter=limiter,
         idempotency=IdempotencyStore(
-            ttl=cfg.idempotency.ttl, max_entries=cfg.idempotency.max_entries
+            ttl=cfg.idempotency.ttl,
+            max_entries=cfg.idempotency.max_entries,
+            max_bytes=cfg.idempotency.max_bytes,
         ),
         authenticator=authenticator,
         auth_in_thread=cfg.auth is not None and cfg.auth.jwks_url is not None,

@@ -113,6 +113,13 @@ class IdempotencyConfig(ConfigModel):
         ge=1,
         description="Answers kept at most (per process); past it the oldest is forgotten.",
     )
+    max_bytes: ByteSize = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Bytes of answers kept at most (per process; a batch's answer holds a "
+        "line per record); past it the oldest is forgotten.",
+        json_schema_extra={"default_text": "64MiB"},
+    )
 
 
 class BreakerConfig(ConfigModel):

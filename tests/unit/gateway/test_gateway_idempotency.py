@@ -71,6 +71,34 @@ def test_the_store_is_bounded_oldest_finished_answer_goes_first() -> None:
     asyncio.run(main())
 
 
+def test_the_store_is_bounded_in_bytes_too() -> None:
+    async def main() -> None:
+        big = Answer(200, {}, b"x" * 1000)
+        store = IdempotencyStore(ttl=60, max_entries=100, max_bytes=2500)
+        for key in "abc":
+            store.finish(await store.begin(key, b""), big)
+        assert len(store) == 2 and store.bytes <= 2500
+        assert (await store.begin("a", b"")).owner, "the oldest answer went first"
+        assert (await store.begin("c", b"")).answer == big
+
+    asyncio.run(main())
+
+
+def test_expiry_and_abandon_give_the_bytes_back() -> None:
+    async def main() -> None:
+        clock = Clock()
+        store = IdempotencyStore(ttl=10, max_entries=10, clock=clock)
+        store.finish(await store.begin("k", b""), OK)
+        assert store.bytes > 0
+        clock.now = 11
+        claim = await store.begin("k", b"")
+        assert store.bytes == 0
+        store.abandon(claim)
+        assert store.bytes == 0 and len(store) == 0
+
+    asyncio.run(main())
+
+
 def test_an_in_flight_duplicate_waits_for_the_first_answer() -> None:
     async def main() -> None:
         store = IdempotencyStore(ttl=60, max_entries=10)
