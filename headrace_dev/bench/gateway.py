@@ -1,11 +1,12 @@
 """``headrace bench gateway``: the HTTP gateway against the raw producer, in one run.
 
-The gateway runs as its own process (``headrace gateway``) with HS256 authentication, a JSON
-Schema on the topic and (generous) client and topic rate limits on, so every request pays
-for all three; the bench process drives the load and, first, measures the baseline on the
-same topic: plain confluent-kafka producing the same record bytes with the producer settings
-every headrace process uses (``headrace.kafka_clients.make_producer``: acks=all,
-idempotent, lz4), flush included. Figures:
+The gateway runs as ``PROCESSES`` processes (``headrace gateway``; one per core, at most 2,
+sharing the port through the file's ``processes``, the kernel spreading the connections)
+with HS256 authentication, a JSON Schema on the topic and (generous) client and topic rate
+limits on, so every request pays for all three; the bench process drives the load and,
+first, measures the baseline on the same topic: plain confluent-kafka producing the same
+record bytes with the producer settings every headrace process uses
+(``headrace.kafka_clients.make_producer``: acks=all, idempotent, lz4), flush included. Figures:
 
 - ``gateway.batched_posts``: records/s accepted in POSTs of ``BATCH`` records (a JSON array),
   ``wrk`` with ``BATCH_CONNECTIONS`` connections; ratio against the raw producer (target
@@ -80,6 +81,8 @@ SINGLE_CONNECTIONS = 64
 P99_RATE = 1000
 """Requests/s offered by the paced generator."""
 PARTITIONS = 3
+PROCESSES = max(1, min(2, os.cpu_count() or 1))
+"""Gateway processes sharing the port (the file's ``processes``): one per core, at most 2."""
 SIZES = {True: {"seconds": 5.0, "raw": 200_000}, False: {"seconds": 20.0, "raw": 1_000_000}}
 _ISSUER = "headrace-bench"
 _AUDIENCE = "headrace-gateway"
@@ -315,6 +318,10 @@ def paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced
 # -- figures ----------------------------------------------------------------------------------
 
 
+def _processes(processes: int) -> str:
+    return "1 gateway process" if processes == 1 else f"{processes} gateway processes on one port"
+
+
 def _cost(wrk: WrkResult, gateway_cpu_s: float) -> str:
     return (
         f"wrk (1 thread) used {wrk.cpu_s:.1f} CPU-s in {wrk.seconds:.1f} s "
@@ -326,7 +333,12 @@ def _cost(wrk: WrkResult, gateway_cpu_s: float) -> str:
 
 
 def batched_figure(
-    wrk: WrkResult, batch: int, raw_per_s: float, gateway_cpu_s: float, peak_mb: float
+    wrk: WrkResult,
+    batch: int,
+    raw_per_s: float,
+    gateway_cpu_s: float,
+    peak_mb: float,
+    processes: int = 1,
 ) -> BenchFigure:
     """``gateway.batched_posts``: records/s accepted in ``batch``-record POSTs."""
     records = wrk.ok * batch
@@ -340,15 +352,16 @@ def batched_figure(
         peak_mb,
         p50_ms=round(wrk.p50_ms, 1),
         p99_ms=round(wrk.p99_ms, 1),
-        note=f"POSTs of {batch} JSON records, wrk -c{BATCH_CONNECTIONS}, HS256 token, JSON "
-        f"Schema, rate limits on; {wrk.ok:,} requests 2xx, {wrk.non_2xx} other, "
-        f"{wrk.socket_errors} socket errors; {_cost(wrk, gateway_cpu_s)}; "
+        note=f"POSTs of {batch} JSON records, wrk -c{BATCH_CONNECTIONS}, "
+        f"{_processes(processes)}, HS256 token, JSON Schema, rate limits on; "
+        f"{wrk.ok:,} requests 2xx, {wrk.non_2xx} other, {wrk.socket_errors} socket errors; "
+        f"{_cost(wrk, gateway_cpu_s)}; "
         "target >= 50,000 records/s and >= 0.3x the raw producer",
     )
 
 
 def single_figure(
-    wrk: WrkResult, raw_per_s: float, gateway_cpu_s: float, peak_mb: float
+    wrk: WrkResult, raw_per_s: float, gateway_cpu_s: float, peak_mb: float, processes: int = 1
 ) -> BenchFigure:
     """``gateway.single_posts``: one-record POSTs, requests/s (= records/s)."""
     return BenchFigure(
@@ -361,12 +374,15 @@ def single_figure(
         p50_ms=round(wrk.p50_ms, 1),
         p99_ms=round(wrk.p99_ms, 1),
         note=f"one record per POST, wrk -c{SINGLE_CONNECTIONS}, closed loop (as fast as "
-        f"answered); {wrk.non_2xx} non-2xx, {wrk.socket_errors} socket errors; "
+        f"answered), {_processes(processes)}; {wrk.non_2xx} non-2xx, "
+        f"{wrk.socket_errors} socket errors; "
         f"{_cost(wrk, gateway_cpu_s)}; target >= 3,000 requests/s",
     )
 
 
-def p99_figure(result: Paced, gateway_cpu_s: float, peak_mb: float) -> BenchFigure:
+def p99_figure(
+    result: Paced, gateway_cpu_s: float, peak_mb: float, processes: int = 1
+) -> BenchFigure:
     """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered."""
     p50 = percentile(result.latencies, 50) * 1000
     p99 = percentile(result.latencies, 99) * 1000
@@ -380,8 +396,9 @@ def p99_figure(result: Paced, gateway_cpu_s: float, peak_mb: float) -> BenchFigu
         peak_mb,
         p50_ms=round(p50, 1),
         p99_ms=round(p99, 1),
-        note=f"one-record POSTs, each timed from when it was due (no coordinated omission); "
-        f"{result.failed} failed; the generator (asyncio + aiohttp, in the bench process) "
+        note=f"one-record POSTs, each timed from when it was due (no coordinated omission), "
+        f"{_processes(processes)}; {result.failed} failed; the generator (asyncio + "
+        "aiohttp, in the bench process) "
         f"used {result.cpu_s:.1f} CPU-s in {seconds:.1f} s "
         f"({100 * result.cpu_s / seconds if seconds else 0:.0f}% of a core), the gateway "
         f"{gateway_cpu_s:.1f} CPU-s; target p99 < 25 ms",
@@ -406,7 +423,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pipeline_yaml(bootstrap: str, topic: str, port: int) -> str:
+def pipeline_yaml(bootstrap: str, topic: str, port: int, processes: int = 1) -> str:
     """The bench's pipeline file: only a gateway, auth + schema + limits on."""
     data = {
         "name": "hrbenchgateway",
@@ -414,6 +431,7 @@ def pipeline_yaml(bootstrap: str, topic: str, port: int) -> str:
         "gateway": {
             "host": "127.0.0.1",
             "port": port,
+            "processes": processes,
             "auth": {
                 "secret": "${" + _SECRET_ENV + "}",
                 "issuer": _ISSUER,
@@ -484,49 +502,65 @@ def _raw(kafka: KafkaConfig, topic: str, n: int) -> float:
 
 
 class _Gateway:
-    """``headrace gateway`` as a child process, its output in a log file."""
+    """``processes`` copies of ``headrace gateway`` on one port (the file's ``processes``:
+    they bind it together with SO_REUSEPORT), each logging to ``<log>.<n>``."""
 
-    def __init__(self, pipeline: Path, log: Path, secret: str) -> None:
+    def __init__(self, pipeline: Path, log: Path, secret: str, processes: int) -> None:
         env = {**os.environ, _SECRET_ENV: secret}
-        self.log = log
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "headrace_cli.main", "-f", str(pipeline), "gateway"],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        self.logs = [log.with_suffix(f".{n}.log") for n in range(processes)]
+        self._outs = [path.open("wb") for path in self.logs]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "headrace_cli.main", "-f", str(pipeline), "gateway"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            for out in self._outs
+        ]
+
+    def tail(self) -> str:
+        return "\n".join(path.read_text(errors="replace")[-1500:] for path in self.logs)
 
     def wait_ready(self, base: str, timeout: float = 60.0) -> None:
+        """Until every process says it listens and ``/readyz`` answers 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise HeadraceError(
-                    f"bench gateway: the gateway exited {self.proc.returncode}: "
-                    f"{self.log.read_text(errors='replace')[-3000:]}"
-                )
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise HeadraceError(
+                        f"bench gateway: a gateway process exited {proc.returncode}: {self.tail()}"
+                    )
+            listening = all(
+                "listening on" in path.read_text(errors="replace") for path in self.logs
+            )
             with contextlib.suppress(OSError, urllib.error.URLError):
                 with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
+                    if response.status == 200 and listening:
                         return
             time.sleep(0.2)
-        raise HeadraceError(f"bench gateway: not ready within {timeout:.0f} s (see {self.log})")
+        raise HeadraceError(f"bench gateway: not ready within {timeout:.0f} s: {self.tail()}")
 
     def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid)
+        """CPU seconds of every gateway process so far."""
+        return sum(_cpu_seconds(proc.pid) for proc in self.procs)
 
     def peak_mb(self) -> float:
-        return process_peak_rss_mb(self.proc.pid) or 0.0
+        """The largest peak RSS of the gateway processes."""
+        return max(process_peak_rss_mb(proc.pid) or 0.0 for proc in self.procs)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(30)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._out.close()
+                proc.kill()
+                proc.wait(10)
+        for out in self._outs:
+            out.close()
 
 
 def _post(url: str, body: bytes, token: str) -> int:
@@ -556,10 +590,14 @@ def _check_topic(what: str, gained: int, answered: int, unsure: int = 0) -> None
 
 
 def run_gateway_bench(
-    env: dict[str, str], seconds: float, raw_records: int, p99_rate: int = P99_RATE
+    env: dict[str, str],
+    seconds: float,
+    raw_records: int,
+    p99_rate: int = P99_RATE,
+    processes: int = PROCESSES,
 ) -> list[BenchFigure]:
-    """The three figures (module doc), each phase ``seconds`` long, against the stack in
-    ``env``; the topic is deleted afterwards."""
+    """The three figures (module doc), each phase ``seconds`` long, against ``processes``
+    gateway processes on one port and the stack in ``env``; the topic is deleted afterwards."""
     import secrets
 
     from gateway.auth import mint_token
@@ -581,9 +619,9 @@ def run_gateway_bench(
     with TemporaryDirectory(prefix="hrbench-gateway-") as tmp:
         work = Path(tmp)
         pipeline = work / "pipeline.yaml"
-        pipeline.write_text(pipeline_yaml(kafka.bootstrap_servers, topic, port))
+        pipeline.write_text(pipeline_yaml(kafka.bootstrap_servers, topic, port, processes))
         raw = _raw(kafka, topic, raw_records)
-        gateway = _Gateway(pipeline, work / "gateway.log", secret)
+        gateway = _Gateway(pipeline, work / "gateway.log", secret, processes)
         try:
             gateway.wait_ready(base)
             for body in (single_body, batch_body):  # warm-up, and a check that it accepts
@@ -591,7 +629,7 @@ def run_gateway_bench(
                 if status != 200:
                     raise HeadraceError(
                         f"bench gateway: a warm-up POST got {status}, not 200 (see "
-                        f"{gateway.log.read_text(errors='replace')[-2000:]})"
+                        f"{gateway.tail()})"
                     )
             for name, body, connections in (
                 ("batched", batch_body, BATCH_CONNECTIONS),
@@ -614,16 +652,18 @@ def run_gateway_bench(
                     unsure * per_request,
                 )
                 if name == "batched":
-                    figures.append(batched_figure(result, BATCH, raw, cpu, gateway.peak_mb()))
+                    figures.append(
+                        batched_figure(result, BATCH, raw, cpu, gateway.peak_mb(), processes)
+                    )
                 else:
-                    figures.append(single_figure(result, raw, cpu, gateway.peak_mb()))
+                    figures.append(single_figure(result, raw, cpu, gateway.peak_mb(), processes))
                 print(f"bench gateway: {figures[-1].json_line()}", file=sys.stderr)
             offset = _settled_offsets(kafka, topic)
             cpu = gateway.cpu()
             paced_result = paced(url, single_body, token, p99_rate, seconds)
             cpu = gateway.cpu() - cpu
             _check_topic("paced", _settled_offsets(kafka, topic) - offset, paced_result.ok)
-            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb()))
+            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb(), processes))
         finally:
             gateway.stop()
             _delete_topic(kafka, topic)

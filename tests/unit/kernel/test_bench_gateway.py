@@ -58,11 +58,11 @@ def test_batched_figure_counts_records_of_2xx_requests_against_the_raw_rate() ->
 
 def test_single_figure_is_requests_per_second() -> None:
     wrk = WrkResult(requests=20_000, seconds=5.0, non_2xx=500, socket_errors=0, p50_ms=1, p99_ms=9)
-    fig = single_figure(wrk, raw_per_s=100_000.0, gateway_cpu_s=5.0, peak_mb=80.0)
+    fig = single_figure(wrk, raw_per_s=100_000.0, gateway_cpu_s=5.0, peak_mb=80.0, processes=2)
     assert fig.records == 19_500
     assert fig.ours_per_s == pytest.approx(3_900.0)
     assert fig.ratio == pytest.approx(0.039)
-    assert "500 non-2xx" in fig.note
+    assert "500 non-2xx" in fig.note and "2 gateway processes on one port" in fig.note
 
 
 def test_p99_figure_ratio_is_answered_over_offered() -> None:
