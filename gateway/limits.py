@@ -10,8 +10,8 @@
 - refused (``Decision.allowed`` False) when a bucket lacks the tokens, unless every refusing
   limit has ``queue: true`` and the tokens are there within the smallest of their ``max_wait``:
   then the tokens are reserved at once (so waiters are served first come, first served, and a
-  later request cannot overtake) and ``acquire`` sleeps until they are due. A cancelled
-  waiter (client gone) gives its tokens back;
+  later request cannot overtake) and ``acquire`` sleeps until they are due. A waiter whose
+  task is cancelled gives its tokens back;
 - a request of more records than a bucket's ``burst`` can never pass: it is refused with
   ``Decision.too_large`` set (answer 413, not 429: retrying cannot help).
 
