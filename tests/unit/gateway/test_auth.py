@@ -470,3 +470,66 @@ def test_concurrent_unknown_kids_from_threads_cost_one_fetch(
         subs = list(pool.map(lambda _: auth.authenticate(new).sub, range(64)))
     assert subs == ["svc"] * 64
     assert fetch.calls == 2  # the start, and one reload for all 64 requests
+
+
+# --- verified tokens are remembered ------------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens that went through a full check (jwt.decode, as gateway.auth calls it)."""
+    seen: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return seen
+
+
+def test_a_verified_token_is_answered_from_memory_until_its_ttl(decodes: list[str]) -> None:
+    from gateway.auth import VERIFIED_TTL
+
+    clock = Clock()
+    auth = Authenticator(hs_auth(), clock=clock)
+    token = hs_token()
+    first = auth.authenticate("Bearer " + token)
+    assert auth.authenticate("Bearer " + token) == first
+    assert len(decodes) == 1
+    clock.now += VERIFIED_TTL
+    assert auth.authenticate("Bearer " + token) == first
+    assert len(decodes) == 2  # checked again in full
+
+
+def test_a_remembered_token_is_checked_again_once_it_expires(decodes: list[str]) -> None:
+    clock = Clock()
+    auth = Authenticator(hs_auth(leeway=0), clock=clock)
+    token = "Bearer " + hs_token(exp=int(time.time()) + 5)
+    auth.authenticate(token)
+    clock.now += 4
+    auth.authenticate(token)
+    assert len(decodes) == 1
+    clock.now += 2  # past exp on the monotonic clock: never answered from memory
+    auth.authenticate(token)  # (the wall clock has not moved: still valid for PyJWT)
+    assert len(decodes) == 2
+
+
+def test_refused_tokens_are_never_remembered(decodes: list[str]) -> None:
+    auth = Authenticator(hs_auth())
+    bad = "Bearer " + hs_token(aud="another-service")
+    for _ in range(3):
+        refused(auth, bad)
+    assert len(decodes) == 3
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.auth as module
+
+    monkeypatch.setattr(module, "VERIFIED_MAX", 3)
+    auth = Authenticator(hs_auth())
+    tokens = [hs_token(sub=f"svc{n}") for n in range(5)]
+    for token in tokens:
+        auth.authenticate("Bearer " + token)
+    assert list(auth._verified) == tokens[2:]  # the oldest forgotten first
