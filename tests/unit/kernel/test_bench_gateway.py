@@ -75,6 +75,12 @@ def test_p99_figure_ratio_is_answered_over_offered() -> None:
     assert fig.ratio == pytest.approx(0.1)
     assert (fig.p50_ms, fig.p99_ms) == (50.0, 99.0)
     assert "25% of a core" in fig.note and "900 failed" in fig.note
+    lagged = p99_figure(
+        Paced(1000, 1000, 1.0, 100, 0, latencies, 0.25, send_lags=[0.001] * 98 + [0.02] * 2),
+        gateway_cpu_s=0.5,
+        peak_mb=70.0,
+    )
+    assert "p50 1.0 ms / p99 20.0 ms after a request was due" in lagged.note
 
 
 def test_percentile_is_nearest_rank() -> None:
