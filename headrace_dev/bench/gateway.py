@@ -16,8 +16,9 @@ record bytes with the producer settings every headrace process uses
   producer's records/s;
 - ``gateway.p99 @1000/s``: p50/p99 latency of one-record POSTs offered at a fixed
   ``P99_RATE`` requests/s by an open-loop, paced generator (``paced``, aiohttp on asyncio
-  with uvloop, in the bench process; a request's latency runs from when it was *due*, so a stall of the
-  gateway is not hidden by the generator waiting for it: no coordinated omission). Ratio:
+  with uvloop, in the bench process; a request's latency runs from when it was *due*, so a
+  stall of the gateway is not hidden by the generator waiting for it: no coordinated
+  omission). Ratio:
   requests answered 2xx per second / requests offered per second (target p99 < 25 ms).
 
 The load generators must not be the bottleneck; their cost is measured and reported in the
