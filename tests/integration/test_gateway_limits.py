@@ -16,6 +16,11 @@ whose answer got lost. Then:
 - every accepted record is on the topic exactly once, at the partition and offset its answer
   gave, and nothing else is: retries after a 429 or a timeout duplicated nothing;
 - a retry of an answered request replays the first answer (same offsets) and writes nothing.
+
+A second test runs a topic with ``queue: true``: 100 requests at once against rate 50/s,
+burst 10 and ``max_wait`` 1 s: the burst passes at once, the next 50 are held up to ~1 s and
+accepted, the rest get their 429 (with ``Retry-After``) at once; the topic holds exactly the
+accepted records.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,23 +85,17 @@ class Tally:
     offered: int = 0  # records sent before the deadline, retries included
 
 
-def _pipeline(bootstrap: str, topic: str, warm: str, port: int, metrics_port: int) -> str:
+def _pipeline(bootstrap: str, topics: dict[str, Any], port: int) -> str:
+    """A pipeline file of only a gateway on ``port`` with HS256 auth and ``topics``."""
     data = {
         "name": "gatewaylimits",
         "kafka": {"bootstrap_servers": bootstrap},
-        "metrics": {"port": metrics_port},
+        "metrics": {"port": _free_port()},
         "gateway": {
             "host": "127.0.0.1",
             "port": port,
             "auth": {"secret": "${" + SECRET_ENV + "}", "issuer": ISSUER, "audience": AUDIENCE},
-            "topics": {
-                topic: {
-                    "key": ["id"],
-                    "schema": {"type": "object", "required": ["id", "client", "seq"]},
-                    "limit": {"rate": RATE, "burst": BURST},
-                },
-                warm: {},
-            },
+            "topics": topics,
         },
     }
     return json.dumps(data, indent=2)
@@ -121,6 +122,26 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
             pass
         time.sleep(0.2)
     pytest.fail(f"the gateway was not ready within 60 s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def _gateway(pipeline: Path, secret: str, log: Path, repo_root: Path, base: str) -> Iterator[None]:
+    """``headrace gateway`` on ``pipeline`` while the block runs (ready when it starts)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "headrace_cli.main", "gateway", "-f", str(pipeline)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=repo_root,
+            env={**os.environ, SECRET_ENV: secret},
+        )
+        try:
+            _wait_ready(proc, base, log)
+            yield
+            assert proc.poll() is None, log.read_text()[-3000:]  # it served throughout
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
 
 def _check_limit_headers(headers: Any, status: int) -> str | None:
@@ -263,7 +284,9 @@ async def _replay(url: str, tokens: list[str], tally: Tally, requests: list[str]
     return wrong
 
 
-def _read_topic(bootstrap: str, topic: str) -> list[tuple[str, int, int]]:
+def _read_topic(
+    bootstrap: str, topic: str, partitions: int = PARTITIONS
+) -> list[tuple[str, int, int]]:
     """Every message of ``topic`` as (record id, partition, offset)."""
     consumer = Consumer(
         {
@@ -275,10 +298,10 @@ def _read_topic(bootstrap: str, topic: str) -> list[tuple[str, int, int]]:
     )
     try:
         ends = {}
-        for p in range(PARTITIONS):
+        for p in range(partitions):
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         found: list[tuple[str, int, int]] = []
         deadline = time.monotonic() + 30
         while sum(ends.values()) > len(found) and time.monotonic() < deadline:
@@ -308,28 +331,19 @@ def test_a_burst_is_cut_to_the_bucket_and_retries_duplicate_nothing(
     pipeline = tmp_path / "pipeline.yaml"
     warm = new_topic(".warm", 1)
     warm_token = mint_token(auth, sub="warm-up", scopes=[f"publish:{warm}"], ttl=600)
-    pipeline.write_text(_pipeline(kafka_bootstrap, topic, warm, port, _free_port()))
-    log = tmp_path / "gateway.log"
+    limited = {
+        "key": ["id"],
+        "schema": {"type": "object", "required": ["id", "client", "seq"]},
+        "limit": {"rate": RATE, "burst": BURST},
+    }
+    pipeline.write_text(_pipeline(kafka_bootstrap, {topic: limited, warm: {}}, port))
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/topics/{topic}/records"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "headrace_cli.main", "gateway", "-f", str(pipeline)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=repo_root,
-            env={**os.environ, SECRET_ENV: secret},
-        )
-        try:
-            _wait_ready(proc, base, log)
-            warm_url = f"{base}/topics/{warm}/records"
-            tally = asyncio.run(_load(url, tokens, SECONDS, (warm_url, warm_token)))
-            replay_ids = sorted({i.rsplit("-", 1)[0] for i in tally.accepted})[:50]
-            wrong_replays = asyncio.run(_replay(url, tokens, tally, replay_ids))
-            assert proc.poll() is None, log.read_text()[-3000:]  # it served throughout
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with _gateway(pipeline, secret, tmp_path / "gateway.log", repo_root, base):
+        warm_url = f"{base}/topics/{warm}/records"
+        tally = asyncio.run(_load(url, tokens, SECONDS, (warm_url, warm_token)))
+        replay_ids = sorted({i.rsplit("-", 1)[0] for i in tally.accepted})[:50]
+        wrong_replays = asyncio.run(_replay(url, tokens, tally, replay_ids))
 
     # Every answer was a 200 or a 429 with the right headers.
     assert set(tally.answers) <= {200, 429}, (tally.answers, tally.bad_200[:5])
@@ -363,3 +377,64 @@ def test_a_burst_is_cut_to_the_bucket_and_retries_duplicate_nothing(
     # A retried answered request replays its answer and writes nothing.
     assert not wrong_replays, wrong_replays[:5]
     assert len(_read_topic(kafka_bootstrap, topic)) == len(on_topic)
+
+
+def test_queue_holds_requests_up_to_max_wait_then_refuses(
+    new_topic: Any, kafka_bootstrap: str, repo_root: Path, tmp_path: Path
+) -> None:
+    """``queue: true``: past the burst, requests are held for their tokens (served in order at
+    the rate) while that takes at most ``max_wait``; the rest get their 429 at once."""
+    rate, burst, max_wait, sent = 50, 10, 1.0, 100
+    topic = new_topic(".q", 1)
+    secret = secrets.token_urlsafe(32)
+    auth = GatewayAuth.model_validate({"secret": secret, "issuer": ISSUER, "audience": AUDIENCE})
+    token = mint_token(auth, sub="queued", scopes=[f"publish:{topic}"], ttl=600)
+    limit = {"rate": rate, "burst": burst, "queue": True, "max_wait": f"{max_wait}s"}
+    port = _free_port()
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(_pipeline(kafka_bootstrap, {topic: {"key": ["id"], "limit": limit}}, port))
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sends: list[float] = []
+
+    async def post_all() -> tuple[list[tuple[str, int, float, Any]], float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def connect() -> None:
+                async with session.get(f"{base}/healthz") as response:
+                    await response.read()
+
+            await asyncio.gather(*(connect() for _ in range(sent)))
+            start = time.monotonic()
+
+            async def one(n: int) -> tuple[str, int, float, Any]:
+                sends.append(time.monotonic())
+                body = json.dumps({"id": f"r{n:03d}"}).encode()
+                url = f"{base}/topics/{topic}/records"
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    return (f"r{n:03d}", response.status, time.monotonic(), response.headers)
+
+            answers = await asyncio.gather(*(one(n) for n in range(sent)))
+            return answers, start
+
+    with _gateway(pipeline, secret, tmp_path / "gateway.log", repo_root, base):
+        answers, start = asyncio.run(post_all())
+
+    accepted = [(rid, at - start) for rid, status, at, _ in answers if status == 200]
+    refused = [(at - start, h) for _, status, at, h in answers if status == 429]
+    assert len(accepted) + len(refused) == sent, [a[1] for a in answers]
+    # the burst at once, then rate x max_wait more held (plus what refilled while the 100
+    # requests were arriving)
+    spread = max(sends) - min(sends)
+    most = burst + rate * (max_wait + spread) + 1
+    assert burst + rate * max_wait <= len(accepted) <= most, (len(accepted), spread)
+    held = sorted(t for _, t in accepted)
+    assert held[-1] >= 0.8 * max_wait  # the last ones were held close to max_wait
+    assert held[-1] <= max_wait + 1.0  # and not longer (plus answering)
+    for _, h in refused:
+        assert h["Retry-After"].isdigit() and int(h["Retry-After"]) >= 1, dict(h)
+        assert h["RateLimit-Limit"] == str(burst)
+    assert max(t for t, _ in refused) < max_wait  # refused at once, not after waiting
+    on_topic = {rid for rid, _, _ in _read_topic(kafka_bootstrap, topic, partitions=1)}
+    assert on_topic == {rid for rid, _ in accepted}
