@@ -18,8 +18,10 @@ record bytes with the producer settings every headrace process uses
   ``P99_RATE`` requests/s by an open-loop, paced generator (``paced``, aiohttp on asyncio
   with uvloop, in the bench process; a request's latency runs from when it was *due*, so a
   stall of the gateway is not hidden by the generator waiting for it: no coordinated
-  omission). Ratio:
-  requests answered 2xx per second / requests offered per second (target p99 < 25 ms).
+  omission). Ratio: requests answered 2xx per second / requests offered per second (target
+  p99 < 25 ms).
+
+The generators are in ``gateway_load``, the gateway processes in ``gateway_process``.
 
 The load generators must not be the bottleneck; their cost is measured and reported in the
 notes: ``wrk``'s own CPU time (its rusage as a child process), the paced generator's CPU time
@@ -35,19 +37,11 @@ hold every record answered 2xx, and more only for requests wrk had in flight whe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import math
 import os
-import resource
-import shutil
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -58,18 +52,24 @@ import orjson
 from headrace.config import KafkaConfig
 from headrace.errors import HeadraceError
 from headrace.kafka_clients import ensure_topics, make_producer
-from headrace_dev.bench.common import BenchFigure, peak_rss_mb, process_peak_rss_mb
+from headrace_dev.bench.common import BenchFigure, peak_rss_mb
+from headrace_dev.bench.gateway_load import (
+    Paced,
+    WrkResult,
+    ensure_wrk,
+    lua_script,
+    paced,
+    percentile,
+    run_wrk,
+)
+from headrace_dev.bench.gateway_process import SECRET_ENV, GatewayProcesses, free_port, post
 
 __all__ = [
     "BATCH",
     "P99_RATE",
-    "Paced",
-    "WrkResult",
     "batched_figure",
-    "lua_script",
     "p99_figure",
-    "parse_wrk",
-    "percentile",
+    "pipeline_yaml",
     "run",
     "run_gateway_bench",
     "single_figure",
@@ -87,8 +87,6 @@ PROCESSES = max(1, min(2, os.cpu_count() or 1))
 SIZES = {True: {"seconds": 5.0, "raw": 200_000}, False: {"seconds": 20.0, "raw": 1_000_000}}
 _ISSUER = "headrace-bench"
 _AUDIENCE = "headrace-gateway"
-_SECRET_ENV = "HRBENCH_GATEWAY_SECRET"  # noqa: S105 - a variable name
-_MARK = "WRK_JSON "
 _BASELINE = "confluent-kafka producer (acks=all, idempotent), same records, same topic"
 
 SCHEMA: dict[str, Any] = {
@@ -113,217 +111,6 @@ def record(n: int) -> dict[str, Any]:
         "quantity": 1 + n % 3,
         "status": "paid",
     }
-
-
-# -- wrk ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    """What ``wrk`` reported (its Lua ``done`` prints one JSON line) and what it cost."""
-
-    requests: int
-    seconds: float
-    non_2xx: int
-    socket_errors: int
-    p50_ms: float
-    p99_ms: float
-    cpu_s: float = 0.0
-
-    @property
-    def ok(self) -> int:
-        """Requests answered 2xx (wrk counts status >= 300 and socket errors apart)."""
-        return max(0, self.requests - self.non_2xx)
-
-    @property
-    def ok_per_s(self) -> float:
-        return self.ok / self.seconds if self.seconds > 0 else 0.0
-
-
-def lua_script(body: bytes, token: str) -> str:
-    """A wrk script that POSTs ``body`` as JSON with the bearer ``token``, and prints its
-    summary as one ``WRK_JSON {...}`` line when done."""
-    text = body.decode("utf-8")
-    level = 0  # a long bracket [=*[ ... ]=*] that the body (and its last "]") cannot close
-    while f"]{'=' * level}]" in text + "]":
-        level += 1
-    eq = "=" * level
-    return f"""wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
-wrk.body = [{eq}[{text}]{eq}]
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{_MARK}{{"requests":%d,"duration_us":%d,"status":%d,"connect":%d,"read":%d,'
-    .. '"write":%d,"timeout":%d,"p50_us":%d,"p99_us":%d}}\\n',
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def parse_wrk(stdout: str, cpu_s: float = 0.0) -> WrkResult:
-    """The ``WrkResult`` of a run of ``lua_script``'s script; ``ValueError`` naming what is
-    missing when the output has no summary line (wrk failed: the output is in the message)."""
-    for line in stdout.splitlines():
-        if line.startswith(_MARK):
-            data = json.loads(line[len(_MARK) :])
-            return WrkResult(
-                requests=int(data["requests"]),
-                seconds=int(data["duration_us"]) / 1e6,
-                non_2xx=int(data["status"]),
-                socket_errors=sum(int(data[k]) for k in ("connect", "read", "write", "timeout")),
-                p50_ms=int(data["p50_us"]) / 1000,
-                p99_ms=int(data["p99_us"]) / 1000,
-                cpu_s=cpu_s,
-            )
-    raise ValueError(f"no {_MARK.strip()} summary line in wrk's output:\n{stdout[-2000:]}")
-
-
-def ensure_wrk(log: Any = print) -> str:
-    """The path of ``wrk``, installing the Debian package on first use (as the stack installs
-    its packages: ``headrace_dev.stack.tools.apt_install``)."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    from headrace_dev.stack import StackPaths
-    from headrace_dev.stack.tools import apt_install
-
-    paths = StackPaths.from_env()
-    log_file = paths.root / "logs" / "apt-wrk.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    apt_install(["wrk"], log_file=log_file, log=log)
-    found = shutil.which("wrk")
-    if not found:
-        raise HeadraceError("bench gateway: wrk is not on PATH after apt-get install wrk")
-    return found
-
-
-def run_wrk(
-    wrk: str, url: str, script: Path, *, connections: int, seconds: float, threads: int = 1
-) -> WrkResult:
-    """Run wrk; its own CPU time is its rusage as a waited-for child."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        [
-            wrk,
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=seconds + 60,
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        raise HeadraceError(f"bench gateway: wrk exited {done.returncode}: {done.stderr[-2000:]}")
-    try:
-        result = parse_wrk(done.stdout, cpu)
-    except ValueError as exc:  # a Lua error is on stderr, and wrk still exits 0
-        raise HeadraceError(f"bench gateway: {exc}\nwrk's stderr: {done.stderr[-2000:]}") from None
-    if result.ok == 0:
-        raise HeadraceError(
-            f"bench gateway: none of wrk's {result.requests} requests got a 2xx answer "
-            f"(check the script {script}); wrk's output:\n{done.stdout[-2000:]}"
-        )
-    return result
-
-
-# -- the paced, open-loop generator ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Paced:
-    """The outcome of ``paced``: latencies (s) of 2xx answers, from when each was due."""
-
-    rate: int
-    offered: int
-    seconds: float
-    ok: int
-    failed: int
-    latencies: list[float]
-    cpu_s: float
-    send_lags: list[float] = field(default_factory=list)
-    """Seconds from when each request was due to when the generator began sending it: its
-    own delay, which the latencies include."""
-
-    @property
-    def offered_per_s(self) -> float:
-        return self.offered / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def ok_per_s(self) -> float:
-        return self.ok / self.seconds if self.seconds > 0 else 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile ``q`` (0-100) of ``values``; ``nan`` when there are none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(len(ordered), rank) - 1]
-
-
-async def _paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced:
-    import aiohttp
-
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    latencies: list[float] = []
-    lags: list[float] = []
-    failed = 0
-    total = int(rate * seconds)
-    connector = aiohttp.TCPConnector(limit=512)
-    timeout = aiohttp.ClientTimeout(total=30)
-    cpu0 = time.process_time()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def one(due: float) -> None:
-            nonlocal failed
-            lags.append(time.perf_counter() - due)
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if 200 <= response.status < 300:
-                        latencies.append(time.perf_counter() - due)
-                    else:
-                        failed += 1
-            except (aiohttp.ClientError, TimeoutError):
-                failed += 1
-
-        tasks: list[asyncio.Task[None]] = []
-        start = time.perf_counter()
-        for i in range(total):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due)))
-        # the last request was due at (total - 1) / rate: the period it covers is total / rate
-        sent = max(time.perf_counter() - start, total / rate)
-        await asyncio.gather(*tasks)
-    cpu = time.process_time() - cpu0
-    return Paced(rate, total, sent, len(latencies), failed, latencies, cpu, lags)
-
-
-def paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced:
-    """Offer ``rate`` POSTs per second for ``seconds``, each when due, whatever the answers."""
-    try:  # uvloop (installed with uvicorn[standard]) halves the generator's own CPU cost
-        import uvloop
-    except ImportError:
-        return asyncio.run(_paced(url, body, token, rate, seconds))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_paced(url, body, token, rate, seconds))
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -423,21 +210,6 @@ def p99_figure(
 # -- the run ----------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pipeline_yaml(bootstrap: str, topic: str, port: int, processes: int = 1) -> str:
     """The bench's pipeline file: only a gateway, auth + schema + limits on."""
     data = {
@@ -448,7 +220,7 @@ def pipeline_yaml(bootstrap: str, topic: str, port: int, processes: int = 1) -> 
             "port": port,
             "processes": processes,
             "auth": {
-                "secret": "${" + _SECRET_ENV + "}",
+                "secret": "${" + SECRET_ENV + "}",
                 "issuer": _ISSUER,
                 "audience": _AUDIENCE,
             },
@@ -516,82 +288,6 @@ def _raw(kafka: KafkaConfig, topic: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-class _Gateway:
-    """``processes`` copies of ``headrace gateway`` on one port (the file's ``processes``:
-    they bind it together with SO_REUSEPORT), each logging to ``<log>.<n>``."""
-
-    def __init__(self, pipeline: Path, log: Path, secret: str, processes: int) -> None:
-        env = {**os.environ, _SECRET_ENV: secret}
-        self.logs = [log.with_suffix(f".{n}.log") for n in range(processes)]
-        self._outs = [path.open("wb") for path in self.logs]
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "headrace_cli.main", "-f", str(pipeline), "gateway"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            for out in self._outs
-        ]
-
-    def tail(self) -> str:
-        return "\n".join(path.read_text(errors="replace")[-1500:] for path in self.logs)
-
-    def wait_ready(self, base: str, timeout: float = 60.0) -> None:
-        """Until every process says it listens and ``/readyz`` answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    raise HeadraceError(
-                        f"bench gateway: a gateway process exited {proc.returncode}: {self.tail()}"
-                    )
-            listening = all(
-                "listening on" in path.read_text(errors="replace") for path in self.logs
-            )
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200 and listening:
-                        return
-            time.sleep(0.2)
-        raise HeadraceError(f"bench gateway: not ready within {timeout:.0f} s: {self.tail()}")
-
-    def cpu(self) -> float:
-        """CPU seconds of every gateway process so far."""
-        return sum(_cpu_seconds(proc.pid) for proc in self.procs)
-
-    def peak_mb(self) -> float:
-        """The largest peak RSS of the gateway processes."""
-        return max(process_peak_rss_mb(proc.pid) or 0.0 for proc in self.procs)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        for out in self._outs:
-            out.close()
-
-
-def _post(url: str, body: bytes, token: str) -> int:
-    request = urllib.request.Request(  # noqa: S310 - our own gateway on 127.0.0.1
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
 def _check_topic(what: str, gained: int, answered: int, unsure: int = 0) -> None:
     """The topic gained the records answered 2xx, plus at most ``unsure``: those of requests
     still in flight when the generator stopped (wrk closes its connections without their
@@ -625,7 +321,7 @@ def run_gateway_bench(
     secret = secrets.token_urlsafe(32)
     auth = GatewayAuth.model_validate({"secret": secret, "issuer": _ISSUER, "audience": _AUDIENCE})
     token = mint_token(auth, sub="bench", scopes=[f"publish:{topic}"], ttl=3600)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/topics/{topic}/records"
     batch_body = orjson.dumps([record(i) for i in range(BATCH)])
@@ -636,11 +332,11 @@ def run_gateway_bench(
         pipeline = work / "pipeline.yaml"
         pipeline.write_text(pipeline_yaml(kafka.bootstrap_servers, topic, port, processes))
         raw = _raw(kafka, topic, raw_records)
-        gateway = _Gateway(pipeline, work / "gateway.log", secret, processes)
+        gateway = GatewayProcesses(pipeline, work / "gateway.log", secret, processes)
         try:
             gateway.wait_ready(base)
             for body in (single_body, batch_body):  # warm-up, and a check that it accepts
-                status = _post(url, body, token)
+                status = post(url, body, token)
                 if status != 200:
                     raise HeadraceError(
                         f"bench gateway: a warm-up POST got {status}, not 200 (see "

@@ -9,16 +9,12 @@ import pytest
 
 from headrace_dev.bench.gateway import (
     BATCH,
-    Paced,
-    WrkResult,
     batched_figure,
-    lua_script,
     p99_figure,
-    parse_wrk,
-    percentile,
     pipeline_yaml,
     single_figure,
 )
+from headrace_dev.bench.gateway_load import Paced, WrkResult, lua_script, parse_wrk, percentile
 
 WRK_OUT = """Running 5s test @ http://127.0.0.1:8088/topics/t/records
   1 threads and 8 connections
