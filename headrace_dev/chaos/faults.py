@@ -12,8 +12,12 @@ Kinds:
 - ``kill``: the same with SIGKILL (no clean shutdown: Kafka recovers its logs);
 - ``pause``: SIGSTOP the server for ``seconds`` then SIGCONT: clients time out instead of
   being refused, the nastier case;
+- ``slow``: the server answers ``delay`` seconds late on every reply for ``seconds``
+  (FerretDB only, through the round's ``SlowProxy``): a slow sink, back-pressure;
 - ``kill9`` / ``term``: SIGKILL or SIGTERM one pipeline process whose name starts with the
-  target (``worker``, ``sink:``, ``source:``), chosen at random.
+  target (``worker``, ``sink:``, ``produce:``), chosen at random;
+- ``kill9-again``: SIGKILL the process, then SIGKILL its replacement a few seconds after the
+  supervisor started it (mid-recovery: the worker restoring its tables).
 
 moto keeps S3 and DynamoDB in memory, so restarting it loses the data the sources read and the
 sinks wrote (the emulator's limit, not the pipeline's): moto is only paused.
@@ -28,12 +32,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from headrace_dev.chaos.proxy import SlowProxy
 from headrace_dev.stack import Stack, proc
 
 __all__ = ["Episode", "Fault", "Injector"]
 
-SERVER_KINDS = ("restart", "kill", "pause")
-PROCESS_KINDS = ("kill9", "term")
+SERVER_KINDS = ("restart", "kill", "pause", "slow")
+PROCESS_KINDS = ("kill9", "term", "kill9-again")
 SERVERS = ("kafka", "mariadb", "ferretdb", "moto")
 
 
@@ -44,6 +49,8 @@ class Fault:
     kind: str
     target: str
     seconds: float = 0.0
+    #: ``slow``: seconds added to every reply of the server
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind in SERVER_KINDS:
@@ -51,6 +58,8 @@ class Fault:
                 raise ValueError(f"fault {self.kind}: unknown server {self.target!r} ({SERVERS})")
             if self.target == "moto" and self.kind != "pause":
                 raise ValueError("moto keeps its data in memory: it can only be paused")
+            if self.kind == "slow" and (self.target != "ferretdb" or self.delay <= 0):
+                raise ValueError("slow: only ferretdb (through the proxy), with a delay > 0")
         elif self.kind not in PROCESS_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}: {SERVER_KINDS + PROCESS_KINDS}")
 
@@ -59,11 +68,13 @@ class Fault:
         """A stable label for the results table, e.g. ``kafka paused 30s``."""
         if self.kind == "pause":
             return f"{self.target} paused {self.seconds:.0f}s"
+        if self.kind == "slow":
+            return f"{self.target} slow {self.seconds:.0f}s (+{self.delay * 1000:.0f} ms a reply)"
         if self.kind in ("restart", "kill"):
             how = "SIGTERM" if self.kind == "restart" else "SIGKILL"
             return f"{self.target} {how} + restart"
-        how = "kill -9" if self.kind == "kill9" else "SIGTERM"
-        return f"{self.target.rstrip(':')} {how}"
+        signal_name = {"kill9": "kill -9", "term": "SIGTERM", "kill9-again": "kill -9 mid-recovery"}
+        return f"{self.target.rstrip(':')} {signal_name[self.kind]}"
 
     @property
     def on_server(self) -> bool:
@@ -105,8 +116,13 @@ class Injector:
         *,
         rng: random.Random,
         say: Callable[[str], None] = print,
+        proxy: SlowProxy | None = None,
+        running: Callable[[], bool] = lambda: True,
     ) -> None:
         self.stack = stack
+        self.proxy = proxy
+        #: whether the pipeline run is still going (a restart can still come)
+        self.running = running
         self.pids = pids
         self.rng = rng
         self.say = say
@@ -139,6 +155,16 @@ class Injector:
         return pid
 
     def _server(self, fault: Fault) -> None:
+        if fault.kind == "slow":
+            if self.proxy is None:
+                raise RuntimeError("chaos: a slow fault needs the round's proxy")
+            self.say(f"chaos: {fault.target} answers {fault.delay * 1000:.0f} ms late")
+            self.proxy.delay = fault.delay
+            try:
+                time.sleep(fault.seconds)
+            finally:
+                self.proxy.delay = 0.0
+            return
         pid = self._server_pid(fault.target)
         if fault.kind == "pause":
             self.say(f"chaos: pausing {fault.target} (pid {pid}) for {fault.seconds:.0f}s")
@@ -174,13 +200,29 @@ class Injector:
                 raise LookupError(f"chaos: no running pipeline process named {fault.target}*")
             time.sleep(0.5)
         name = self.rng.choice(sorted(alive))
-        sig = signal.SIGKILL if fault.kind == "kill9" else signal.SIGTERM
+        sig = signal.SIGTERM if fault.kind == "term" else signal.SIGKILL
         self.say(f"chaos: {sig.name} to {name} (pid {alive[name]})")
-        try:
-            os.kill(alive[name], sig)
-        except ProcessLookupError:
-            pass
+        _kill(alive[name], sig)
+        if fault.kind == "kill9-again":
+            first = alive[name]
+            deadline = time.monotonic() + 120
+            while self.pids().get(name, first) == first and time.monotonic() < deadline:
+                if not self.running():  # the run ended (went idle): nothing restarts it
+                    return name
+                time.sleep(0.2)
+            again = self.pids().get(name, first)
+            if again != first:
+                time.sleep(self.rng.uniform(2.0, 5.0))
+                self.say(f"chaos: SIGKILL to {name} again, mid-recovery (pid {again})")
+                _kill(again, signal.SIGKILL)
         return name
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

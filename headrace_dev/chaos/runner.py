@@ -29,9 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from headrace_dev.chaos.faults import Episode, Fault, Injector
 from headrace_dev.chaos.probe import Progress, RssSampler, Snapshot
+from headrace_dev.chaos.proxy import SlowProxy
 from headrace_dev.chaos.scenario import Scenario
 from headrace_dev.stack import Stack
 
@@ -229,9 +231,24 @@ def _round(
     log = out_dir / f"round-{index}.log"
     began = time.monotonic()
     progress = Progress(env["HEADRACE_KAFKA_BOOTSTRAP"], "shop.", GROUP_PREFIXES)
+    mongo = urlsplit(env["HEADRACE_MONGO_URI"])
+    proxy = SlowProxy(mongo.hostname or "127.0.0.1", mongo.port or 27017).start()
+    run_env = {
+        **env,
+        "HEADRACE_MONGO_URI": f"mongodb://127.0.0.1:{proxy.port}",
+        # the worker's local table stores: the run's own, never another shop run's
+        "HEADRACE_DATA_DIR": str(out_dir / "worker-data"),
+    }
     with open(log, "wb") as out:
-        run = start_run(env, out, idle_timeout=scenario.round_timeout)
-        injector = Injector(stack, lambda: _pids(log), rng=rng, say=say)
+        run = start_run(run_env, out, idle_timeout=scenario.round_timeout)
+        injector = Injector(
+            stack,
+            lambda: _pids(log),
+            rng=rng,
+            say=say,
+            proxy=proxy,
+            running=lambda: run.poll() is None,
+        )
         try:
 
             def inject(fault: Fault) -> None:
@@ -282,6 +299,7 @@ def _round(
             rnd.run_exit = _await_exit(run, rss, log, began + scenario.round_timeout)
         finally:
             injector.release()
+            proxy.delay = 0.0
             if run.poll() is None:
                 run.send_signal(signal.SIGTERM)
                 try:
@@ -289,6 +307,7 @@ def _round(
                 except subprocess.TimeoutExpired:
                     run.kill()
             progress.close()
+            proxy.stop()
     rnd.seconds = time.monotonic() - began
     text = log.read_text(errors="replace")
     rnd.restarts = [(name, int(code)) for name, code, _ in _EXITED.findall(text)]

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--minutes", type=float, help="run rounds for this long (default: the scenario's)"
     )
     p.add_argument(
+        "--faults",
+        help="only the scenario's faults whose names contain one of these comma-separated "
+        "words (e.g. 'kafka paused,mid-recovery'), each injected once",
+    )
+    p.add_argument(
         "--out",
         help="folder for the run's logs, results.json and screenshots "
         "(default .stack/chaos/<scenario>-<time>)",
@@ -81,6 +86,14 @@ def _chaos(args: argparse.Namespace) -> int:
             print("chaos: --orders must be at least 1000", file=sys.stderr)
             return 2
         scenario = replace(scenario, orders=args.orders)
+    if args.faults:
+        words = [w.strip() for w in args.faults.split(",") if w.strip()]
+        chosen = tuple(f for f in scenario.faults if any(w in f.name for w in words))
+        if not chosen:
+            names = ", ".join(f.name for f in scenario.faults)
+            print(f"chaos: --faults {args.faults!r} matches none of: {names}", file=sys.stderr)
+            return 2
+        scenario = replace(scenario, faults=chosen, every_fault=True, rounds=3, shuffle=False)
     if args.minutes is not None:
         scenario = replace(scenario, duration=args.minutes * 60, rounds=0)
     stack = Stack(StackPaths.from_env(), log=lambda m: print(f"stack: {m}", file=sys.stderr))

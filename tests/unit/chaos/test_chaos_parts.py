@@ -118,3 +118,51 @@ def test_record_replaces_only_the_text_between_the_markers(tmp_path: Path) -> No
     page.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         record("x", _result(ok=True), page)
+
+
+def test_slow_and_mid_recovery_faults() -> None:
+    assert Fault("slow", "ferretdb", 60, delay=0.5).name == "ferretdb slow 60s (+500 ms a reply)"
+    assert Fault("kill9-again", "worker").name == "worker kill -9 mid-recovery"
+    with pytest.raises(ValueError, match="only ferretdb"):
+        Fault("slow", "kafka", 10, delay=0.5)
+    with pytest.raises(ValueError, match="delay > 0"):
+        Fault("slow", "ferretdb", 10)
+
+
+def test_the_proxy_forwards_and_delays_replies_while_slow() -> None:
+    import socket
+    import socketserver
+    import threading
+    import time
+
+    from headrace_dev.chaos.proxy import SlowProxy
+
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            while data := self.request.recv(1024):
+                self.request.sendall(data)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = SlowProxy("127.0.0.1", server.server_address[1]).start()
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as conn:
+
+            def round_trip() -> float:
+                began = time.monotonic()
+                conn.sendall(b"ping")
+                assert conn.recv(1024) == b"ping"
+                return time.monotonic() - began
+
+            assert round_trip() < 0.2
+            proxy.delay = 0.3
+            assert round_trip() >= 0.3
+            proxy.delay = 0.0
+            assert round_trip() < 0.2
+    finally:
+        proxy.stop()
+        server.shutdown()
+        server.server_close()
