@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
 import time
@@ -96,6 +97,8 @@ def _chaos(args: argparse.Namespace) -> int:
         scenario = replace(scenario, faults=chosen, every_fault=True, rounds=3, shuffle=False)
     if args.minutes is not None:
         scenario = replace(scenario, duration=args.minutes * 60, rounds=0)
+    # SIGTERM unwinds like Ctrl-C, so a paused server is resumed and the run is stopped
+    signal.signal(signal.SIGTERM, _terminate)
     stack = Stack(StackPaths.from_env(), log=lambda m: print(f"stack: {m}", file=sys.stderr))
     stack.up()
     env = read_env_file(stack.paths.env_file)
@@ -111,6 +114,10 @@ def _chaos(args: argparse.Namespace) -> int:
         print(f"chaos: wrote the tables into {PAGE}")
     print(f"chaos: {'OK' if result.ok else 'FAILED'}; details in {out / 'results.json'}")
     return 0 if result.ok else 1
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _screenshotter(env: dict[str, str]) -> Screenshot | None:
