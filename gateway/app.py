@@ -419,8 +419,9 @@ def _results(
         {"index": m.index, "status": "accepted", "partition": d.partition, "offset": d.offset}
         for m, d in accepted
     ]
-    results += [{"index": r.index, "status": "rejected", "reason": r.reason} for r in rejected]
-    results.sort(key=lambda r: int(r["index"]))
+    if rejected:  # the accepted alone are in request order already
+        results += [{"index": r.index, "status": "rejected", "reason": r.reason} for r in rejected]
+        results.sort(key=lambda r: int(r["index"]))
     body: dict[str, Any] = {
         "topic": topic,
         "accepted": len(accepted),

@@ -212,15 +212,16 @@ class KafkaPublisher:
             )
         batch = _Batch(asyncio.get_running_loop(), total)
         produce = self._producer.produce
+        report = batch.report
         produced = 0
         try:
-            for i, m in enumerate(messages):
+            for m in messages:
                 produce(
                     topic,
                     m.value,
                     m.key,
                     timestamp=m.timestamp_ms,
-                    on_delivery=partial(batch.report, i),
+                    on_delivery=partial(report, produced),
                 )
                 produced += 1
             dead = dlq_topic(topic)

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from gateway.bodies import Item
@@ -56,6 +57,11 @@ __all__ = [
 
 MAX_REASON = 300
 _JSON = JsonCodec()
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+_Part = tuple[int, bytes | None, bytes | None, int]
+"""An accepted record before its message: index, key, value bytes (None: to encode as
+JSON with the request's others), timestamp."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,7 @@ class TopicValidator:
         self.config = config
         self.key_fields = tuple(config.key or ())
         self.time_field = config.time
+        self._key1 = self.key_fields[0] if len(self.key_fields) == 1 else None
         self._avro = avro
         self._json_schema: Any = None
         self._fast: Any = None
@@ -139,21 +146,38 @@ class TopicValidator:
         explicit_key: str | None = None,
         envelope: bool = False,
     ) -> tuple[list[Message], list[Rejection]]:
-        """Split ``items`` into messages and rejections, both in request order."""
-        accepted: list[Message] = []
+        """Split ``items`` into messages and rejections, both in request order.
+
+        The values to write as JSON (a JSON body's records, an envelope's ``value``) are
+        encoded together once every record was checked (``_encode_all``: one orjson call for
+        the request instead of one per record, the same bytes)."""
+        parts: list[_Part] = []
+        values: list[Any] = []
         rejected: list[Rejection] = []
+        one = self._one
         for item in items:
             try:
-                accepted.append(self._one(item, now_ms, explicit_key, envelope))
+                parts.append(one(item, now_ms, explicit_key, envelope, values))
             except _Rejected as exc:
                 reason = f"{item.where()}: {exc}"
                 if len(reason) > MAX_REASON:
                     reason = reason[: MAX_REASON - 1] + "…"
                 raw = item.raw if item.raw is not None else orjson.dumps(item.value)
                 rejected.append(Rejection(item.index, reason, self._key_guess(item.value), raw))
+        encoded = iter(_encode_all(values) if values else ())
+        accepted = [Message(i, k, next(encoded) if d is None else d, t) for i, k, d, t in parts]
         return accepted, rejected
 
-    def _one(self, item: Item, now_ms: int, explicit_key: str | None, envelope: bool) -> Message:
+    def _one(
+        self,
+        item: Item,
+        now_ms: int,
+        explicit_key: str | None,
+        envelope: bool,
+        values: list[Any],
+    ) -> _Part:
+        """One accepted record's parts; its value bytes None when the value was appended to
+        ``values`` (to encode as JSON with the others). ``_Rejected`` says why not."""
         value = item.value
         raw = item.raw
         time_value: Any = None
@@ -175,9 +199,15 @@ class TopicValidator:
             raw = None
         elif not isinstance(value, dict):
             raise _Rejected(f"expected a JSON object, got {_json_type(value)}")
-        if self.key_fields:
+        if self._key1 is not None:  # one key field, its text (encode_key's result, quicker)
             try:
-                key: bytes | None = encode_key(tuple(value[f] for f in self.key_fields))
+                one = value[self._key1]
+            except KeyError:
+                raise _Rejected(f"key field {self._key1!r} is missing") from None
+            key: bytes | None = one.encode() if type(one) is str else encode_key((one,))
+        elif self.key_fields:
+            try:
+                key = encode_key(tuple(value[f] for f in self.key_fields))
             except KeyError as exc:
                 raise _Rejected(f"key field {exc.args[0]!r} is missing") from None
         else:
@@ -191,7 +221,14 @@ class TopicValidator:
         else:
             timestamp = now_ms
         if self._json_schema is not None:
-            self._check_json_schema(value)
+            fast = self._fast
+            if fast is None:
+                self._check_json_schema(value)
+            else:
+                try:
+                    fast(value)
+                except _FastError:
+                    self._check_json_schema(value)
         if self._avro is not None:
             try:
                 data = self._avro.encode(value)
@@ -200,21 +237,22 @@ class TopicValidator:
         elif raw is not None:
             data = raw
         else:
-            data = _JSON.encode(value)
-        return Message(item.index, key, data, timestamp)
+            values.append(value)
+            return item.index, key, None, timestamp
+        return item.index, key, data, timestamp
 
     def _check_json_schema(self, value: dict[str, Any]) -> None:
         """Reject ``value`` unless it matches the JSON Schema. A compiled validator
         (fastjsonschema, ~10x faster) decides first; jsonschema, the reference
         implementation, explains a failure (and has the last word if the two disagree)."""
-        from jsonschema.exceptions import best_match
-
         if self._fast is not None:
             try:
                 self._fast(value)
                 return
             except _FastError:
                 pass
+        from jsonschema.exceptions import best_match  # here: the import cost ~4 us a record
+
         error = best_match(self._json_schema.iter_errors(value))
         if error is None:
             return
@@ -241,6 +279,21 @@ def _compiled(schema: Mapping[str, Any]) -> Any:
         return fastjsonschema.compile(dict(schema))
     except Exception:  # any failure to compile: fall back, never stop the gateway
         return None
+
+
+def _encode_all(values: list[Any]) -> list[bytes]:
+    """``[JsonCodec().encode(v) for v in values]``, the same bytes, quicker: orjson writes
+    the list in one call (a list is ``[`` + its items' own encodings joined by ``,`` +
+    ``]``), and msgspec cuts it back into the items' bytes (``Raw``: the exact slices).
+    One ``orjson.dumps`` per record cost ~1.6 us each (a fresh ~1 KiB buffer for every
+    kept result), this ~0.2 us. A parsed body's values have only text keys and JSON
+    types, which plain ``dumps`` writes as the codec does; anything else (``TypeError``,
+    e.g. a nesting past orjson's depth limit once in a list) goes through the codec one
+    value at a time, as before."""
+    try:
+        return [bytes(raw) for raw in _RAW_ITEMS(orjson.dumps(values))]
+    except (TypeError, msgspec.DecodeError):
+        return [_JSON.encode(v) for v in values]
 
 
 def _key_text(key: Any) -> str:
