@@ -202,9 +202,33 @@ def p99_figure(
         f"used {result.cpu_s:.1f} CPU-s in {seconds:.1f} s "
         f"({100 * result.cpu_s / seconds if seconds else 0:.0f}% of a core) and began "
         f"sending p50 {lag50:.1f} ms / p99 {lag99:.1f} ms after a request was due (its own "
-        f"delay, part of the latencies), the gateway {gateway_cpu_s:.1f} CPU-s; "
-        "target p99 < 25 ms",
+        f"delay, part of the latencies){_written(result)}, the gateway "
+        f"{gateway_cpu_s:.1f} CPU-s; target p99 < 25 ms",
     )
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:.1f}"
+
+
+def _written(result: Paced) -> str:
+    """The split of the latencies at the moment each request was written (aiohttp's trace),
+    when the generator measured it: its own whole delay before it, the gateway's part
+    after it; and what the percentiles leave out."""
+    if not result.write_lags:
+        return ""
+    text = (
+        f", wrote the request p50 {_ms(result.write_lags, 50)} ms / p99 "
+        f"{_ms(result.write_lags, 99)} ms after it was due"
+    )
+    if result.answered:
+        text += (
+            f"; from written to answered (the gateway's part): p50 "
+            f"{_ms(result.answered, 50)} ms / p99 {_ms(result.answered, 99)} ms"
+        )
+    if result.failed:
+        text += f"; the {result.failed} failed requests are in no percentile"
+    return text
 
 
 # -- the run ----------------------------------------------------------------------------------

@@ -182,6 +182,14 @@ class Paced:
     send_lags: list[float] = field(default_factory=list)
     """Seconds from when each request was due to when the generator began sending it: its
     own delay, which the latencies include."""
+    write_lags: list[float] = field(default_factory=list)
+    """Seconds from when each request was due to when its headers were written to the
+    socket (aiohttp's trace: a connection taken from the pool or opened, then written):
+    the generator's whole delay before the gateway could see the request."""
+    answered: list[float] = field(default_factory=list)
+    """Seconds from when each 2xx request's headers were written to the end of its answer:
+    the gateway's part (plus the loopback and the generator reading the answer), without
+    the generator's own delay."""
 
     @property
     def offered_per_s(self) -> float:
@@ -207,25 +215,43 @@ async def _paced(url: str, body: bytes, token: str, rate: int, seconds: float) -
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     lags: list[float] = []
+    write_lags: list[float] = []
+    answered: list[float] = []
     failed = 0
     total = int(rate * seconds)
     connector = aiohttp.TCPConnector(limit=512)
     timeout = aiohttp.ClientTimeout(total=30)
+    trace = aiohttp.TraceConfig()
+
+    async def headers_sent(_session: Any, context: Any, _params: Any) -> None:
+        context.trace_request_ctx["written"] = time.perf_counter()
+
+    trace.on_request_headers_sent.append(headers_sent)
     cpu0 = time.process_time()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trace_configs=[trace]
+    ) as session:
 
         async def one(due: float) -> None:
             nonlocal failed
             lags.append(time.perf_counter() - due)
+            marks: dict[str, float] = {}
             try:
-                async with session.post(url, data=body, headers=headers) as response:
+                async with session.post(
+                    url, data=body, headers=headers, trace_request_ctx=marks
+                ) as response:
                     await response.read()
+                    end = time.perf_counter()
                     if 200 <= response.status < 300:
-                        latencies.append(time.perf_counter() - due)
+                        latencies.append(end - due)
+                        if "written" in marks:
+                            answered.append(end - marks["written"])
                     else:
                         failed += 1
             except (aiohttp.ClientError, TimeoutError):
                 failed += 1
+            if "written" in marks:
+                write_lags.append(marks["written"] - due)
 
         tasks: list[asyncio.Task[None]] = []
         start = time.perf_counter()
@@ -239,7 +265,9 @@ async def _paced(url: str, body: bytes, token: str, rate: int, seconds: float) -
         sent = max(time.perf_counter() - start, total / rate)
         await asyncio.gather(*tasks)
     cpu = time.process_time() - cpu0
-    return Paced(rate, total, sent, len(latencies), failed, latencies, cpu, lags)
+    return Paced(
+        rate, total, sent, len(latencies), failed, latencies, cpu, lags, write_lags, answered
+    )
 
 
 def paced(url: str, body: bytes, token: str, rate: int, seconds: float) -> Paced:
