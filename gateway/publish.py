@@ -28,6 +28,7 @@ the producer hit a fatal error: the gateway opens its breaker.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -103,15 +104,18 @@ class Publisher(Protocol):
 class _Batch:
     """The delivery reports of one request; called from the poll thread."""
 
-    __slots__ = ("error", "future", "lock", "loop", "pending", "results")
+    __slots__ = ("count", "error", "future", "loop", "results", "total")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
-        self.pending = n
+        self.total = n
+        self.count = itertools.count(1)
+        """Records accounted for: ``next`` is one atomic step under the GIL, so exactly one
+        caller (a report on the poll thread, or ``settle``) sees ``total`` (a lock per
+        report cost ~0.15 us a record)."""
         self.results: list[Delivery | None] = [None] * n
         self.error: str | None = None
-        self.lock = threading.Lock()
 
     def report(self, index: int, err: KafkaError | None, msg: KafkaMessage) -> None:
         """A delivery report (poll thread); ``index`` -1 for a dead letter."""
@@ -123,10 +127,7 @@ class _Batch:
             offset = msg.offset()
             if partition is not None and offset is not None:
                 self.results[index] = Delivery(partition, offset)
-        with self.lock:
-            self.pending -= 1
-            done = self.pending == 0
-        if done:
+        if next(self.count) == self.total:
             try:
                 self.loop.call_soon_threadsafe(_resolve, self.future)
             except RuntimeError:  # the loop is closed: nobody waits for this request anymore
@@ -135,11 +136,9 @@ class _Batch:
     def settle(self, missing: int, why: str) -> None:
         """``missing`` records were never produced (event loop thread): no report will come
         for them."""
-        with self.lock:
-            self.error = self.error or why
-            self.pending -= missing
-            done = self.pending == 0
-        if done:
+        self.error = self.error or why
+        total = self.total
+        if any(next(self.count) == total for _ in range(missing)):
             _resolve(self.future)
 
 
