@@ -16,13 +16,15 @@
   ``stall_after`` seconds; it sets ``headrace_stalled_partitions``, ``headrace_healthy`` and
   ``headrace_consumer_lag`` per stage (Faust issues #175/#471/#629: consumers that stall
   silently).
-- The stall watchdog (``headrace.watchdog``, started by the first ``check`` round, on its own
-  thread) exits the worker (code 1, naming the partition) once the oldest stalled partition
-  has not advanced for ``exit_after`` seconds, or once the event loop has run no ``check``
-  for ``exit_after`` seconds (a call that never returns blocks the loop itself: after
-  ``3 x interval`` without a round the worker is unhealthy for that reason). It asks Faust to
-  stop first (``app.crash``: the worker then exits 1, as after any crash) and ends the
-  process with ``os._exit(1)`` when that has not happened ``grace`` seconds later.
+- The stall watchdog (``headrace.watchdog``, started with the app, on its own thread) exits
+  the worker (code 1, naming the partition) once the oldest stalled partition has not
+  advanced for ``exit_after`` seconds, or once the event loop has not run for ``exit_after``
+  seconds (a call that never returns blocks the loop itself; the watchdog asks the loop to
+  answer every second, and after ``3 x interval`` without an answer the worker is unhealthy
+  for that reason). It asks Faust to stop first (``app.crash``, without waiting for the
+  batches in flight: the worker commits what was acked, leaves the group and exits 1, as
+  after any crash) and ends the process with ``os._exit(1)`` when that has not happened
+  ``grace`` seconds later.
 """
 
 from __future__ import annotations
@@ -66,11 +68,15 @@ class Health:
     interval: float = 5.0
     #: the oldest lagging partition that did not advance (set by ``check``), for the watchdog
     stall_now: Stall | None = None
-    #: when ``check`` last ran (monotonic), and the watchdog's reason while it reports one
+    #: when the event loop last ran (``check`` or ``_pong``; monotonic), and the watchdog's
+    #: reason while it reports one
     beat: float | None = None
     watchdog_problem: str | None = None
     watchdog: Watchdog | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    #: per stage loop: (batches finished, since when that count), and since when it is busy
+    _finished: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _busy_since: dict[str, float] = field(default_factory=dict)
 
     def check_recovery(self, now: float | None = None) -> str | None:
         """Whether table recovery failed (see the module doc); the reason, or None."""
@@ -154,19 +160,56 @@ class Health:
             healthy = not stalled and runner.labels[1] not in self.dead and not failed
             healthy = healthy and self.watchdog_problem is None
             metrics.HEALTHY.labels(*labels).set(1 if healthy else 0)
+        for runner in self.runners:
+            busy = self._loop_stall(runner, now)
+            if busy is not None and (oldest is None or busy.since < oldest.since):
+                oldest = busy
         self.stall_now = oldest
+
+    def _loop_stall(self, runner: StageRunner, now: float) -> Stall | None:
+        """A stage loop with input waiting or a batch in flight that finished no batch since
+        (a hang on the first batch after an assignment leaves no position to measure lag
+        from). Progress is ``runner.batches`` growing; read with getattr and a default."""
+        name = runner.labels[1]
+        batches = int(getattr(runner, "batches", 0))
+        seen = self._finished.get(name)
+        if seen is None or seen[0] != batches:
+            seen = self._finished[name] = (batches, now)
+        buffer = getattr(getattr(runner, "topic", None), "buffer", None)
+        if buffer is None:
+            return None
+        waiting = int(buffer.qsize())
+        idle = getattr(buffer, "_idle", None)
+        in_flight = idle is not None and not idle.is_set()
+        if not waiting and not in_flight:
+            self._busy_since.pop(name, None)
+            return None
+        since = max(seen[1], self._busy_since.setdefault(name, now))
+        flight = "a batch in flight" if in_flight else "no batch in flight"
+        return Stall(since, f"stage {name} has {waiting:,} records waiting and {flight}")
 
     def watch_stall(self, now: float | None = None) -> Stall | None:
         """For the watchdog's thread: the oldest stalled partition (``check``'s), or the
-        event loop itself when it has run no ``check`` for ``3 x interval`` seconds."""
+        event loop itself when it has not run for ``3 x interval`` seconds (each call asks
+        the loop to answer, ``_pong``; a stopping app's timers stop, its loop does not)."""
         now = time.monotonic() if now is None else now
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:  # the loop answers when it runs: how long it has not is the blocked time
+                loop.call_soon_threadsafe(self._pong)
+            except RuntimeError:  # closed meanwhile
+                pass
         stall, beat = self.stall_now, self.beat
         if beat is None or now - beat <= 3 * self.interval:
             return stall
-        blocked = f"the event loop has run no health check for {now - beat:,.0f} s"
+        blocked = f"the event loop has not run for {now - beat:,.0f} s"
         if stall is None:
             return Stall(beat, blocked)
         return Stall(min(beat, stall.since), f"{stall.pending}; {blocked}")
+
+    def _pong(self) -> None:
+        """Run by the event loop at the watchdog thread's request: it is not blocked."""
+        self.beat = time.monotonic()
 
     def _on_watchdog(self, reason: str | None) -> None:
         """The watchdog's verdict (its thread): unhealthy stages while it holds a reason."""
@@ -185,6 +228,10 @@ class Health:
         error = WedgedError(self.watchdog.fired if self.watchdog else "stalled")
 
         def crash() -> None:
+            # the batches in flight are the stuck ones: the stop must not wait for them
+            # (BatchApp.drain_timeout, 60 s) before it commits what was acked and leaves
+            if hasattr(self.app, "drain_timeout"):
+                self.app.drain_timeout = 0.0
             loop.create_task(self.app.crash(error))
 
         loop.call_soon_threadsafe(crash)
@@ -236,8 +283,8 @@ class Health:
         return 200, {"ready": True, "partitions": len(assignment), "assigned": held}
 
     def install(self, interval: float | None = None) -> None:
-        """Register the web pages and the watchdog timer on the app (its first round starts
-        the stall watchdog's thread)."""
+        """Register the web pages, the check timer, and the task starting the stall
+        watchdog's thread with the app."""
         interval = self.interval if interval is None else interval
         self.interval = interval
 
@@ -251,7 +298,13 @@ class Health:
             status, body = self.readyz()
             return web.json(body, status=status)
 
+        @self.app.task  # type: ignore[untyped-decorator]
+        async def start_watchdog() -> None:
+            # at app start, before any partition is assigned: a first batch that blocks the
+            # event loop must find the watchdog running already
+            self.beat = time.monotonic()
+            self.start_watchdog()
+
         @self.app.timer(interval=interval)  # type: ignore[untyped-decorator]
         async def watchdog() -> None:
             self.check()
-            self.start_watchdog()

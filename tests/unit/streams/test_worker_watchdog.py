@@ -61,7 +61,7 @@ def test_a_blocked_event_loop_is_a_stall_of_its_own() -> None:
     assert health.watch_stall(now=1014.0) is None  # within 3 x the 5 s interval
     stall = health.watch_stall(now=1100.0)
     assert stall is not None and stall.since == 1000.0
-    assert stall.pending == "the event loop has run no health check for 100 s"
+    assert stall.pending == "the event loop has not run for 100 s"
 
 
 def test_the_watchdog_reason_shows_in_healthz() -> None:
@@ -90,3 +90,28 @@ def test_the_clean_stop_crashes_the_app_on_its_loop() -> None:
 
     asyncio.run(main())
     assert len(crashed) == 1 and isinstance(crashed[0], WedgedError)
+
+
+def test_a_stage_loop_busy_without_finishing_a_batch_is_a_stall() -> None:
+    """A hang on the first batch after an assignment leaves no position to measure lag
+    from: input waiting (or a batch in flight) and no batch finished is a stall too."""
+    health, runner = _health({})
+    items: list[int] = []
+    buffer = SimpleNamespace(items=items, qsize=lambda: len(items), _idle=asyncio.Event())
+    buffer._idle.set()
+    runner.topic = SimpleNamespace(buffer=buffer)
+    runner.batches = 3
+    health.check(now=100.0)
+    assert health.stall_now is None  # idle
+    buffer._idle.clear()  # a batch taken
+    items.extend([1, 2, 3])
+    health.check(now=110.0)
+    assert health.stall_now is not None and health.stall_now.since == 110.0
+    assert health.stall_now.pending == "stage clean has 3 records waiting and a batch in flight"
+    runner.batches = 4  # it finished one: progress
+    health.check(now=130.0)
+    assert health.stall_now is not None and health.stall_now.since == 130.0
+    buffer._idle.set()
+    items.clear()
+    health.check(now=140.0)
+    assert health.stall_now is None
