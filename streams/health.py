@@ -164,6 +164,12 @@ class Health:
             busy = self._loop_stall(runner, now)
             if busy is not None and (oldest is None or busy.since < oldest.since):
                 oldest = busy
+        if self._recovery_since is not None:
+            # streams wait while tables recover: that has its own limit (recovery_timeout,
+            # reported above), not the watchdog's
+            oldest = None
+            self._finished.clear()
+            self._busy_since.clear()
         self.stall_now = oldest
 
     def _loop_stall(self, runner: StageRunner, now: float) -> Stall | None:

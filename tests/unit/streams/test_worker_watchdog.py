@@ -115,3 +115,14 @@ def test_a_stage_loop_busy_without_finishing_a_batch_is_a_stall() -> None:
     items.clear()
     health.check(now=140.0)
     assert health.stall_now is None
+
+
+def test_no_stall_while_tables_recover() -> None:
+    tp0 = TP(TOPIC, 0)
+    health, runner = _health({tp0: 100})
+    recovery = SimpleNamespace(in_recovery=True, crashed=False)
+    setattr(health.app.tables, "recovery", recovery)  # noqa: B010 - a fake app
+    runner.position[tp0] = 9
+    runner.progress_at[tp0] = 0.0
+    health.check(now=1000.0)
+    assert health.stall_now is None  # recovery_timeout is the limit there
