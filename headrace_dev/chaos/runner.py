@@ -19,6 +19,7 @@ had nothing left to do (group lag 0, source finished); see ``headrace_dev.chaos.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -195,6 +196,12 @@ def run_scenario(
             f"chaos: round {index} {'ok' if rnd.ok else 'FAILED'} in {rnd.seconds:.0f}s, "
             f"{len(rnd.episodes)} fault(s), {len(rnd.restarts)} restart(s)"
         )
+        if not rnd.ok:
+            for line in _why(rnd):
+                say(f"chaos: round {index}: {line}")
+        result.peak_rss = dict(rss.peaks)
+        # written after every round, so a long run that is stopped keeps what it found
+        (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         if scenario.every_fault and not pending:
             break
         if scenario.rounds and index >= scenario.rounds:
@@ -316,6 +323,21 @@ def _round(
     else:
         say(f"chaos: round {index}: headrace run exited with {rnd.run_exit}; see {log}")
     return rnd
+
+
+def _why(rnd: RoundResult) -> list[str]:
+    """What made a round fail, in lines for the log."""
+    lines = []
+    if rnd.run_exit != 0:
+        lines.append(f"headrace run exited with {rnd.run_exit}")
+    lines += [f"oracle: {line}" for line in rnd.oracle_lines[:10]]
+    lines += [f"fault-caused dead letters: {t}: {n}" for t, n in rnd.stray_letters.items()]
+    lines += [
+        f"{e.fault.name} ({e.victim}) not recovered; {e.note or ''}"
+        for e in rnd.episodes
+        if e.recovered is None
+    ]
+    return lines
 
 
 def _check(env: Mapping[str, str], rnd: RoundResult) -> None:
