@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from headrace.config.base import ConfigModel, ProblemKey, problems
 from headrace.config.durations import Duration, PositiveDuration
+from headrace.config.stages import TokenRate
 
 __all__ = [
     "HMAC_ALGORITHMS",
@@ -57,11 +58,9 @@ MIN_SECRET_LENGTH = 32
 """HS256 needs at least 256 bits of key (RFC 7518 section 3.2); shorter secrets are refused."""
 
 
-class RateLimit(ConfigModel):
+class RateLimit(TokenRate):
     """A token bucket: ``rate`` records per ``per``, bursts up to ``burst``."""
 
-    rate: float = Field(gt=0, description="Records allowed per 'per' period.")
-    per: PositiveDuration = Field(default=1.0, description="The period of 'rate'.")
     burst: float = Field(
         default=1.0,  # replaced by rate when missing or null (see _default_burst)
         ge=1,
@@ -79,23 +78,6 @@ class RateLimit(ConfigModel):
         description="With 'queue: true', the longest a request is held; a request that would "
         "wait longer is refused at once (429).",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_burst(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("burst") is None:
-            rate = data.get("rate")
-            try:
-                burst = max(float(rate), 1.0) if not isinstance(rate, bool) else 1.0  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                burst = 1.0
-            return {**data, "burst": burst}
-        return data
-
-    @property
-    def per_second(self) -> float:
-        """The rate in records per second."""
-        return self.rate / self.per
 
 
 class GatewayAuth(ConfigModel):

@@ -123,29 +123,23 @@ def _attr(key: str) -> str:
     return "validate_" if key == "validate" else key
 
 
-class RateLimit(ConfigModel):
-    """Token bucket: ``rate`` records per ``per``, bursts up to ``burst``."""
+class TokenRate(ConfigModel):
+    """A token bucket's size: ``rate`` records per ``per``, bursts up to ``burst`` (default
+    ``rate``, at least 1). Shared by a stage's and the gateway's rate limits."""
 
     rate: float = Field(gt=0, description="Records allowed per 'per' period.")
     per: PositiveDuration = Field(default=1.0, description="The period of 'rate'.")
     burst: float = Field(
+        default=1.0,  # replaced by rate when missing or null (see _default_burst)
         ge=1,
         description="Bucket capacity: records allowed at once.",
         json_schema_extra={"default_text": "rate (at least 1)"},
-    )
-    key: NonEmptyFieldList | None = Field(
-        default=None, description="Limit per value of these fields instead of per stage."
-    )
-    on_excess: Literal["delay", "shed"] = Field(
-        default="delay",
-        description="What happens to records over the limit. delay: wait (backpressure, "
-        "nothing dropped); shed: send the excess to <topic>.overflow.",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _default_burst(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "burst" not in data:
+        if isinstance(data, Mapping) and data.get("burst") is None:
             rate = data.get("rate")
             try:
                 burst = max(float(rate), 1.0) if not isinstance(rate, bool) else 1.0  # type: ignore[arg-type]
@@ -158,6 +152,19 @@ class RateLimit(ConfigModel):
     def per_second(self) -> float:
         """The rate in records per second."""
         return self.rate / self.per
+
+
+class RateLimit(TokenRate):
+    """Token bucket: ``rate`` records per ``per``, bursts up to ``burst``."""
+
+    key: NonEmptyFieldList | None = Field(
+        default=None, description="Limit per value of these fields instead of per stage."
+    )
+    on_excess: Literal["delay", "shed"] = Field(
+        default="delay",
+        description="What happens to records over the limit. delay: wait (backpressure, "
+        "nothing dropped); shed: send the excess to <topic>.overflow.",
+    )
 
 
 class Window(ConfigModel):
