@@ -58,11 +58,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _specs(
-    pipeline: Pipeline, file: Path, once: bool, done: Callable[[str], bool] | None = None
+    pipeline: Pipeline,
+    file: Path,
+    once: bool,
+    done: Callable[[str], bool] | None = None,
+    input_done: Path | None = None,
 ) -> list[ProcessSpec]:
     """Sources first; the worker once the topics sources write exist; each sink once its
     topic exists (a stage's output topic is created by the worker). A process started before
     its input topic exists would stop with "topic does not exist".
+
+    With ``once`` and ``input_done``, the worker closes windows by its idle timer only once
+    that file exists (``_IdleCheck`` creates it when the input is complete; see
+    ``streams.stages.aggregate``): a source that stalls mid-run no longer closes windows early.
 
     With ``once`` (``--until-idle``: a finite dataset) and lookups, the order is stricter so
     the result does not depend on timing: the sources feeding a lookup table run to the end
@@ -97,7 +105,10 @@ def _specs(
         if ordered:
             _create_topics(pipeline, [s.topic for n, s in pipeline.sources.items()])
             worker_ready = partial(_both, feeders_done, worker_ready)
-        specs.append(ProcessSpec("worker", [*base, "worker"], ready=worker_ready))
+        worker_argv = [*base, "worker"]
+        if once and input_done is not None:
+            worker_argv += ["--input-done-file", str(input_done)]
+        specs.append(ProcessSpec("worker", worker_argv, ready=worker_ready))
     for name, sink in pipeline.sinks.items():
         specs.append(
             ProcessSpec(f"sink:{name}", [*base, "sink", name], ready=partial(exists, [sink.from_]))
@@ -185,6 +196,14 @@ class _TopicProbe:
         return set(topics) <= self._known
 
 
+def _input_done_path(pipeline: Pipeline) -> Path:
+    """A fresh path (not yet existing) for this run's input-complete marker."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=f"headrace-run-{pipeline.name}-"))
+    return folder / "input-done"
+
+
 def _read_topics(pipeline: Pipeline) -> set[str]:
     topics = {stage.from_ for stage in pipeline.stages.values()}
     topics |= {s.lookup.table_from for s in pipeline.stages.values() if s.lookup is not None}
@@ -195,8 +214,17 @@ def _read_topics(pipeline: Pipeline) -> set[str]:
 class _IdleCheck:
     """True once sources are done and lag is 0 with windows closed on 3 checks in a row."""
 
-    def __init__(self, pipeline: Pipeline, sup: Supervisor, every: float = 2.0) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sup: Supervisor,
+        every: float = 2.0,
+        input_done: Path | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        #: created once every source finished and every lag is 0: the worker may then close
+        #: its last windows by its idle timer (``headrace worker --input-done-file``)
+        self.input_done = input_done
         self.sup = sup
         self.every = every
         self.readers = _read_topics(pipeline)
@@ -218,6 +246,9 @@ class _IdleCheck:
             return False
         readers_needed = (1 if self.pipeline.stages else 0) + len(self.pipeline.sinks)
         idle = len(lags) >= readers_needed and all(v == 0 for v in lags.values())
+        if idle and self.input_done is not None and not self.input_done.exists():
+            self.input_done.touch()  # the input is complete: the last windows may close
+            self.sup.say("[run] every source finished and every lag is 0: closing open windows")
         idle = idle and self._windows_closed()
         self.streak = self.streak + 1 if idle else 0
         return self.streak >= 3
@@ -266,7 +297,14 @@ def _run(args: argparse.Namespace) -> int:
         )
     _share_targets_folder()
     holder: list[Supervisor] = []
-    specs = _specs(pipeline, file, args.until_idle, done=lambda name: holder[0].is_done(name))
+    input_done = _input_done_path(pipeline) if args.until_idle else None
+    specs = _specs(
+        pipeline,
+        file,
+        args.until_idle,
+        done=lambda name: holder[0].is_done(name),
+        input_done=input_done,
+    )
     sup = Supervisor(
         specs,
         out=sys.stdout,
@@ -278,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sup.request_stop())
     deadline = time.monotonic() + args.idle_timeout
-    idle = _IdleCheck(pipeline, sup) if args.until_idle else None
+    idle = _IdleCheck(pipeline, sup, input_done=input_done) if args.until_idle else None
     timed_out = False
 
     def until() -> bool:

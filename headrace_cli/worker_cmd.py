@@ -81,6 +81,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--idle-ms", type=int, default=5000, help="idle time before windows close by timer"
     )
     worker.add_argument(
+        "--input-done-file",
+        metavar="PATH",
+        help="close windows by the idle timer only once PATH exists (headrace run "
+        "--until-idle creates it when every source finished and every lag is 0; without it "
+        "the timer runs whenever a caught-up partition is quiet)",
+    )
+    worker.add_argument(
         "--stall-after",
         type=float,
         default=None,
@@ -118,6 +125,7 @@ def _worker(args: argparse.Namespace) -> int:
         stages=tuple(args.stage),
         schemas_dir=pipeline_path(args).resolve().parent / pipeline.schemas.dir,
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        input_done_file=Path(args.input_done_file) if args.input_done_file else None,
     )
     app, _runners = build_worker(pipeline, options)
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=False)

@@ -74,6 +74,9 @@ class WorkerOptions:
     stages: tuple[str, ...] = ()  # empty: every stage
     schemas_dir: Path | None = None
     data_dir: Path | None = None  # base folder of the worker's datadir (streams.datadir)
+    #: windows close by the idle timer only once this file exists (``headrace run
+    #: --until-idle`` creates it when the input is complete); None: the timer always runs
+    input_done_file: Path | None = None
 
 
 def _partitions(admin: AdminClient, topic: str) -> int | None:
@@ -179,7 +182,14 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 topic = repartition(name, stage, internal, n, topic)
             table = _state_table(app, name, n)
             output_log = KafkaOutputLog(pipeline.kafka, stage.to, counts[stage.to])
-            processor = AggregateStage(name, stage, output=output_log, idle_ms=options.idle_ms)
+            done = options.input_done_file
+            processor = AggregateStage(
+                name,
+                stage,
+                output=output_log,
+                idle_ms=options.idle_ms,
+                idle_gate=None if done is None else done.exists,
+            )
             processor.source = internal or stage.from_
         else:
             internal = f"{app_id}-{name}-by-partition"

@@ -60,10 +60,17 @@ were still arriving after a restart, and never started for a restored partition 
 only replays. The assumption: once caught up and quiet, event time advances like wall time.
 A partition with a backlog (after a restart, or an upstream stage behind) never advances by
 the clock, so replays stay exact.
+
+That assumption is wrong for data older than wall time (a backfill) whose source stalls (a
+database paused, a source restarting): the open window would close before its last records
+come, and those would be late. ``idle_gate`` lets the timer run only once the input is known
+to be complete: ``headrace run --until-idle`` opens it when every source finished and every
+lag is 0 (``--input-done-file``). Without a gate (long-running workers) the timer always runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from headrace.config import Stage
@@ -114,7 +121,15 @@ class AggregateStage(StageDefaults):
     """Windowed aggregation; see the module doc. ``output``: the stage's output topic, to
     place outputs and read them back on restore (``streams.output_log.KafkaOutputLog``)."""
 
-    def __init__(self, name: str, stage: Stage, *, output: OutputLog, idle_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        name: str,
+        stage: Stage,
+        *,
+        output: OutputLog,
+        idle_ms: int = 5000,
+        idle_gate: Callable[[], bool] | None = None,
+    ) -> None:
         if stage.aggregate is None:
             raise ValueError(f"stage {name!r} has no aggregate")
         self.name = name
@@ -122,6 +137,8 @@ class AggregateStage(StageDefaults):
         self.spec = stage.aggregate
         self.source = stage.from_
         self.idle_ms = idle_ms
+        #: the idle timer runs only while this says True (None: always); see the module doc
+        self.idle_gate = idle_gate
         self.output = output
         self.parts: dict[int, _Partition] = {}
 
@@ -215,6 +232,8 @@ class AggregateStage(StageDefaults):
     def tick(self, wall_ms: int, caught_up: frozenset[int] = frozenset()) -> BatchOutput:
         """Close windows of ``caught_up`` partitions idle for ``idle_ms`` (see the module doc)."""
         out = BatchOutput()
+        if self.idle_gate is not None and not self.idle_gate():
+            return out  # the input is not known to be complete: windows close by event time
         for partition, part in self.parts.items():
             if part.base_wm is None or part.base_wall is None or partition not in caught_up:
                 continue

@@ -77,3 +77,43 @@ def test_long_running_or_without_lookups_starts_everything_at_once(pipeline: Any
     pipe, file, created = pipeline
     specs = run_cmd._specs(pipe, file, False, done=lambda name: False)
     assert all(_ready(specs, s.name) for s in specs) and created == []
+
+
+def test_until_idle_gives_the_worker_the_input_complete_marker(
+    pipeline: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --until-idle the worker closes windows by its idle timer only once the run says
+    the input is complete; the idle check creates the marker when every source finished and
+    every lag is 0, and not before."""
+    pipe, file, _created = pipeline
+    marker = tmp_path / "input-done"
+    specs = run_cmd._specs(pipe, file, True, done=lambda name: False, input_done=marker)
+    worker = next(s for s in specs if s.name == "worker")
+    assert list(worker.argv[-2:]) == ["--input-done-file", str(marker)]
+    long_running = run_cmd._specs(pipe, file, False, done=lambda name: False, input_done=marker)
+    assert "--input-done-file" not in next(s for s in long_running if s.name == "worker").argv
+
+    class Sup:
+        def __init__(self) -> None:
+            self.finished = False
+            self.said: list[str] = []
+
+        def finite_done(self) -> bool:
+            return self.finished
+
+        def say(self, line: str) -> None:
+            self.said.append(line)
+
+        def status(self) -> list[Any]:
+            return []
+
+    lags = {"headrace-p": 4, "headrace.p.sink.s": 0}
+    monkeypatch.setattr("headrace_cli.idle.active_group_lag", lambda kafka, topics: dict(lags))
+    sup = Sup()
+    check = run_cmd._IdleCheck(pipe, sup, every=0.0, input_done=marker)  # type: ignore[arg-type]
+    assert not check() and not marker.exists()  # sources still running
+    sup.finished = True
+    assert not check() and not marker.exists()  # lag left
+    lags["headrace-p"] = 0
+    check()
+    assert marker.exists() and any("closing open windows" in line for line in sup.said)

@@ -105,6 +105,26 @@ def test_idle_timer_closes_windows_only_for_caught_up_partitions() -> None:
     assert a.tick(130_000, frozenset({0})).messages == []  # emitted once
 
 
+def test_a_gated_idle_timer_waits_for_the_input_to_be_complete() -> None:
+    """An upstream stall (a paused database under a backfill) must not close the open window
+    early: with a gate (``headrace run --until-idle``) the timer runs only once the input is
+    complete, and the records after the stall still count (the chaos suite's finding)."""
+    done = [False]
+    a = stage()
+    a.idle_gate = lambda: done[0]
+    a.process(0, [msg(0, 1)], wall_ms=100_000)
+    assert a.tick(130_000, frozenset({0})).messages == []  # 30 s stall: gate shut, still open
+    out = a.process(0, [msg(1, 5_000)], wall_ms=130_001)  # the rest of the window comes
+    assert emitted(out) == []
+    done[0] = True  # every source finished, every lag 0
+    assert emitted(a.tick(140_002, frozenset({0}))) == [("k", 0, 2)]
+    ungated = stage()
+    ungated.process(0, [msg(0, 1)], wall_ms=100_000)
+    assert emitted(ungated.tick(130_000, frozenset({0}))) == [("k", 0, 1)]  # closed early
+    late = ungated.process(0, [msg(1, 5_000)], wall_ms=130_001)
+    assert late.counts["late"] == 1  # the record after the stall is lost to the window
+
+
 def test_idle_timer_closes_windows_of_a_restored_partition_that_gets_only_replays() -> None:
     # a worker killed after reading its partition to the end restarts with open windows and
     # gets back only records it had applied: the clock must still close them
