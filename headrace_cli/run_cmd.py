@@ -168,7 +168,10 @@ class _LookupsRead:
         self._last = now
         from headrace_cli.idle import active_group_lag
 
-        lags = active_group_lag(self.pipeline.kafka, self.topics)
+        try:
+            lags = active_group_lag(self.pipeline.kafka, self.topics)
+        except Exception:  # a broker that restarts or a topic without a leader yet: ask again
+            return False
         self._ok = bool(lags) and all(v == 0 for v in lags.values())
         return self._ok
 
