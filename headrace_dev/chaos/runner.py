@@ -6,7 +6,7 @@ each followed by a wait for recovery, then the run must reach idle by itself and
 is checked:
 
 - every sink equals the demo's oracle exactly (``headrace_dev.demo.shop_verify``: no loss, no
-  duplicate, no stale rank) and the two dead-letter topics the input explains hold exactly the
+  duplicate, no stale rank) and the three dead-letter topics the input explains hold exactly the
   input's bad records;
 - no other dead-letter topic of the pipeline holds anything (no fault-caused dead letter);
 - the run went idle and exited 0 within the round's timeout (nothing stuck: the supervisor or
@@ -44,7 +44,7 @@ Say = Callable[[str], None]
 Screenshot = Callable[[Episode, Path], None]
 
 #: dead-letter topics whose letters the shop input explains (checked by the oracle)
-EXPLAINED_LETTERS = ("shop.customers.dlq", "shop.orders.placed.dlq")
+EXPLAINED_LETTERS = ("shop.customers.dlq", "shop.orders.placed.dlq", "shop.reviews.dlq")
 _STARTED = re.compile(r"\[run\] started (\S+) \(pid (\d+)\)")
 _EXITED = re.compile(r"\[run\] (\S+) exited with (-?\d+); restart #(\d+)")
 

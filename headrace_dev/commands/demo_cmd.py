@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=(
             "Bring the local stack up (installing it the first time), seed a shop dataset "
             "(MariaDB shop.orders with inserts and later updates; S3 customers/ as JSONL and "
-            "CSV objects, a few lines malformed on purpose), run examples/shop/pipeline.yaml "
+            "CSV objects, a few lines malformed on purpose), post order reviews over HTTP "
+            "through the pipeline's gateway (JWT, JSON Schema; a few invalid on purpose), "
+            "run examples/shop/pipeline.yaml "
             "with `headrace run --until-idle` (orders enriched with the customer's tier, "
             "revenue per customer per 5-minute window, the top 10 customers per window by "
             "dense_rank, rate-limited DynamoDB writes), then print what each stage did, the "
@@ -133,7 +135,8 @@ def _print_report(env: dict[str, str]) -> None:
         print("  none")
     print(
         f"\nMongoDB shop.revenue: {rep.mongo_docs.get('revenue', 0)} documents, "
-        f"shop.top10: {rep.mongo_docs.get('top10', 0)} documents"
+        f"shop.top10: {rep.mongo_docs.get('top10', 0)} documents, "
+        f"shop.reviews: {rep.mongo_docs.get('reviews', 0)} documents (posted to the gateway)"
     )
     if rep.top10:
         ws = rep.top10[0]["window_start"]

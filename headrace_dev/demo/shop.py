@@ -1,7 +1,10 @@
 """The shop demo, step by step: reset, seed, run ``examples/shop/pipeline.yaml``, report.
 
 ``prepare`` forgets an earlier demo run (its topics, consumer groups, source checkpoints,
-MongoDB database and DynamoDB table) and seeds MariaDB and S3 (``headrace_dev.demo.shop_data``).
+MongoDB database and DynamoDB table), seeds MariaDB and S3 (``headrace_dev.demo.shop_data``)
+and posts the reviews over HTTP through the shop's gateway (``publish_reviews``: the server
+``headrace gateway`` runs for ``examples/shop/gateway.yaml``, here in this process, with a
+token it accepts).
 ``start_run`` starts ``headrace run --until-idle`` on the shipped pipeline file as a child
 process (the test suite kills its children midway through it); ``report`` gathers what the
 pipeline did from Kafka, MongoDB and DynamoDB. The oracle is ``headrace_dev.demo.shop_verify``.
@@ -28,11 +31,14 @@ __all__ = [
     "PIPELINE_FILE",
     "ShopReport",
     "prepare",
+    "publish_reviews",
     "report",
     "start_run",
 ]
 
 PIPELINE_FILE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "pipeline.yaml"
+GATEWAY_FILE = PIPELINE_FILE.with_name("gateway.yaml")
+"""The shop's HTTP gateway: its own file, since a gateway is long-lived (``publish_reviews``)."""
 PIPELINE_NAME = "shop"
 TOPIC_PREFIXES = ("shop.", f"_headrace.{PIPELINE_NAME}.", f"headrace-{PIPELINE_NAME}-")
 GROUP_PREFIXES = (f"headrace-{PIPELINE_NAME}", f"headrace.{PIPELINE_NAME}.")
@@ -44,7 +50,10 @@ STAGE_TOPICS = (
     ("revenue: customer x 5-min window", "shop.revenue"),
     ("top10: rank changes", "shop.top10"),
     ("order_status", "shop.orders.status"),
+    ("gateway: reviews over HTTP", "shop.reviews"),
 )
+REVIEWS_TOPIC = "shop.reviews"
+REVIEWS_PER_POST = 500
 
 
 def prepare(
@@ -62,7 +71,73 @@ def prepare(
     )
     seed_mysql(env["HEADRACE_MYSQL_URL"], data)
     seed_s3(aws_client(env, "s3"), data)
+    accepted, rejected = publish_reviews(env, data.reviews)
+    say(
+        f"demo: posted {len(data.reviews)} reviews to the gateway "
+        f"(POST /topics/{REVIEWS_TOPIC}/records, {REVIEWS_PER_POST} per request): "
+        f"{accepted} accepted, {rejected} rejected into {REVIEWS_TOPIC}.dlq"
+    )
     return data
+
+
+def publish_reviews(env: Mapping[str, str], reviews: list[dict[str, Any]]) -> tuple[int, int]:
+    """POST ``reviews`` (JSONL, in order) to the shop's gateway (``GATEWAY_FILE``), served
+    from this process on a free port, with a token for ``publish:shop.reviews``; returns (accepted,
+    rejected). A 429 or 503 is retried with the request's ``Idempotency-Key``, so a retry
+    does not write its records twice; any other answer but 200/207 raises ``HeadraceError``."""
+    import uuid
+
+    import orjson
+
+    from gateway.auth import mint_token
+    from gateway.server import running
+    from headrace.config import load_pipeline
+
+    pipeline = load_pipeline(GATEWAY_FILE, env={**os.environ, **env})
+    assert pipeline.gateway is not None, f"{GATEWAY_FILE} has no gateway: section"
+    token = (
+        mint_token(
+            pipeline.gateway.auth, sub="webshop", scopes=[f"publish:{REVIEWS_TOPIC}"], ttl=600
+        )
+        if pipeline.gateway.auth is not None
+        else None
+    )
+    accepted = rejected = 0
+    with running(pipeline) as gw:
+        url = f"{gw.url}/topics/{REVIEWS_TOPIC}/records"  # http://127.0.0.1:<port>
+        for i in range(0, len(reviews), REVIEWS_PER_POST):
+            body = b"".join(orjson.dumps(r) + b"\n" for r in reviews[i : i + REVIEWS_PER_POST])
+            headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": uuid.uuid4().hex}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            answer = _post(url, body, headers, what=f"reviews {i}..")
+            accepted += int(answer["accepted"])
+            rejected += int(answer["rejected"])
+    return accepted, rejected
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], *, what: str) -> dict[str, Any]:
+    """POST and return the JSON answer (200/207); a 429 or 503 is retried after its
+    ``Retry-After`` with the same ``Idempotency-Key`` (up to 10 tries)."""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    for _ in range(10):
+        request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                answer: dict[str, Any] = orjson.loads(response.read())
+                return answer
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503):
+                reason = exc.read()[:500].decode(errors="replace")
+                raise HeadraceError(
+                    f"demo: the gateway answered {exc.code} to {what}: {reason}"
+                ) from exc
+            time.sleep(float(exc.headers.get("Retry-After") or 1))
+    raise HeadraceError(f"demo: the gateway still refused {what} after 10 tries (429/503)")
 
 
 def _reset_kafka(bootstrap: str) -> None:
@@ -190,7 +265,9 @@ def report(env: Mapping[str, str]) -> ShopReport:
     client: Any = MongoClient(env["HEADRACE_MONGO_URI"], serverSelectionTimeoutMS=10_000)
     try:
         db = client[MONGO_DB]
-        rep.mongo_docs = {name: db[name].count_documents({}) for name in ("revenue", "top10")}
+        rep.mongo_docs = {
+            name: db[name].count_documents({}) for name in ("revenue", "top10", "reviews")
+        }
         latest = db["top10"].find_one(sort=[("window_start", -1)])
         if latest is not None:
             rows = db["top10"].find({"window_start": latest["window_start"]})

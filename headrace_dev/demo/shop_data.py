@@ -13,7 +13,11 @@ on purpose:
   about 3% have quantity 0; customers are Zipf-like so a few are big (a meaningful top 10), and
   prices repeat so revenue ties happen;
 - later updates: after the inserts, a third of the orders are shipped (version 2), some of
-  those delivered (version 3), and some cancelled (version 2), each with a later ``updated_at``.
+  those delivered (version 3), and some cancelled (version 2), each with a later ``updated_at``;
+- reviews the web shop posts to the gateway (``shop.reviews``): about 1 order in 8 gets one,
+  1 in 10 of those a second, edited one later (it replaces the first), and about 1 in 40 is
+  invalid on purpose (a rating of 0, 6 or "5", no order id), for the gateway's dead letters.
+  They come from their own random stream, so the orders of a seed do not depend on them.
 
 Nothing here reads the pipeline's output: the oracle (``headrace_dev.demo.shop_verify``) recomputes
 the expected results from these sources independently.
@@ -36,6 +40,7 @@ __all__ = [
     "BUCKET",
     "DATABASE",
     "PREFIX",
+    "REVIEWS_KEY",
     "WINDOW_MS",
     "Order",
     "ShopData",
@@ -48,6 +53,9 @@ __all__ = [
 DATABASE = "shop"
 BUCKET = "headrace-shop"
 PREFIX = "customers/"
+REVIEWS_KEY = "reviews/posted.jsonl"
+"""Where the demo keeps a copy of the reviews it posted (in ``BUCKET``), for the oracle; no
+source reads it."""
 WINDOW_MS = 5 * 60_000
 """The revenue window of ``examples/shop/pipeline.yaml`` (5 minutes); the data is laid out on it."""
 
@@ -79,6 +87,7 @@ class ShopData:
     malformed_lines: int
     span: tuple[int, int]  # [first window start, last window end) in epoch ms
     unknown_customers: list[str] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)  # in posting order
 
 
 def generate(orders: int, customers: int, seed: int, now_ms: int | None = None) -> ShopData:
@@ -128,7 +137,46 @@ def generate(orders: int, customers: int, seed: int, now_ms: int | None = None) 
         malformed_lines=malformed,
         span=(start, end),
         unknown_customers=unknown,
+        reviews=_reviews(random.Random(f"reviews-{seed}"), rows),
     )
+
+
+def _reviews(rng: random.Random, orders: list[Order]) -> list[dict[str, Any]]:
+    """The reviews of ``orders``, in posting order (see the module doc)."""
+    first: list[dict[str, Any]] = []
+    edits: list[dict[str, Any]] = []
+    words = ("great", "late", "as described", "broken box", "fast", "would buy again")
+    for o in orders:
+        if rng.random() >= 1 / 8:
+            continue
+        at = o.created_ms + rng.randint(2 * 60_000, 20 * 60_000)
+        review: dict[str, Any] = {
+            "order_id": o.id,
+            "customer_id": o.customer_id,
+            "rating": rng.randint(1, 5),
+            "comment": rng.choice(words),
+            "reviewed_at": _iso(at),
+        }
+        if rng.random() < 1 / 40:
+            bad = rng.choice(("zero", "six", "text", "no id"))
+            if bad == "no id":
+                del review["order_id"]
+            else:
+                review["rating"] = {"zero": 0, "six": 6, "text": "5"}[bad]
+        first.append(review)
+        if rng.random() < 1 / 10:
+            edited = {
+                **review,
+                "rating": rng.randint(1, 5),
+                "comment": "edited: " + rng.choice(words),
+            }
+            edited["reviewed_at"] = _iso(at + rng.randint(60_000, 30 * 60_000))
+            edits.append(edited)
+    return first + edits
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def _customer_objects(rng: random.Random, ids: list[str]) -> tuple[dict[str, bytes], int]:
@@ -241,7 +289,8 @@ def seed_mysql(mysql_url: str, data: ShopData) -> None:
 
 
 def seed_s3(s3: Any, data: ShopData) -> None:
-    """(Re)fill ``s3://headrace-shop/customers/`` with the customer objects."""
+    """(Re)fill ``s3://headrace-shop/customers/`` with the customer objects, and keep the
+    reviews the demo posts at ``REVIEWS_KEY`` (JSONL, posting order) for the oracle."""
     names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if BUCKET not in names:
         s3.create_bucket(Bucket=BUCKET)
@@ -250,3 +299,5 @@ def seed_s3(s3: Any, data: ShopData) -> None:
         s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": o["Key"]} for o in old]})
     for key, body in sorted(data.objects.items()):
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    posted = b"".join(orjson.dumps(r) + b"\n" for r in data.reviews)
+    s3.put_object(Bucket=BUCKET, Key=REVIEWS_KEY, Body=posted)

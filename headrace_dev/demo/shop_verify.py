@@ -11,9 +11,13 @@ Then what the sinks hold is compared with it:
   largest order;
 - MongoDB ``shop.top10``: exactly SQL's ranks <= 10 per window, nothing stale;
 - DynamoDB ``shop-orders``: one item per order with its newest status, version and total;
-- dead letters: every malformed customer line in ``shop.customers.dlq`` and every order of an
-  unknown customer in ``shop.orders.placed.dlq``, each once (counted by source position, since
-  dead letters are at-least-once across a crash).
+- MongoDB ``shop.reviews``: per order, the rating and comment of the last valid review the demo
+  posted to the gateway (re-read from the copy at ``s3://headrace-shop/reviews/posted.jsonl``
+  and checked against the review schema's rules in plain Python);
+- dead letters: every malformed customer line in ``shop.customers.dlq``, every order of an
+  unknown customer in ``shop.orders.placed.dlq`` and every invalid review in
+  ``shop.reviews.dlq``, each once (counted by position, since dead letters are at-least-once
+  across a crash).
 
 ``verify(env)`` returns a ``Verdict``: one ``Check`` per comparison with its count and the first
 differences.
@@ -29,9 +33,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from headrace_dev.demo.shop_data import BUCKET, DATABASE, PREFIX, WINDOW_MS, mysql_engine
+from headrace_dev.demo.shop_data import (
+    BUCKET,
+    DATABASE,
+    PREFIX,
+    REVIEWS_KEY,
+    WINDOW_MS,
+    mysql_engine,
+)
 
-__all__ = ["Check", "Verdict", "expected_customers", "verify"]
+__all__ = ["Check", "Verdict", "expected_customers", "expected_reviews", "verify"]
 
 MONGO_DB = "shop"
 DYNAMO_TABLE = "shop-orders"
@@ -95,6 +106,79 @@ def expected_customers(objects: Mapping[str, bytes]) -> tuple[dict[str, dict[str
                 rec = dict(zip(header, row, strict=True))
                 customers[rec["customer_id"]] = {"name": rec["name"], "tier": rec["tier"]}
     return customers, malformed
+
+
+REVIEW_FIELDS = {"order_id", "customer_id", "rating", "comment", "reviewed_at"}
+
+
+def _valid_review(doc: object) -> bool:
+    """The rules of ``examples/shop/review.schema.json``, written out in plain Python (JSON
+    Schema's: an integer may be written 5.0, a boolean is not one). The gateway also refuses
+    a ``reviewed_at`` that is not a time; the demo never posts one."""
+    if not isinstance(doc, dict) or not set(doc) <= REVIEW_FIELDS:
+        return False
+    if not {"order_id", "customer_id", "rating", "reviewed_at"} <= set(doc):
+        return False
+
+    def integer(v: object) -> bool:
+        if isinstance(v, float):
+            return v.is_integer()
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not (integer(doc["order_id"]) and doc["order_id"] >= 1):
+        return False
+    if not (integer(doc["rating"]) and 1 <= doc["rating"] <= 5):
+        return False
+    if not (isinstance(doc["customer_id"], str) and len(doc["customer_id"]) <= 16):
+        return False
+    comment = doc.get("comment", "")
+    return isinstance(comment, str) and len(comment) <= 2000 and _text(doc["reviewed_at"])
+
+
+def _text(v: object) -> bool:
+    return isinstance(v, str) and len(v) >= 1
+
+
+def expected_reviews(posted: bytes) -> tuple[dict[int, tuple[int, str | None]], int]:
+    """(order id -> (rating, comment) of its last valid review, invalid reviews) from the
+    JSONL copy of what the demo posted, in posting order."""
+    last: dict[int, tuple[int, str | None]] = {}
+    invalid = 0
+    for line in posted.splitlines():
+        if not line.strip():
+            continue
+        doc = json.loads(line)
+        if _valid_review(doc):
+            last[int(doc["order_id"])] = (int(doc["rating"]), doc.get("comment"))
+        else:
+            invalid += 1
+    return last, invalid
+
+
+def _mongo_reviews(mongo_uri: str) -> dict[int, tuple[int, str | None]]:
+    from pymongo import MongoClient
+
+    client: Any = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        return {
+            int(d["order_id"]): (int(d["rating"]), d.get("comment"))
+            for d in client[MONGO_DB]["reviews"].find()
+        }
+    finally:
+        client.close()
+
+
+def _posted_reviews(s3: Any) -> bytes:
+    """The demo's copy of the reviews it posted; none (b"") when that run posted none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        body: bytes = s3.get_object(Bucket=BUCKET, Key=REVIEWS_KEY)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return b""
+        raise
+    return body
 
 
 def _read_objects(s3: Any) -> dict[str, bytes]:
@@ -249,11 +333,17 @@ def verify(env: Mapping[str, str], s3: Any, ddb: Any) -> Verdict:
         _compare("MongoDB shop.top10 (dense_rank <= 10 per window)", exp.top, top),
         _compare("DynamoDB shop-orders (newest state per order)", exp.orders, _dynamo_orders(ddb)),
     ]
+    posted = _posted_reviews(s3)
+    reviews, invalid_reviews = expected_reviews(posted)
+    mongo_reviews = _mongo_reviews(env["HEADRACE_MONGO_URI"])
+    checks.append(_compare("MongoDB shop.reviews (last review per order)", reviews, mongo_reviews))
     bootstrap = env["HEADRACE_KAFKA_BOOTSTRAP"]
     bad_lines = _distinct_positions(_letters(bootstrap, "shop.customers"))
     checks.append(_count("dead letters: malformed customer lines", malformed, bad_lines))
     unknown = _distinct_positions(_letters(bootstrap, "shop.orders.placed"))
     checks.append(_count("dead letters: orders of unknown customers", exp.unknown_orders, unknown))
+    bad_reviews = _distinct_positions(_letters(bootstrap, "shop.reviews"))
+    checks.append(_count("dead letters: invalid reviews", invalid_reviews, bad_reviews))
     return Verdict(checks)
 
 

@@ -204,10 +204,24 @@ class Stack:
         env: dict[str, str] = {"HEADRACE_STACK_DIR": str(self.paths.root)}
         for comp in self.components.values():
             env.update(comp.env())
+        env["HEADRACE_GATEWAY_SECRET"] = self.gateway_secret()
         lines = ["# written by `headrace stack up`: endpoints of the local stack"]
         lines += [f"{k}={v}" for k, v in env.items()]
         self.paths.env_file.write_text("\n".join(lines) + "\n")
         return self.paths.env_file
+
+    def gateway_secret(self) -> str:
+        """The HS256 secret of the example pipelines' gateways on this stack: random, made
+        once and kept in ``<stack>/conf/gateway-secret`` (mode 0600), so tokens minted
+        earlier stay valid across ``stack up``s."""
+        import secrets
+
+        path = self.paths.conf / "gateway-secret"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+        return path.read_text().strip()
 
     def log_path(self, name: str) -> Path:
         self.select([name])

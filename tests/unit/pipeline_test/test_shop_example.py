@@ -30,7 +30,7 @@ def test_the_example_covers_every_stage_source_and_sink() -> None:
 def test_the_example_passes(run) -> None:
     code, out, _err = run("test", TESTS)
     assert code == 0, out
-    assert "14 passed" in out
+    assert "15 passed" in out
 
 
 def test_each_case_runs_in_under_100_ms() -> None:

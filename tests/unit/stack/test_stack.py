@@ -49,6 +49,18 @@ def test_env_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert env["HEADRACE_STACK_DIR"] == str(stack.paths.root)
 
 
+def test_gateway_secret_is_random_kept_and_private(tmp_path: Path) -> None:
+    """The shop example's gateway secret: long enough for HS256, the same on every
+    ``stack up`` (tokens minted earlier stay valid), readable by the owner only."""
+    stack = _stack(tmp_path)
+    stack.paths.ensure()
+    first = read_env_file(stack.write_env_file())["HEADRACE_GATEWAY_SECRET"]
+    assert len(first) >= 32
+    assert read_env_file(stack.write_env_file())["HEADRACE_GATEWAY_SECRET"] == first
+    assert (stack.paths.conf / "gateway-secret").stat().st_mode & 0o077 == 0
+    assert _stack(tmp_path / "other").gateway_secret() != first
+
+
 def test_busy_port_names_component_port_and_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
