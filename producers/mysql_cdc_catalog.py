@@ -19,6 +19,7 @@ __all__ = [
     "connect",
     "connection_settings",
     "is_mariadb",
+    "load_table",
     "load_tables",
     "server_problems",
 ]
@@ -98,10 +99,12 @@ def load_tables(conn: Any, source: str, database: str, patterns: list[str]) -> l
                 key=f"sources.{source}.tables",
             )
         chosen += [h for h in hits if h not in chosen]
-    return [_table(conn, source, database, n) for n in chosen]
+    return [load_table(conn, source, database, n) for n in chosen]
 
 
-def _table(conn: Any, source: str, database: str, name: str) -> Table:
+def load_table(conn: Any, source: str, database: str, name: str) -> Table:
+    """One table's columns (in order, with converters) and primary key, as the server has
+    them now; ConfigError when it has no primary key or does not exist."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_KEY "
@@ -127,6 +130,11 @@ def _table(conn: Any, source: str, database: str, name: str) -> Table:
             (database, name),
         )
         key = [str(r[0]) for r in cur.fetchall()]
+    if not rows:
+        raise ConfigError(
+            f"source {source!r}: table {database}.{name} does not exist; fix `tables`",
+            key=f"sources.{source}.tables",
+        )
     if not key:
         raise ConfigError(
             f"source {source!r}: table {database}.{name} has no primary key; change data capture "

@@ -14,9 +14,13 @@ the end of the snapshot starts the stream.
 Stream: the binlog from the seam's position, row events of the captured tables grouped by
 transaction: a batch ends only at a commit, so its checkpoint (the position after that commit)
 is a transaction boundary and a restart never re-reads half a transaction. A DDL statement on
-a captured table stops the source naming the statement (phase 1 does not follow schema
-changes). A lost connection ends the pass; the next pass reconnects from the last position
-after a backoff (0.5 s doubling to 30 s), recorded as a ``database_unavailable`` fault
+a captured table is followed: the table's columns are read again and the checkpoint moves past
+the statement, so the rows after it are typed with the new columns (added, dropped, renamed,
+retyped). What cannot be followed stops the source naming the statement: the table dropped,
+truncated or renamed, its primary key changed, or (when the source is behind by several
+changes) a row whose columns differ from the table's current ones; never misaligned columns.
+A lost connection ends the pass; the next pass reconnects from the last position after a
+backoff (0.5 s doubling to 30 s), recorded as a ``database_unavailable`` fault
 (``headrace.faults``) until a pass reads the binlog to its end again. A checkpoint whose binlog
 file was purged stops the source at start (``snapshot: when_needed``: re-snapshots instead).
 
@@ -38,7 +42,7 @@ import orjson
 from headrace import faults
 from headrace.errors import HeadraceError
 from producers.batch import Batch, Poison, Rows
-from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_tables
+from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_table, load_tables
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
 from producers.mysql_cdc_values import convert_row
 from schemas import encode_key
@@ -173,6 +177,9 @@ class CDCSource:
         self.position: Position | None = None
         self.gtid: str | None = None
         self.seam = Seam({})
+        #: the last DDL statement followed on each table (for the error of a row that still
+        #: does not fit: the schema changed again later)
+        self.last_ddl: dict[str, str] = {}
         self._failures = 0
         self._mariadb = True
 
@@ -467,9 +474,12 @@ class CDCSource:
                         yield out.batch(self.state())
                         out = _Out()
                 elif kind == "QueryEvent" and _query(ev) not in ("BEGIN", ""):
-                    self._ddl(ev)
+                    followed = self._ddl(ev)
                     out = self._commit(out, pending, end, txn_gtid)  # a DDL commits implicitly
                     pending, txn_gtid = _Out(), None
+                    if followed:  # checkpoint past it: a restart reads on with the new columns
+                        yield out.batch(self.state())
+                        out = _Out()
                 elif kind == "RotateEvent" and not len(pending):
                     self.position = (str(ev.next_binlog), int(ev.position))
         finally:
@@ -510,11 +520,14 @@ class CDCSource:
             image: dict[str, Any] = after if after is not None else before or {}
             unknown = [c for c in image if c not in table.converters]
             if unknown or len(image) != len(table.columns):
+                since = self.last_ddl.get(qualified)
+                known = f"after {since!r}" if since else "when the source started"
                 raise SchemaChanged(
                     f"source {self.name!r}: a row of {qualified} at {end[0]}:{end[1]} has columns "
-                    f"{list(image)}, the table had {table.columns} when the source started: its "
-                    "schema changed; restart the source after the change (`headrace produce "
-                    f"{self.name} --reset` re-snapshots)"
+                    f"{list(image)}, the table has {table.columns} ({known}): its schema changed "
+                    "again after this row (several changes while the source was behind or "
+                    "stopped), so the row cannot be typed; restart with `headrace produce "
+                    f"{self.name} --reset` (re-snapshots)"
                 )
             key_row = before if before is not None else after
             assert key_row is not None
@@ -523,21 +536,64 @@ class CDCSource:
                 continue
             self._change(out, table, op, before, after, ts_ms, where, headers)
 
-    def _ddl(self, ev: Any) -> None:
+    def _ddl(self, ev: Any) -> bool:
+        """Follow a DDL statement on a captured table: True when the table's columns were
+        read again (ALTER TABLE adding, dropping, renaming or changing columns; CREATE/DROP
+        INDEX); SchemaChanged naming the statement when it cannot be followed (the table
+        dropped, renamed or truncated, its primary key changed). Statements on other tables:
+        False."""
         sql = _query(ev)
         schema = ev.schema.decode() if isinstance(ev.schema, bytes) else str(ev.schema or "")
-        words = sql.replace("`", " ").replace(".", " ").lower().split()
-        for table in self.tables.values():
+        words = sql.replace("`", " ").replace(".", " ").replace(",", " ").lower().split()
+        followed = False
+        for qualified, table in list(self.tables.items()):
             named = table.name.lower() in words and (
                 schema.lower() == table.schema.lower() or table.schema.lower() in words
             )
-            if named:
+            if not named:
+                continue
+            where = f"{qualified} at {self.position}: {sql[:200]!r}"
+            why = _unfollowable(words)
+            if why is None:
+                try:
+                    conn = self._connect(self.settings)
+                    try:
+                        fresh = load_table(conn, self.name, table.schema, table.name)
+                    finally:
+                        conn.close()
+                except HeadraceError as exc:
+                    why = f"the table cannot be read again ({exc})"
+                else:
+                    if fresh.key != table.key:
+                        why = f"its primary key changed from {table.key} to {fresh.key}"
+            if why is not None:
                 raise SchemaChanged(
-                    f"source {self.name!r}: DDL on captured table {table.qualified} at "
-                    f"{self.position}: {sql[:200]!r}; phase 1 of mysql_cdc does not follow "
-                    "schema changes: restart with `headrace produce "
+                    f"source {self.name!r}: DDL on captured table {where}: {why}, which change "
+                    "data capture cannot follow; restart with `headrace produce "
                     f"{self.name} --reset` (re-snapshots) once the change is done"
                 )
+            log.info(
+                "source %r: followed DDL on %s; columns now %s", self.name, where, fresh.columns
+            )
+            self.tables[qualified] = fresh
+            self.last_ddl[qualified] = sql[:200]
+            followed = True
+        return followed
+
+
+def _unfollowable(words: list[str]) -> str | None:
+    """Why a DDL statement (lower-cased words) on a captured table cannot be followed, or
+    None when reading the table's columns again follows it."""
+    verb = words[0] if words else ""
+    if verb == "truncate" or (verb == "drop" and "table" in words[:3]):
+        return "the table was dropped or truncated"
+    if verb == "rename":
+        return "the table was renamed"
+    if verb == "alter" and "rename" in words:
+        after = words[words.index("rename") + 1 : words.index("rename") + 2]
+        if after not in (["column"], ["index"], ["key"]):
+            return "the table was renamed"
+    return None
 
 
 def _image(row: dict[str, Any], values: str, none_sources: str) -> dict[str, Any]:

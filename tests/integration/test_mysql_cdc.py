@@ -16,7 +16,7 @@ import pytest
 from fixtures.values import present
 
 from producers.mysql_cdc_catalog import connection_settings
-from producers.mysql_cdc_source import CDCSource
+from producers.mysql_cdc_source import CDCSource, SchemaChanged
 
 pytestmark = pytest.mark.integration
 
@@ -182,4 +182,90 @@ def test_envelope_records_by_pattern_without_a_snapshot(mysql_url: str) -> None:
         with conn.cursor() as cur:
             for name in names:
                 cur.execute(f"DROP TABLE IF EXISTS `{name}`")
+        conn.close()
+
+
+def test_alter_table_mid_stream_is_followed_and_a_drop_stops(mysql_url: str) -> None:
+    """A column added, renamed, retyped and dropped while the source streams: every row after
+    each statement reads with the table's columns of that moment, the flat records applied in
+    order end equal to ``SELECT *``, a restart from the checkpoint reads on with the new
+    columns, and DROP TABLE stops the source naming the statement. Behind by two statements
+    (the catalog already past the rows between them), the source stops instead of typing a
+    row with the wrong columns."""
+    settings = connection_settings(mysql_url)
+    name = f"cdcddl_{uuid.uuid4().hex[:6]}"
+    conn = pymysql.connect(**settings, autocommit=True)
+
+    def sql(*statements: str) -> None:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+
+    def select_all() -> dict[bytes, Any]:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(f"SELECT * FROM `{name}`")
+            return {str(r["id"]).encode(): dict(r) for r in cur.fetchall()}
+
+    sql(f"CREATE TABLE `{name}` (id INT PRIMARY KEY, n INT)", f"INSERT INTO `{name}` VALUES (1, 1)")
+    try:
+        src = CDCSource("cdc_ddl", settings, tables=[name], flat=True)
+        src.restore(None)
+        state: dict[bytes, Any] = {}
+        checkpoint = _apply(state, list(src.batches()))  # the snapshot
+        steps = [
+            (
+                f"ALTER TABLE `{name}` ADD COLUMN note VARCHAR(20)",
+                [
+                    f"INSERT INTO `{name}` VALUES (2, 2, 'x')",
+                    f"UPDATE `{name}` SET note = 'y' WHERE id = 1",
+                ],
+            ),
+            (
+                f"ALTER TABLE `{name}` RENAME COLUMN n TO qty",
+                [f"INSERT INTO `{name}` VALUES (3, 3, 'z')"],
+            ),
+            (
+                f"ALTER TABLE `{name}` MODIFY qty DECIMAL(10,2)",
+                [f"UPDATE `{name}` SET qty = qty + 0.25"],
+            ),
+            (
+                f"ALTER TABLE `{name}` DROP COLUMN note",
+                [f"INSERT INTO `{name}` VALUES (4, 4)", f"DELETE FROM `{name}` WHERE id = 2"],
+            ),
+        ]
+        for ddl, changes in steps:
+            sql(ddl, *changes)
+            checkpoint = _apply(state, list(src.batches()))
+        sql(f"UPDATE `{name}` SET qty = qty + 1")  # every row once more, with the last columns
+        checkpoint = _apply(state, list(src.batches()))
+        expected = {k: {**v, "qty": str(v["qty"])} for k, v in select_all().items()}
+        assert state == expected
+        assert sorted(expected[b"1"]) == ["id", "qty"]
+
+        again = CDCSource("cdc_ddl", settings, tables=[name], flat=True)
+        again.restore(checkpoint)
+        sql(f"INSERT INTO `{name}` VALUES (5, 5)")
+        _apply(state, list(again.batches()))
+        assert state[b"5"] == {"id": 5, "qty": "5.00"}
+
+        sql(
+            f"ALTER TABLE `{name}` ADD COLUMN a INT",
+            f"INSERT INTO `{name}` VALUES (6, 6, 6)",
+            f"ALTER TABLE `{name}` DROP COLUMN a",
+        )
+        with pytest.raises(
+            SchemaChanged, match=rf"{name}.*after 'ALTER TABLE .{name}. ADD COLUMN a INT'.*--reset"
+        ):
+            list(again.batches())
+
+        last = CDCSource("cdc_ddl", settings, tables=[name], flat=True)
+        last.restore(None)
+        list(last.batches())
+        sql(f"DROP TABLE `{name}`")
+        with pytest.raises(
+            SchemaChanged, match=rf"DDL on captured table .*{name}.*DROP TABLE.*dropped"
+        ):
+            list(last.batches())
+    finally:
+        sql(f"DROP TABLE IF EXISTS `{name}`")
         conn.close()

@@ -13,7 +13,7 @@ import pytest
 
 from producers.mysql_cdc_catalog import Table
 from producers.mysql_cdc_position import Seam, TableProgress
-from producers.mysql_cdc_source import CDCSource
+from producers.mysql_cdc_source import CDCSource, SchemaChanged
 from producers.mysql_cdc_values import column_converter, convert_row
 
 
@@ -195,7 +195,7 @@ def test_stream_after_resumed_snapshot_has_no_gap_and_no_duplicate() -> None:
         assert batches[-1].state["gtid"] == "0-1-6"
 
 
-def test_open_transaction_is_not_checkpointed_and_ddl_stops() -> None:
+def test_open_transaction_is_not_checkpointed() -> None:
     binlog = [
         rows_ev("WriteRowsEvent", 180, [{"values": {"id": 9, "amount": Decimal("9")}}]),
         ev("XidEvent", 200),
@@ -206,11 +206,94 @@ def test_open_transaction_is_not_checkpointed_and_ddl_stops() -> None:
     batches = list(src.batches())
     assert decoded(batches) == [(b"9", {"id": 9, "amount": "9"})]  # 10: not committed yet
     assert batches[-1].state["binlog"] == ["b.1", 200]
-    ddl = [ev("QueryEvent", 300, schema=b"db", query=b"ALTER TABLE `t` ADD COLUMN x INT")]
-    src = make_source(ddl, True)
+
+
+def _tables_now(monkeypatch: pytest.MonkeyPatch, table: Table) -> list[str]:
+    """The server's catalog (``load_table``) answers ``table``; the names asked are kept."""
+    asked: list[str] = []
+
+    def load(conn: Any, source: str, database: str, name: str) -> Table:
+        asked.append(f"{database}.{name}")
+        return table
+
+    monkeypatch.setattr("producers.mysql_cdc_source.load_table", load)
+    return asked
+
+
+def _ddl_source(binlog: list[Any]) -> CDCSource:
+    conn = SimpleNamespace(close=lambda: None)
+    src = make_source(binlog, True)
+    src._connect = lambda settings: conn
     src.phase, src.position = "stream", ("b.1", 4)
-    with pytest.raises(Exception, match=r"DDL on captured table db\.t.*ALTER TABLE"):
+    return src
+
+
+def test_an_added_renamed_and_dropped_column_is_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows after an ALTER TABLE are typed with the table's new columns, and the checkpoint
+    moves past the statement (a restart reads on with the new columns)."""
+    note = {**CONVERTERS, "note": column_converter("varchar")}
+    asked = _tables_now(monkeypatch, Table("db", "t", [*COLUMNS, "note"], note, ["id"]))
+    binlog = [
+        rows_ev("WriteRowsEvent", 180, [{"values": {"id": 1, "amount": Decimal("1")}}]),
+        ev("XidEvent", 200),
+        ev("QueryEvent", 300, schema=b"db", query=b"ALTER TABLE `t` ADD COLUMN note TEXT"),
+        rows_ev(
+            "WriteRowsEvent", 380, [{"values": {"id": 2, "amount": Decimal("2"), "note": "hi"}}]
+        ),
+        ev("XidEvent", 400),
+    ]
+    src = _ddl_source(binlog)
+    batches = list(src.batches())
+    assert asked == ["db.t"]
+    assert decoded(batches) == [
+        (b"1", {"id": 1, "amount": "1"}),
+        (b"2", {"id": 2, "amount": "2", "note": "hi"}),
+    ]
+    assert [b.state["binlog"] for b in batches] == [["b.1", 300], ["b.1", 400]]
+    # a statement on another table, or in another database, is not followed
+    for query, schema in (
+        (b"ALTER TABLE t2 ADD COLUMN x INT", b"db"),
+        (b"ALTER TABLE t ADD y INT", b"other"),
+    ):
+        asked.clear()
+        list(_ddl_source([ev("QueryEvent", 300, schema=schema, query=query)]).batches())
+        assert asked == []
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        (b"DROP TABLE `t`", "dropped or truncated"),
+        (b"TRUNCATE TABLE t", "dropped or truncated"),
+        (b"RENAME TABLE t TO t_old", "renamed"),
+        (b"ALTER TABLE t RENAME TO t_old", "renamed"),
+        (b"ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (id, amount)", "primary key changed"),
+    ],
+)
+def test_a_ddl_that_cannot_be_followed_stops_naming_it(
+    monkeypatch: pytest.MonkeyPatch, query: bytes, why: str
+) -> None:
+    _tables_now(monkeypatch, Table("db", "t", COLUMNS, CONVERTERS, ["id", "amount"]))
+    src = _ddl_source([ev("QueryEvent", 300, schema=b"db", query=query)])
+    with pytest.raises(SchemaChanged, match=rf"DDL on captured table db\.t.*{why}.*--reset"):
         list(src.batches())
+
+
+def test_a_row_older_than_the_tables_columns_stops_instead_of_misaligning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind by two changes (a column added, then dropped again), the catalog is already
+    past the rows between them: those rows stop the source, never decode misaligned."""
+    _tables_now(monkeypatch, Table("db", "t", COLUMNS, CONVERTERS, ["id"]))
+    binlog = [
+        ev("QueryEvent", 300, schema=b"db", query=b"ALTER TABLE t ADD COLUMN note TEXT"),
+        rows_ev(
+            "WriteRowsEvent", 380, [{"values": {"id": 2, "amount": Decimal("2"), "note": "hi"}}]
+        ),
+        ev("XidEvent", 400),
+    ]
+    with pytest.raises(SchemaChanged, match=r"after 'ALTER TABLE t ADD COLUMN note TEXT'.*--reset"):
+        list(_ddl_source(binlog).batches())
 
 
 def test_bad_row_goes_to_poison() -> None:
