@@ -42,6 +42,10 @@ __all__ = [
     "BATCH_SIZE",
     "BROKER_REACHABLE",
     "BYTES",
+    "CDC_LAG_BYTES",
+    "CDC_LAG_SECONDS",
+    "CDC_SNAPSHOT_ESTIMATE",
+    "CDC_SNAPSHOT_ROWS",
     "CHECKPOINT_LAG",
     "CONSUMER_LAG",
     "DLQ_RECORDS",
@@ -99,6 +103,27 @@ CONSUMER_LAG = Gauge(
 )
 CHECKPOINT_LAG = Gauge(
     "headrace_checkpoint_lag_seconds", "Seconds since the last stored checkpoint.", _STAGE
+)
+#: MySQL CDC sources (``type: mysql_cdc``); ``table`` is a captured table (from the file)
+CDC_LAG_SECONDS = Gauge(
+    "headrace_cdc_lag_seconds",
+    "Seconds from the last binlog event read to now while reading behind; 0 once caught up.",
+    _STAGE,
+)
+CDC_LAG_BYTES = Gauge(
+    "headrace_cdc_lag_bytes",
+    "Binlog bytes from the position read to the server's head (asked at most every 5 s).",
+    _STAGE,
+)
+CDC_SNAPSHOT_ROWS = Gauge(
+    "headrace_cdc_snapshot_rows",
+    "Rows of the table read by the snapshot (this process; a resumed snapshot counts on).",
+    [*_STAGE, "table"],
+)
+CDC_SNAPSHOT_ESTIMATE = Gauge(
+    "headrace_cdc_snapshot_rows_estimate",
+    "The server's row estimate of the table when its snapshot started (information_schema).",
+    [*_STAGE, "table"],
 )
 RATE_LIMIT_WAIT = Counter(
     "headrace_rate_limit_wait_seconds", "Seconds spent waiting on a rate limit.", _STAGE

@@ -109,6 +109,7 @@ def build(pipeline: Pipeline, name: str, cfg: MySQLCDCSource) -> tuple[Any, Any]
         chunk_size=cfg.chunk_size,
         batch_size=cfg.batch_size,
         server_id=cfg.server_id,
+        metrics_labels=(pipeline.name, name, "source"),
     )
     return source, RecordEncoder(JsonCodec(), cfg.key)
 

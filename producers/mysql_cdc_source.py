@@ -43,6 +43,7 @@ from headrace import faults
 from headrace.errors import HeadraceError
 from producers.batch import Batch, Poison, Rows
 from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_table, load_tables
+from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
 from producers.mysql_cdc_values import convert_row
 from schemas import encode_key
@@ -160,6 +161,7 @@ class CDCSource:
         server_id: int = 0,
         connect_fn: Callable[[dict[str, Any]], Any] = connect,
         stream_fn: Callable[..., Any] | None = None,
+        metrics_labels: tuple[str, str, str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -182,6 +184,8 @@ class CDCSource:
         self.last_ddl: dict[str, str] = {}
         self._failures = 0
         self._mariadb = True
+        #: lag and snapshot gauges (``producers.mysql_cdc_metrics``; None labels: none)
+        self.metrics = CDCMetrics(metrics_labels)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -305,6 +309,7 @@ class CDCSource:
                 if progress.done:
                     continue
                 progress.begin_segment(pos)
+                self.metrics.snapshot_started(qualified, self._estimate(conn, table))
                 where = {"snapshot": qualified}
                 headers = change_headers(pos, None)
                 while True:
@@ -314,6 +319,7 @@ class CDCSource:
                         self._change(out, table, "r", None, row, now_ms, where, headers)
                     if rows:
                         progress.last_key = tuple(rows[-1][c] for c in table.key)
+                        self.metrics.snapshot_rows(qualified, len(rows))
                     if len(rows) < self.chunk_size:
                         progress.done = True
                     yield out.batch(self.state())
@@ -326,6 +332,27 @@ class CDCSource:
         self.seam = Seam(self.progress)
         self.phase, self.position = "stream", self.seam.start(pos)
         yield Batch([], self.state())  # the end of the snapshot is checkpointed too
+
+    @staticmethod
+    def _estimate(conn: Any, table: Table) -> int:
+        """The server's estimate of the table's rows (InnoDB's TABLE_ROWS: approximate)."""
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (table.schema, table.name),
+            )
+            row = cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _binlog_sizes(self) -> list[tuple[str, int]]:
+        conn = self._connect(self.settings)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW BINARY LOGS")
+                return [(str(r[0]), int(r[1])) for r in cur.fetchall()]
+        finally:
+            conn.close()
 
     def _begin_snapshot(self, conn: Any) -> Position:
         with conn.cursor() as cur:
@@ -455,6 +482,8 @@ class CDCSource:
         )
 
     def _stream(self) -> Generator[Batch, None, None]:
+        if self._stream_fn is None:
+            self.metrics.binlog_sizes(self._binlog_sizes)
         reader = self._reader()
         out, pending = _Out(), _Out()
         txn_gtid: str | None = None
@@ -470,6 +499,7 @@ class CDCSource:
                 elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
                     out = self._commit(out, pending, end, txn_gtid)
                     pending, txn_gtid = _Out(), None  # the next transaction names its own
+                    self.metrics.read(end, float(ev.timestamp))
                     if len(out) >= self.batch_size:
                         yield out.batch(self.state())
                         out = _Out()
@@ -482,6 +512,7 @@ class CDCSource:
                         out = _Out()
                 elif kind == "RotateEvent" and not len(pending):
                     self.position = (str(ev.next_binlog), int(ev.position))
+            self.metrics.caught_up()  # the reader does not block: it read to the end
         finally:
             reader.close()
             if len(out):

@@ -14,6 +14,7 @@ import orjson
 import pymysql
 import pytest
 from fixtures.values import present
+from prometheus_client import REGISTRY
 
 from producers.mysql_cdc_catalog import connection_settings
 from producers.mysql_cdc_source import CDCSource, SchemaChanged
@@ -106,11 +107,25 @@ def test_snapshot_under_writes_then_stream_and_restart_is_exact(mysql_url: str) 
         first = [next(gen), next(gen)]  # two chunks, then a "crash" mid-snapshot
         gen.close()
         checkpoint = _apply(state, first)
-        src = CDCSource("cdc_it", settings, tables=[name], flat=True, chunk_size=500)
+        labels = (f"cdc-it-{name}", "cdc_it", "source")
+        src = CDCSource(
+            "cdc_it", settings, tables=[name], flat=True, chunk_size=500, metrics_labels=labels
+        )
         src.restore(checkpoint)
-        checkpoint = _apply(state, list(src.batches()))  # the rest of the snapshot
+        snapshot = list(src.batches())
+        checkpoint = _apply(state, snapshot)  # the rest of the snapshot
         assert checkpoint is not None and checkpoint["phase"] == "stream"
+        # the resumed snapshot's gauges: the rows it read (all but the first two chunks), and
+        # the server's estimate of the table
+        gauge = dict(zip(("pipeline", "stage", "kind"), labels, strict=True))
+        table = {**gauge, "table": f"{settings['database']}.{name}"}
+        encoded = [b.rows().encoded for b in snapshot]
+        read = sum(len(e.keys or []) for e in encoded if e is not None)
+        assert REGISTRY.get_sample_value("headrace_cdc_snapshot_rows", table) == read > 0
+        assert (REGISTRY.get_sample_value("headrace_cdc_snapshot_rows_estimate", table) or 0) > 0
         checkpoint = _apply(state, list(src.batches()))  # the binlog so far
+        assert REGISTRY.get_sample_value("headrace_cdc_lag_seconds", gauge) == 0  # caught up
+        assert REGISTRY.get_sample_value("headrace_cdc_lag_bytes", gauge) == 0
     finally:
         stop.set()
         thread.join()
