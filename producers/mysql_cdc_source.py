@@ -17,8 +17,9 @@ is a transaction boundary and a restart never re-reads half a transaction. A DDL
 a captured table is followed: the table's columns are read again and the checkpoint moves past
 the statement, so the rows after it are typed with the new columns (added, dropped, renamed,
 retyped). What cannot be followed stops the source naming the statement: the table dropped,
-truncated or renamed, its primary key changed, or (when the source is behind by several
-changes) a row whose columns differ from the table's current ones; never misaligned columns.
+truncated or renamed, its primary key changed. A source behind by several changes reads rows
+whose columns differ from the table's current ones: those are typed from their binlog table
+map (``binlog_row_metadata=FULL``), else the source stops; never misaligned columns.
 A lost connection ends the pass; the next pass reconnects from the last position after a
 backoff (0.5 s doubling to 30 s), recorded as a ``database_unavailable`` fault
 (``headrace.faults``) until a pass reads the binlog to its end again. A checkpoint whose binlog
@@ -45,7 +46,7 @@ from producers.batch import Batch, Poison, Rows
 from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_table, load_tables
 from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
-from producers.mysql_cdc_values import convert_row
+from producers.mysql_cdc_values import Converter, binlog_converters, convert_row
 from schemas import encode_key
 
 __all__ = [
@@ -182,6 +183,7 @@ class CDCSource:
         #: the last DDL statement followed on each table (for the error of a row that still
         #: does not fit: the schema changed again later)
         self.last_ddl: dict[str, str] = {}
+        self._warned_behind: set[str] = set()
         self._failures = 0
         self._mariadb = True
         #: lag and snapshot gauges (``producers.mysql_cdc_metrics``; None labels: none)
@@ -398,12 +400,15 @@ class CDCSource:
         ts_ms: int,
         where: dict[str, Any],
         headers: list[tuple[str, bytes]],
+        converters: dict[str, Converter] | None = None,
     ) -> None:
         """Append the change record(s) of one row change; poison when it cannot be encoded.
-        A primary-key update is a delete of the old key and a create of the new one."""
+        A primary-key update is a delete of the old key and a create of the new one.
+        ``converters``: the row's (default: the table's current columns)."""
+        conv = table.converters if converters is None else converters
         try:
-            b = None if before is None else convert_row(before, table.converters)
-            a = None if after is None else convert_row(after, table.converters)
+            b = None if before is None else convert_row(before, conv)
+            a = None if after is None else convert_row(after, conv)
         except ValueError as exc:
             out.bad(
                 {"table": table.qualified, "op": op, "before": before, "after": after},
@@ -549,23 +554,48 @@ class CDCSource:
             else:
                 op, before, after = "d", _image(row, "values", "none_sources"), None
             image: dict[str, Any] = after if after is not None else before or {}
-            unknown = [c for c in image if c not in table.converters]
-            if unknown or len(image) != len(table.columns):
-                since = self.last_ddl.get(qualified)
-                known = f"after {since!r}" if since else "when the source started"
-                raise SchemaChanged(
-                    f"source {self.name!r}: a row of {qualified} at {end[0]}:{end[1]} has columns "
-                    f"{list(image)}, the table has {table.columns} ({known}): its schema changed "
-                    "again after this row (several changes while the source was behind or "
-                    "stopped), so the row cannot be typed; restart with `headrace produce "
-                    f"{self.name} --reset` (re-snapshots)"
-                )
+            converters = table.converters
+            if converters.keys() != image.keys():
+                converters = self._behind(table, ev, image, end)
             key_row = before if before is not None else after
             assert key_row is not None
             key = [key_row[c] for c in table.key]  # raw values, as the snapshot kept them
             if self.seam.reflected(qualified, key, end):
                 continue
-            self._change(out, table, op, before, after, ts_ms, where, headers)
+            self._change(out, table, op, before, after, ts_ms, where, headers, converters)
+
+    def _behind(
+        self, table: Table, ev: Any, image: dict[str, Any], end: Position
+    ) -> dict[str, Converter]:
+        """Converters for a row whose columns are not the table's current ones: the table
+        changed again after this row (the source is behind by several schema changes). They
+        come from the row event's own table map; SchemaChanged when it carries no names and
+        character sets (no ``binlog_row_metadata=FULL``) or lacks the primary key."""
+        qualified = table.qualified
+        found = binlog_converters(list(getattr(ev, "columns", None) or []), table.converters)
+        if found is None or found.keys() != image.keys() or not set(table.key) <= found.keys():
+            since = self.last_ddl.get(qualified)
+            known = f"after {since!r}" if since else "when the source started"
+            raise SchemaChanged(
+                f"source {self.name!r}: a row of {qualified} at {end[0]}:{end[1]} has columns "
+                f"{list(image)}, the table has {table.columns} ({known}), and the binlog's "
+                "table map does not describe them (binlog_row_metadata is not FULL, or the "
+                "primary key is missing), so the row cannot be typed; restart with "
+                f"`headrace produce {self.name} --reset` (re-snapshots)"
+            )
+        if qualified not in self._warned_behind:
+            self._warned_behind.add(qualified)
+            log.warning(
+                "source %r: rows of %s at %s:%s have columns %s, not the table's current %s "
+                "(changed again later): typed from the binlog's table map",
+                self.name,
+                qualified,
+                end[0],
+                end[1],
+                list(image),
+                table.columns,
+            )
+        return found
 
     def _ddl(self, ev: Any) -> bool:
         """Follow a DDL statement on a captured table: True when the table's columns were

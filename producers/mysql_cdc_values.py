@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Converter", "column_converter", "convert_row"]
+__all__ = ["Converter", "binlog_converters", "column_converter", "convert_row"]
 
 Converter = Callable[[Any], Any]
 
@@ -123,15 +123,7 @@ def _json(v: Any) -> Any:
 
 
 def _set_of(column_type: str) -> Converter:
-    members = [m.replace("''", "'") for m in _SET_MEMBER.findall(column_type)]
-
-    def convert(v: Any) -> Any:
-        if isinstance(v, set | frozenset | list | tuple):
-            chosen = {_text(x) for x in v}
-            return ",".join(m for m in members if m in chosen)
-        return _text(v)
-
-    return convert
+    return _set_in([m.replace("''", "'") for m in _SET_MEMBER.findall(column_type)])
 
 
 def column_converter(data_type: str, column_type: str = "") -> Converter:
@@ -163,6 +155,76 @@ def column_converter(data_type: str, column_type: str = "") -> Converter:
     if t == "json":
         return _json
     return _plain
+
+
+def _set_in(members: list[str]) -> Converter:
+    def convert(v: Any) -> Any:
+        if isinstance(v, set | frozenset | list | tuple):
+            chosen = {_text(x) for x in v}
+            return ",".join(m for m in members if m in chosen)
+        return _text(v)
+
+    return convert
+
+
+def binlog_converter(column: Any) -> Converter:
+    """The converter of a column as a binlog table map describes it (``mysql-replication``'s
+    ``Column``: its type code, and with ``binlog_row_metadata=FULL`` its name, character set
+    and SET members): the same families as ``column_converter``, except that MariaDB's JSON
+    (a LONGTEXT) reads as text."""
+    from pymysqlreplication.constants import FIELD_TYPE as F
+
+    t = column.type
+    if t in (F.NEWDECIMAL, F.DECIMAL):
+        return _decimal
+    if t in (F.TINY, F.SHORT, F.INT24, F.LONG, F.LONGLONG, F.YEAR):
+        return _int
+    if t == F.BIT:
+        return _bit
+    if t in (F.FLOAT, F.DOUBLE):
+        return _float
+    if t in (F.DATETIME, F.DATETIME2):
+        return _datetime
+    if t in (F.TIMESTAMP, F.TIMESTAMP2):
+        return _timestamp
+    if t in (F.DATE, F.NEWDATE):
+        return _date
+    if t in (F.TIME, F.TIME2):
+        return _time
+    if t == F.ENUM:
+        return _text
+    if t == F.SET:
+        return _set_in([_text(m) for m in column.set_values or []])
+    if t == F.JSON:
+        return _json
+    if t == F.GEOMETRY:
+        return _binary
+    if t in (F.VARCHAR, F.VAR_STRING, F.STRING, F.BLOB, F.TINY_BLOB, F.MEDIUM_BLOB, F.LONG_BLOB):
+        binary = str(getattr(column, "character_set_name", "") or "").lower() == "binary"
+        return _binary if binary else _text
+    return _plain
+
+
+def binlog_converters(
+    columns: list[Any], catalog: Mapping[str, Converter]
+) -> dict[str, Converter] | None:
+    """Converters for a row event's columns from its table map, for a row whose columns are
+    not the table's current ones (a source behind by several schema changes). A column the
+    catalog has with the same family keeps the catalog's converter (so MariaDB's JSON stays
+    parsed). None when the table map carries no column names or character sets (the server
+    is not on ``binlog_row_metadata=FULL``): then the row cannot be typed safely."""
+    out: dict[str, Converter] = {}
+    for column in columns:
+        name = getattr(column, "name", None)
+        if not name or str(name).startswith("UNKNOWN_COL"):
+            return None
+        theirs = binlog_converter(column)
+        if theirs is _text and getattr(column, "character_set_name", None) is None:
+            return None  # no character set: this table map has no FULL metadata
+        ours = catalog.get(str(name))
+        same = ours is not None and (ours is theirs or (ours is _json and theirs is _text))
+        out[str(name)] = ours if same and ours is not None else theirs
+    return out
 
 
 def convert_row(row: Mapping[str, Any], converters: Mapping[str, Converter]) -> dict[str, Any]:

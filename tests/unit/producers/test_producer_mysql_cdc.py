@@ -279,21 +279,101 @@ def test_a_ddl_that_cannot_be_followed_stops_naming_it(
         list(src.batches())
 
 
-def test_a_row_older_than_the_tables_columns_stops_instead_of_misaligning(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Behind by two changes (a column added, then dropped again), the catalog is already
-    past the rows between them: those rows stop the source, never decode misaligned."""
-    _tables_now(monkeypatch, Table("db", "t", COLUMNS, CONVERTERS, ["id"]))
-    binlog = [
+def _column(type_: int, name: str, **kw: Any) -> Any:
+    return SimpleNamespace(type=type_, name=name, **kw)
+
+
+def _behind_binlog(columns: list[Any] | None) -> list[Any]:
+    """Behind by two changes (a column added, then dropped again): the catalog is already
+    past the rows between them."""
+    row = rows_ev(
+        "WriteRowsEvent", 380, [{"values": {"id": 2, "amount": Decimal("2"), "note": "hi"}}]
+    )
+    if columns is not None:
+        row.columns = columns
+    return [
         ev("QueryEvent", 300, schema=b"db", query=b"ALTER TABLE t ADD COLUMN note TEXT"),
-        rows_ev(
-            "WriteRowsEvent", 380, [{"values": {"id": 2, "amount": Decimal("2"), "note": "hi"}}]
-        ),
+        row,
         ev("XidEvent", 400),
     ]
-    with pytest.raises(SchemaChanged, match=r"after 'ALTER TABLE t ADD COLUMN note TEXT'.*--reset"):
-        list(_ddl_source(binlog).batches())
+
+
+def test_a_row_older_than_the_tables_columns_is_typed_from_its_table_map(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows between two changes are typed from their own binlog table map (names,
+    types and character sets with binlog_row_metadata=FULL), never with the current columns."""
+    from pymysqlreplication.constants import FIELD_TYPE
+
+    _tables_now(monkeypatch, Table("db", "t", COLUMNS, CONVERTERS, ["id"]))
+    columns = [
+        _column(FIELD_TYPE.LONG, "id"),
+        _column(FIELD_TYPE.NEWDECIMAL, "amount"),
+        _column(FIELD_TYPE.BLOB, "note", character_set_name="utf8mb4"),
+    ]
+    batches = list(_ddl_source(_behind_binlog(columns)).batches())
+    assert decoded(batches) == [(b"2", {"id": 2, "amount": "2", "note": "hi"})]
+
+
+def test_a_row_unlike_the_tables_columns_without_full_metadata_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without names and character sets in the table map (binlog_row_metadata not FULL) such a
+    row stops the source naming the fix, instead of being typed with the wrong columns."""
+    from pymysqlreplication.constants import FIELD_TYPE
+
+    _tables_now(monkeypatch, Table("db", "t", COLUMNS, CONVERTERS, ["id"]))
+    no_charset = [
+        _column(FIELD_TYPE.LONG, "id"),
+        _column(FIELD_TYPE.NEWDECIMAL, "amount"),
+        _column(FIELD_TYPE.BLOB, "note", character_set_name=None),
+    ]
+    for columns in (None, no_charset):
+        with pytest.raises(
+            SchemaChanged, match=r"after 'ALTER TABLE t ADD COLUMN note TEXT'.*FULL.*--reset"
+        ):
+            list(_ddl_source(_behind_binlog(columns)).batches())
+
+
+def test_binlog_and_catalog_converters_agree_on_every_family() -> None:
+    """A column typed from the binlog's table map reads like the same column typed from
+    information_schema (MariaDB's JSON, a LONGTEXT, excepted: the catalog's parse wins)."""
+    from pymysqlreplication.constants import FIELD_TYPE as F
+
+    from producers.mysql_cdc_values import binlog_converter, binlog_converters
+
+    cases = [
+        (("decimal", "decimal(12,2)"), _column(F.NEWDECIMAL, "c"), Decimal("12.30")),
+        (("int", "int(10) unsigned"), _column(F.LONG, "c"), 4294967295),
+        (("year", "year(4)"), _column(F.YEAR, "c"), 2024),
+        (("bit", "bit(8)"), _column(F.BIT, "c"), 5),
+        (("double", "double"), _column(F.DOUBLE, "c"), 1.5),
+        (("datetime", "datetime(6)"), _column(F.DATETIME2, "c"), datetime(2024, 1, 2, 3, 4, 5, 6)),
+        (("timestamp", "timestamp"), _column(F.TIMESTAMP2, "c"), datetime(2024, 1, 2, 3, 4, 5)),
+        (("date", "date"), _column(F.DATE, "c"), date(2024, 2, 29)),
+        (("time", "time"), _column(F.TIME2, "c"), timedelta(hours=-1, minutes=-2)),
+        (
+            ("varchar", "varchar(20)"),
+            _column(F.VARCHAR, "c", character_set_name="utf8mb4"),
+            "héllo",
+        ),
+        (("text", "text"), _column(F.BLOB, "c", character_set_name="utf8mb4"), b"t"),
+        (("blob", "blob"), _column(F.BLOB, "c", character_set_name="binary"), b"\x00\xff"),
+        (
+            ("varbinary", "varbinary(4)"),
+            _column(F.VARCHAR, "c", character_set_name="binary"),
+            b"\x01",
+        ),
+        (("enum", "enum('new','paid')"), _column(F.ENUM, "c"), "paid"),
+        (("set", "set('a','b','c')"), _column(F.SET, "c", set_values=["a", "b", "c"]), {"c", "a"}),
+        (("json", "json"), _column(F.JSON, "c"), {b"a": [1, b"x"]}),
+    ]
+    for (data_type, column_type), column, value in cases:
+        ours = column_converter(data_type, column_type)
+        assert binlog_converter(column)(value) == ours(value), (data_type, value)
+    mariadb_json = _column(F.BLOB, "doc", character_set_name="utf8mb4")
+    found = binlog_converters([mariadb_json], {"doc": column_converter("json")})
+    assert found is not None and found["doc"]('{"a": 1}') == {"a": 1}
 
 
 def test_bad_row_goes_to_poison() -> None:
