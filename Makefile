@@ -89,8 +89,9 @@ SCENARIO ?= ci
 chaos: stack-up
 	$(BIN)/headrace chaos --scenario $(SCENARIO) $(if $(RECORD),--record)
 
+# --durations: the slowest tests in CI's output, to see where a slow run spent its time
 test: lint stack-up
-	$(BIN)/pytest tests -q -p no:cacheprovider
+	$(BIN)/pytest tests -q -p no:cacheprovider --durations=25
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -33,6 +33,10 @@ SUITES: dict[str, tuple[str, str]] = {
         "headrace_dev.bench.e2e",
         "p50/p99 latency, MariaDB -> source -> stage -> --sink, steady --rate",
     ),
+    "cdc": (
+        "headrace_dev.bench.cdc",
+        "MySQL CDC source (snapshot, binlog, lag) vs PyMySQL / mysql-replication reads",
+    ),
     "gateway": (
         "headrace_dev.bench.gateway",
         "HTTP gateway (wrk; auth, schema, limits on) vs the raw confluent-kafka producer",

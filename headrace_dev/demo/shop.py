@@ -33,6 +33,7 @@ __all__ = [
     "prepare",
     "publish_reviews",
     "report",
+    "reset_sinks",
     "start_run",
 ]
 
@@ -63,7 +64,7 @@ def prepare(
     data = generate(orders, customers, seed)
     say(f"demo: resetting topics, checkpoints and sinks of pipeline {PIPELINE_NAME!r}")
     _reset_kafka(env["HEADRACE_KAFKA_BOOTSTRAP"])
-    _reset_sinks(env)
+    reset_sinks(env)
     say(
         f"demo: seeding MariaDB shop.orders ({len(data.orders)} orders, {len(data.updates)} "
         f"later updates) and s3://headrace-shop/customers/ ({customers} customers in "
@@ -169,7 +170,8 @@ def _reset_kafka(bootstrap: str) -> None:
         time.sleep(3)
 
 
-def _reset_sinks(env: Mapping[str, str]) -> None:
+def reset_sinks(env: Mapping[str, str]) -> None:
+    """Drop the demo's MongoDB database and DynamoDB table."""
     from pymongo import MongoClient
 
     client: Any = MongoClient(env["HEADRACE_MONGO_URI"], serverSelectionTimeoutMS=10_000)

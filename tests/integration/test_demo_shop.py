@@ -26,11 +26,21 @@ from typing import Any
 import pytest
 
 from headrace.config import load_pipeline
-from headrace_dev.demo.shop import PIPELINE_FILE, prepare, start_run
+from headrace_dev.demo.shop import PIPELINE_FILE, prepare, reset_sinks, start_run
 from headrace_dev.demo.shop_verify import DYNAMO_TABLE, verify
 from headrace_dev.stack import aws_client
 
 SCALE = float(os.environ.get("HEADRACE_TEST_SCALE") or 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_the_demos_sinks_after(stack_env: dict[str, str]) -> Any:
+    """The tests after these share moto, which keeps DynamoDB in memory: 50,000 orders
+    left there slow it for them."""
+    yield
+    reset_sinks(stack_env)
+
+
 ORDERS = max(2000, int(50_000 * SCALE))
 
 
