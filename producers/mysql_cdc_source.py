@@ -43,7 +43,14 @@ import orjson
 from headrace import faults
 from headrace.errors import HeadraceError
 from producers.batch import Batch, Poison, Rows
-from producers.mysql_cdc_catalog import Table, connect, is_mariadb, load_table, load_tables
+from producers.mysql_cdc_catalog import (
+    Table,
+    connect,
+    connect_bulk,
+    is_mariadb,
+    load_table,
+    load_tables,
+)
 from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
 from producers.mysql_cdc_values import Converter, binlog_converters, convert_row
@@ -163,6 +170,7 @@ class CDCSource:
         connect_fn: Callable[[dict[str, Any]], Any] = connect,
         stream_fn: Callable[..., Any] | None = None,
         metrics_labels: tuple[str, str, str] | None = None,
+        bulk_connect_fn: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -173,6 +181,11 @@ class CDCSource:
         self.batch_size = batch_size
         self.server_id = server_id or 5400 + zlib.crc32(name.encode()) % 1000
         self._connect = connect_fn
+        #: the snapshot's connection (``connect_bulk``: mysqlclient when installed), unless
+        #: a test gave its own ``connect_fn``
+        self._connect_bulk = bulk_connect_fn or (
+            connect_bulk if connect_fn is connect else connect_fn
+        )
         self._stream_fn = stream_fn
         self.tables: dict[str, Table] = {}
         self.progress: dict[str, TableProgress] = {}
@@ -302,7 +315,7 @@ class CDCSource:
     # -- snapshot -------------------------------------------------------------------------
 
     def _snapshot(self) -> Generator[Batch, None, None]:
-        conn = self._connect(self.settings)
+        conn = self._connect_bulk(self.settings)
         try:
             pos = self._begin_snapshot(conn)
             now_ms = int(time.time() * 1000)

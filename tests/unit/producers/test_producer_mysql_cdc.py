@@ -25,7 +25,8 @@ from producers.mysql_cdc_values import column_converter, convert_row
         ("bigint", "bigint(20) unsigned", 2**64 - 1, 2**64 - 1, 2**64 - 1),
         ("tinyint", "tinyint(4)", -5, -5, -5),
         ("year", "year(4)", 2024, 2024, 2024),
-        ("bit", "bit(8)", b"\x05", 5, 5),
+        ("bit", "bit(8)", b"\x05", "00000101", 5),  # the binlog library: the bits as text
+        ("bit", "bit(12)", b"\x0a\x01", "101000000001", 2561),
         ("double", "double", 1.5, 1.5, 1.5),
         (
             "datetime",
@@ -346,7 +347,7 @@ def test_binlog_and_catalog_converters_agree_on_every_family() -> None:
         (("decimal", "decimal(12,2)"), _column(F.NEWDECIMAL, "c"), Decimal("12.30")),
         (("int", "int(10) unsigned"), _column(F.LONG, "c"), 4294967295),
         (("year", "year(4)"), _column(F.YEAR, "c"), 2024),
-        (("bit", "bit(8)"), _column(F.BIT, "c"), 5),
+        (("bit", "bit(8)"), _column(F.BIT, "c"), "00000101"),
         (("double", "double"), _column(F.DOUBLE, "c"), 1.5),
         (("datetime", "datetime(6)"), _column(F.DATETIME2, "c"), datetime(2024, 1, 2, 3, 4, 5, 6)),
         (("timestamp", "timestamp"), _column(F.TIMESTAMP2, "c"), datetime(2024, 1, 2, 3, 4, 5)),
