@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -103,6 +103,9 @@ class Table:
     columns: list[str]
     converters: dict[str, Converter]
     key: list[str]
+    #: column -> the expression the snapshot selects instead of the column (FLOAT: its
+    #: exact single-precision value, ``CAST(... AS DOUBLE)``; the text protocol rounds it)
+    selects: dict[str, str] = field(default_factory=dict)
 
     @property
     def qualified(self) -> str:
@@ -176,7 +179,10 @@ def load_table(conn: Any, source: str, database: str, name: str) -> Table:
         str(c): column_converter("json" if c in json_columns else str(dt), str(ct))
         for c, dt, ct, _k in rows
     }
-    return Table(database, name, columns, converters, key)
+    selects = {
+        str(c): f"CAST(`{c}` AS DOUBLE)" for c, dt, _ct, _k in rows if str(dt).lower() == "float"
+    }
+    return Table(database, name, columns, converters, key, selects)
 
 
 def server_problems(conn: Any) -> list[str]:

@@ -53,7 +53,12 @@ from producers.mysql_cdc_catalog import (
 )
 from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
-from producers.mysql_cdc_values import Converter, binlog_converters, convert_row
+from producers.mysql_cdc_values import (
+    Converter,
+    binlog_converters,
+    convert_row,
+    fix_binlog_times,
+)
 from schemas import encode_key
 
 __all__ = [
@@ -388,7 +393,7 @@ class CDCSource:
     def _chunk(
         self, conn: Any, table: Table, after: tuple[Any, ...] | None
     ) -> list[dict[str, Any]]:
-        cols = ", ".join(f"`{c}`" for c in table.columns)
+        cols = ", ".join(table.selects.get(c, f"`{c}`") for c in table.columns)
         key = ", ".join(f"`{c}`" for c in table.key)
         sql = f"SELECT {cols} FROM `{table.schema}`.`{table.name}`"  # noqa: S608 - catalog names
         args: tuple[Any, ...] = ()
@@ -570,6 +575,9 @@ class CDCSource:
             converters = table.converters
             if converters.keys() != image.keys():
                 converters = self._behind(table, ev, image, end)
+            for img in (before, after):
+                if img is not None:
+                    fix_binlog_times(img, converters)
             key_row = before if before is not None else after
             assert key_row is not None
             key = [key_row[c] for c in table.key]  # raw values, as the snapshot kept them

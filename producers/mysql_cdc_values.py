@@ -6,11 +6,14 @@ Python values for one column; both go through the same converter, chosen from th
 
 - DECIMAL/NUMERIC: exact text (``"12.30"``), as the polling source writes JSON.
 - integers (signed and unsigned, up to BIGINT UNSIGNED), YEAR: int; BIT: int.
-- FLOAT/DOUBLE: float (FLOAT is single precision: the binlog's value is the float32 one).
+- DOUBLE: float. FLOAT: the shortest decimal that reads back as the same single-precision
+  value (0.1, 0.33333334): the binlog gives the float32 value and the snapshot selects the
+  column ``CAST(... AS DOUBLE)`` (the text protocol would round it to 6 digits).
 - DATETIME: ISO-8601 text without an offset (the wall-clock value as stored: DATETIME has no
   time zone). TIMESTAMP: ISO-8601 UTC text ending in ``Z`` (the session and the binlog both
   give UTC). DATE: ``YYYY-MM-DD``; TIME: ``[-]HH:MM:SS[.ffffff]``. Zero dates: None.
-- CHAR/VARCHAR/TEXT: text; BINARY/VARBINARY/BLOB: base64 text.
+- CHAR/VARCHAR/TEXT: text; BINARY/VARBINARY/BLOB: base64 text (BINARY(n) padded with zero
+  bytes to n, as stored: the binlog drops the padding).
 - ENUM: its text; SET: its members comma-joined in definition order (as ``SELECT`` shows it).
 - JSON: the parsed value.
 - NULL: None.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import re
+import struct
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +34,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Converter", "binlog_converters", "column_converter", "convert_row"]
+__all__ = [
+    "Converter",
+    "binlog_converters",
+    "column_converter",
+    "convert_row",
+    "fix_binlog_times",
+]
 
 Converter = Callable[[Any], Any]
 
@@ -41,7 +51,9 @@ _SET_MEMBER = re.compile(r"'((?:[^']|'')*)'")
 
 
 def _decimal(v: Any) -> Any:
-    if isinstance(v, Decimal | int):
+    if isinstance(v, Decimal):
+        return format(v, "f")  # never 1E-12: the binlog's Decimal of -0.000000000001... is one
+    if isinstance(v, int):
         return str(v)
     if isinstance(v, bytes):
         return v.decode()
@@ -71,6 +83,16 @@ def _float(v: Any) -> Any:
     return float(v)
 
 
+def _float32(v: Any) -> Any:
+    """A FLOAT's single-precision value as the shortest decimal that reads back as it."""
+    exact = struct.unpack("<f", struct.pack("<f", float(v)))[0]
+    for digits in range(6, 10):
+        shortest = float(f"{exact:.{digits}g}")
+        if struct.unpack("<f", struct.pack("<f", shortest))[0] == exact:
+            return shortest
+    return exact
+
+
 def _datetime(v: Any) -> Any:
     if isinstance(v, datetime):
         return v.replace(tzinfo=None).isoformat()
@@ -92,6 +114,24 @@ def _date(v: Any) -> Any:
     raise ValueError(f"{type(v).__name__} {v!r} is not a DATE")
 
 
+def fix_binlog_times(image: dict[str, Any], converters: Mapping[str, Converter]) -> None:
+    """Correct, in place, the negative TIME values with a fraction that ``mysql-replication``
+    (1.0.x) decodes wrong: MySQL stores a negative TIME2 as the two's complement of its whole
+    value, the library negates its integer part and its fraction apart, so -00:00:00.001
+    came out as -00:00:00.999 and -00:00:01.25 as -00:00:01.75. For |value| = I + R (whole
+    seconds I, fraction R > 0) the stored value is -(I + 1 - R). Snapshot values are right
+    and never pass here."""
+    for name, conv in converters.items():
+        if conv is not _time:
+            continue
+        v = image.get(name)
+        if isinstance(v, timedelta) and v < timedelta(0):
+            magnitude = -v
+            if magnitude.microseconds:
+                whole = magnitude.days * 86_400 + magnitude.seconds
+                image[name] = -timedelta(seconds=whole + 1, microseconds=-magnitude.microseconds)
+
+
 def _time(v: Any) -> Any:
     if not isinstance(v, timedelta):
         raise ValueError(f"{type(v).__name__} {v!r} is not a TIME")
@@ -109,6 +149,16 @@ def _text(v: Any) -> Any:
 def _binary(v: Any) -> Any:
     raw = v if isinstance(v, bytes) else str(v).encode("latin-1")
     return base64.b64encode(raw).decode()
+
+
+def _binary_of(length: int) -> Converter:
+    """BINARY(length): padded with zero bytes to its length, as stored and selected."""
+
+    def convert(v: Any) -> Any:
+        raw = v if isinstance(v, bytes) else str(v).encode("latin-1")
+        return base64.b64encode(raw.ljust(length, b"\x00")).decode()
+
+    return convert
 
 
 def _plain(v: Any) -> Any:
@@ -142,8 +192,13 @@ def column_converter(data_type: str, column_type: str = "") -> Converter:
         return _int
     if t == "bit":
         return _bit
-    if t in ("float", "double", "real"):
+    if t == "float":
+        return _float32
+    if t in ("double", "real"):
         return _float
+    if t == "binary":
+        found = re.search(r"\((\d+)\)", column_type)
+        return _binary_of(int(found.group(1))) if found else _binary
     if t == "datetime":
         return _datetime
     if t == "timestamp":
@@ -187,7 +242,9 @@ def binlog_converter(column: Any) -> Converter:
         return _int
     if t == F.BIT:
         return _bit
-    if t in (F.FLOAT, F.DOUBLE):
+    if t == F.FLOAT:
+        return _float32
+    if t == F.DOUBLE:
         return _float
     if t in (F.DATETIME, F.DATETIME2):
         return _datetime
@@ -207,6 +264,8 @@ def binlog_converter(column: Any) -> Converter:
         return _binary
     if t in (F.VARCHAR, F.VAR_STRING, F.STRING, F.BLOB, F.TINY_BLOB, F.MEDIUM_BLOB, F.LONG_BLOB):
         binary = str(getattr(column, "character_set_name", "") or "").lower() == "binary"
+        if binary and t == F.STRING and getattr(column, "max_length", None):
+            return _binary_of(int(column.max_length))  # BINARY(n)
         return _binary if binary else _text
     return _plain
 

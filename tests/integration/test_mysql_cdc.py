@@ -300,7 +300,10 @@ def test_both_snapshot_drivers_give_identical_records_for_every_column_type(
 ) -> None:
     """The snapshot reads with mysqlclient when installed (``connect_bulk``), else PyMySQL:
     on a table with every column type, NULLs and edge values, both give the same records
-    byte for byte, and the binlog gives the same rows again."""
+    byte for byte, and the binlog gives the same rows again. (It found the binlog's BIT read
+    as a decimal number, BINARY(n) losing its zero padding, negative fractional TIMEs decoded
+    wrong by mysql-replication, tiny DECIMALs written with an exponent, and FLOAT rounded to
+    6 digits by the snapshot's text protocol.)"""
     import MySQLdb  # noqa: F401 - mysqlclient is a dev dependency: its absence fails this test
 
     settings = connection_settings(mysql_url)
@@ -310,17 +313,21 @@ def test_both_snapshot_drivers_give_identical_records_for_every_column_type(
         "id INT PRIMARY KEY, d DECIMAL(12,2), u INT UNSIGNED, bu BIGINT UNSIGNED, t TINYINT, "
         "y YEAR, b BIT(8), f FLOAT, db DOUBLE, dt DATETIME(6), dt0 DATETIME, ts TIMESTAMP NULL, "
         "da DATE, ti TIME, vc VARCHAR(20), tx TEXT, bl BLOB, vb VARBINARY(8), "
-        "e ENUM('new','paid'), s SET('a','b','c'), j JSON"
+        "e ENUM('new','paid'), s SET('a','b','c'), j JSON, f3 FLOAT, bi BINARY(4), "
+        "ti3 TIME(3), ts6 TIMESTAMP(6) NULL, mi MEDIUMINT, dbig DECIMAL(65,30), bit64 BIT(64)"
     )
     rows = [
         "(1, 12.30, 4294967295, 18446744073709551615, -5, 2024, b'101', 1.5, 2.25, "
         "'2024-01-02 03:04:05.000006', '2024-01-02 03:04:05', '2024-01-02 03:04:05', "
         "'2024-02-29', '-01:02:00', 'héllo', 'text', X'00FF', X'01', 'paid', 'a,c', "
-        '\'{"a": [1, "x"]}\')',
+        "'{\"a\": [1, \"x\"]}', 1/3, 'ab', '12:34:56.789', '2024-01-02 03:04:05.000001', "
+        "-8388608, 12345678901234567890123456789012345.123456789012345678901234567890, "
+        "b'1111111111111111111111111111111111111111111111111111111111111111')",
         "(2, -0.01, 0, 0, 127, 1999, b'0', -0.5, 1e300, '2024-01-02 03:04:05.500000', "
         "'1970-01-01 00:00:01', NULL, '0001-01-01', '838:59:59', '', '', X'', X'', 'new', '', "
-        "'null')",
-        "(3" + ", NULL" * 20 + ")",
+        "'null', 0.1, X'00', '-00:00:00.001', '1970-01-01 00:00:01', 8388607, -0.000000000001, "
+        "b'1')",
+        "(3" + ", NULL" * 27 + ")",
     ]
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE `{name}` ({columns})")

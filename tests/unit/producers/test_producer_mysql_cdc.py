@@ -28,6 +28,9 @@ from producers.mysql_cdc_values import column_converter, convert_row
         ("bit", "bit(8)", b"\x05", "00000101", 5),  # the binlog library: the bits as text
         ("bit", "bit(12)", b"\x0a\x01", "101000000001", 2561),
         ("double", "double", 1.5, 1.5, 1.5),
+        ("float", "float", 0.3333333432674408, 0.3333333432674408, 0.33333334),
+        ("float", "float", 0.1, 0.10000000149011612, 0.1),
+        ("binary", "binary(4)", b"ab\x00\x00", b"ab", "YWIAAA=="),
         (
             "datetime",
             "datetime(6)",
@@ -65,6 +68,30 @@ def test_snapshot_and_binlog_values_type_alike(
     assert convert(snapshot_value) == expected
     assert convert(binlog_value) == expected
     orjson.dumps(expected)
+
+
+def test_negative_fractional_times_from_the_binlog_are_corrected() -> None:
+    """mysql-replication 1.0.x decodes a negative TIME with a fraction wrong (its integer part
+    and fraction negated apart): what it gives, and what the column holds."""
+    from producers.mysql_cdc_values import fix_binlog_times
+
+    conv = {"t": column_converter("time"), "n": column_converter("int")}
+    cases = [
+        (-timedelta(microseconds=999_000), "-00:00:00.001000"),  # -00:00:00.001
+        (-timedelta(seconds=1, microseconds=750_000), "-00:00:01.250000"),  # -00:00:01.25
+        (-timedelta(seconds=1), "-00:00:01"),  # no fraction: right as given
+        (timedelta(seconds=1, microseconds=250_000), "00:00:01.250000"),  # positive: right
+    ]
+    for given, stored in cases:
+        image = {"t": given, "n": -5}
+        fix_binlog_times(image, conv)
+        assert convert_row(image, conv) == {"t": stored, "n": -5}
+
+
+def test_decimals_are_never_written_with_an_exponent() -> None:
+    convert = column_converter("decimal", "decimal(65,30)")
+    assert convert(Decimal("-1.000000000000000000E-12")) == "-0.000000000001000000000000000000"
+    assert convert(Decimal("12.30")) == "12.30"
 
 
 def test_nulls_zero_dates_and_bad_values() -> None:
