@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from headrace.errors import HeadraceError
+from headrace.kafka_clients import watermarks
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -128,7 +129,7 @@ class CheckpointStore:
         )
         try:
             tp = TopicPartition(self.topic, 0)
-            low, high = _watermarks(consumer, tp, timeout)
+            low, high = watermarks(consumer, tp, timeout)
             if high <= low:
                 return None
             consumer.assign([TopicPartition(self.topic, 0, low)])
@@ -169,20 +170,3 @@ class CheckpointStore:
         producer.produce(self.topic, value=None, key=self.key)
         if producer.flush(timeout) != 0:
             raise CheckpointError(f"reset of {self.source!r} was not acknowledged in {timeout}s")
-
-
-def _watermarks(consumer: Any, tp: Any, timeout: float) -> tuple[int, int]:
-    """Low and high offsets of ``tp``, retrying while the partition is not yet known locally."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
-            return int(low), int(high)
-        except KafkaException as exc:
-            code = exc.args[0].code() if exc.args else None
-            retriable = code in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
-            if not retriable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -31,6 +31,7 @@ __all__ = [
     "make_producer",
     "produce_waiting",
     "producer_config",
+    "watermarks",
 ]
 
 
@@ -187,3 +188,31 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created
+
+
+def watermarks(consumer: Any, tp: Any, timeout: float = 30.0) -> tuple[int, int]:
+    """Low and high offsets of ``tp`` asked of the broker (not cached), retrying for up to
+    ``timeout`` seconds while the partition is not there yet: unknown to this client, or
+    without a leader (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: a topic just created,
+    a broker just restarted, which a test and a restarted process meet alike). Other errors,
+    and these past the timeout, raise ``KafkaException``."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    not_yet = {
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code not in not_yet or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -29,6 +29,8 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> TopicConte
     """Read ``topic`` from the beginning to its current end (committed data only)."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from headrace.kafka_clients import watermarks
+
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -42,7 +44,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> TopicConte
         parts = sorted(meta.partitions)
         ends = {}
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            low, high = watermarks(consumer, TopicPartition(topic, p), 30)
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])

@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from headrace.config import KafkaConfig
-from headrace.kafka_clients import make_consumer
+from headrace.kafka_clients import make_consumer, watermarks
 
 __all__ = ["KafkaOutputLog", "murmur2", "partition_for"]
 
@@ -145,8 +145,8 @@ class KafkaOutputLog:
 
     def _end(self, partition: int) -> int:
         tp = TopicPartition(self.topic, partition)
-        _, high = self._client().get_watermark_offsets(tp, timeout=self.timeout, cached=False)
-        return int(high)
+        _, high = watermarks(self._client(), tp, self.timeout)
+        return high
 
     def _client(self) -> Consumer:
         if self._consumer is None:
