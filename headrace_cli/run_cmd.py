@@ -257,10 +257,14 @@ class _IdleCheck:
         return self.streak >= 3
 
     def _windows_closed(self) -> bool:
-        """No worker this run started reports open window entries.
+        """Every worker this run started reports its window entries, for every aggregate
+        stage, and none is open.
 
-        Only the endpoints of the workers running now count (their target files end in
-        ``-<pid>.json``): a file left by a killed worker names a port nobody answers on.
+        A stage reports them only once it has restored the state of every partition it
+        holds (``streams.runner``): a worker just restarted reports nothing yet, and its
+        restored windows may still be open. Only the endpoints of the workers running now
+        count (their target files end in ``-<pid>.json``): a file left by a killed worker
+        names a port nobody answers on.
         """
         from headrace_cli.status_view import discover_targets, scrape
 
@@ -283,6 +287,14 @@ class _IdleCheck:
                     for (name, _labels), value in samples.items()
                 ):
                     return False
+                reported = {
+                    dict(labels).get("stage")
+                    for (name, labels), _value in samples.items()
+                    if name == "headrace_window_state_keys"
+                }
+                aggregates = {n for n, st in self.pipeline.stages.items() if st.aggregate}
+                if not aggregates <= reported:
+                    return False  # a stage has not restored its state yet
         return True
 
 

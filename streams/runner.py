@@ -73,6 +73,7 @@ from streams import table_store
 from streams.batch_topic import BatchTopic
 from streams.consumer import BatchConsumer
 from streams.output_log import KafkaOutputLog
+from streams.settled import settled
 from streams.stages.base import BatchOutput, InMessage, OutMessage, StageProcessor, StateWrite
 
 __all__ = ["StageRunner"]
@@ -228,6 +229,9 @@ class StageRunner:
                     out.counts.get("reemitted", 0),
                 )
             outputs.append(out)
+        for quiet in self._restore_quiet(wall_ms):
+            outputs.append(quiet)
+            ready_at.append(0.0)
         tick = self.processor.tick(wall_ms, self._caught_up())
         outputs.append(tick)
         ready_at.append(time.monotonic() + tick.wait_s if tick.wait_s > 0 else 0.0)
@@ -268,6 +272,35 @@ class StageRunner:
             self.progress_at[tp] = now
         self._count(batch.n_in, batch.outputs, batch.seconds + time.perf_counter() - started)
         self.batches += 1
+
+    def _restore_quiet(self, wall_ms: int) -> list[BatchOutput]:
+        """Restore the assigned input partitions no record has come to since this worker
+        started, once it is settled (tables recovered, not rebalancing), and process them
+        as an empty batch: their stored outputs not yet in the output topic are sent again
+        and their idle timer starts, as for a partition with records. Without this, a worker
+        restarted after its input ended (kill -9 at the end of a backfill) never closed the
+        restored open windows: no record would ever come to restore them."""
+        applied = getattr(self.processor, "applied_offset", None)
+        if self.table is None or applied is None or not settled(self.app):
+            return []
+        outputs = []
+        for tp in list(self.app.consumer.assignment()):
+            if tp.topic != self.processor.source or tp.partition in self.restored:
+                continue
+            self._restore(tp.partition)
+            outputs.append(self.processor.process(tp.partition, [], wall_ms))
+            self.position[TP(tp.topic, tp.partition)] = applied(tp.partition)
+        return outputs
+
+    def all_restored(self) -> bool:
+        """Every assigned input partition's state is restored, once the worker is settled
+        (a stateless stage, and one restoring as records come: always)."""
+        if self.table is None or getattr(self.processor, "applied_offset", None) is None:
+            return True  # restored lazily, as records come (the rank stage)
+        if not settled(self.app):
+            return False
+        held = self.app.consumer.assignment()
+        return {tp.partition for tp in held if tp.topic == self.processor.source} <= self.restored
 
     def _caught_up(self) -> frozenset[int]:
         """Input partitions whose last processed offset is the last one in the log."""
@@ -389,7 +422,8 @@ class StageRunner:
                     metrics.RECORDS.labels(*labels, outcome).inc(n)
             if out.dead:
                 metrics.DLQ_RECORDS.labels(*labels).inc(len(out.dead))
-        metrics.WINDOW_STATE_KEYS.labels(*labels).set(self.processor.state_size())
+        if self.all_restored():  # before, the state of some partition is not known yet
+            metrics.WINDOW_STATE_KEYS.labels(*labels).set(self.processor.state_size())
 
 
 def state_key(raw: str | bytes) -> tuple[Any, ...]:

@@ -294,5 +294,10 @@ class AggregateStage(StageDefaults):
     def batch_limit(self) -> int | None:
         return None
 
+    def applied_offset(self, partition: int) -> int:
+        """The last input offset applied to ``partition``'s state (-1: none)."""
+        part = self.parts.get(partition)
+        return part.offset if part is not None else -1
+
     def state_size(self) -> int:
         return sum(p.agg.state_size for p in self.parts.values())
