@@ -7,6 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from headrace_cli.common import print_table
 from headrace_dev.stack import StackPaths
@@ -58,6 +59,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up if the pipeline is not idle after this many seconds (default 1200)",
     )
     p.add_argument(
+        "--cdc",
+        action="store_true",
+        help="the change-data-capture variant: examples/shop/pipeline_cdc.yaml reads "
+        "shop.orders from MariaDB's binlog (a snapshot, then deletes, updates and inserts) "
+        "into MongoDB shop.orders_cdc; --verify compares it with SELECT * of the table",
+    )
+    p.add_argument(
         "--smoke",
         action="store_true",
         help="instead, run the one-pass smoke check of every stack component (no pipeline)",
@@ -76,6 +84,8 @@ def _demo(args: argparse.Namespace) -> int:
     env = read_env_file(stack.paths.env_file)
     if args.smoke:
         return _smoke(env, args)
+    if args.cdc:
+        return _cdc(env, args)
     if not args.verify_only:
         code = _run(env, args)
         if code != 0:
@@ -86,17 +96,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cdc(env: dict[str, str], args: argparse.Namespace) -> int:
+    """The CDC variant: seed, run to idle (the snapshot), change the table, run to idle
+    again (the binlog), report, verify against SELECT * (headrace_dev.demo.shop_cdc)."""
+    from headrace_dev.demo.shop import prepare
+    from headrace_dev.demo.shop_cdc import CDC_FILE, CDC_TOPIC, change_orders, verify_cdc
+
+    if not args.verify_only:
+        prepare(env, orders=args.orders, customers=args.customers, seed=args.seed)
+        code = _run_file(env, args, CDC_FILE, "the snapshot")
+        if code != 0:
+            return code
+        deleted, updated, inserted = change_orders(env["HEADRACE_MYSQL_URL"], args.seed)
+        print(
+            f"demo: changed shop.orders: {deleted} deleted, {updated} updated (returned), "
+            f"{inserted} inserted"
+        )
+        code = _run_file(env, args, CDC_FILE, "the binlog")
+        if code != 0:
+            return code
+        from headrace_dev.demo.shop import topic_records
+
+        print(f"\n{CDC_TOPIC}: {topic_records(env, CDC_TOPIC)} change records")
+    if args.verify or args.verify_only:
+        print("\nverify: SELECT * FROM shop.orders against MongoDB shop.orders_cdc ...")
+        return _print_verdict(verify_cdc(env))
+    return 0
+
+
 def _run(env: dict[str, str], args: argparse.Namespace) -> int:
-    from headrace_dev.demo.shop import PIPELINE_FILE, prepare, start_run
+    from headrace_dev.demo.shop import PIPELINE_FILE, prepare
 
     prepare(env, orders=args.orders, customers=args.customers, seed=args.seed)
+    return _run_file(env, args, PIPELINE_FILE, "the pipeline")
+
+
+def _run_file(env: dict[str, str], args: argparse.Namespace, pipeline: Path, what: str) -> int:
+    """``headrace run --until-idle`` on ``pipeline``; 0, or 1 with the end of its output."""
+    from headrace_dev.demo.shop import start_run
+
     log = Path(tempfile.mkstemp(prefix="headrace-demo-", suffix=".log")[1])
-    print(f"demo: headrace run --until-idle -f {PIPELINE_FILE} (its output: {log})")
+    print(f"demo: headrace run --until-idle -f {pipeline} (its output: {log})")
     started = time.monotonic()
     with open(log, "wb") as out:
-        proc = start_run(env, out, idle_timeout=args.timeout)
+        proc = start_run(env, out, pipeline=pipeline, idle_timeout=args.timeout)
         code = _wait(proc, log)
-    print(f"demo: the pipeline ran to idle in {time.monotonic() - started:.0f}s")
+    print(f"demo: {what} ran to idle in {time.monotonic() - started:.0f}s")
     if code != 0:
         print(f"demo: `headrace run` exited with {code}; the end of its output:", file=sys.stderr)
         sys.stderr.write("".join(log.read_text(errors="replace").splitlines(True)[-30:]))
@@ -176,7 +221,10 @@ def _verify(env: dict[str, str]) -> int:
     from headrace_dev.stack import aws_client
 
     print("\nverify: recomputing the expected results from MariaDB and S3 ...")
-    verdict = verify(env, aws_client(env, "s3"), aws_client(env, "dynamodb"))
+    return _print_verdict(verify(env, aws_client(env, "s3"), aws_client(env, "dynamodb")))
+
+
+def _print_verdict(verdict: Any) -> int:
     for check in verdict.checks:
         mark = "OK  " if check.ok else "DIFF"
         print(f"  {mark} {check.name}: expected {check.expected}, found {check.got}")

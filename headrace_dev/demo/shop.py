@@ -35,14 +35,21 @@ __all__ = [
     "report",
     "reset_sinks",
     "start_run",
+    "topic_records",
 ]
 
 PIPELINE_FILE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "pipeline.yaml"
 GATEWAY_FILE = PIPELINE_FILE.with_name("gateway.yaml")
 """The shop's HTTP gateway: its own file, since a gateway is long-lived (``publish_reviews``)."""
 PIPELINE_NAME = "shop"
-TOPIC_PREFIXES = ("shop.", f"_headrace.{PIPELINE_NAME}.", f"headrace-{PIPELINE_NAME}-")
-GROUP_PREFIXES = (f"headrace-{PIPELINE_NAME}", f"headrace.{PIPELINE_NAME}.")
+#: the shop pipeline's and its CDC variant's (examples/shop/pipeline_cdc.yaml, "shop-cdc")
+TOPIC_PREFIXES = (
+    "shop.",
+    f"_headrace.{PIPELINE_NAME}.",
+    f"headrace-{PIPELINE_NAME}-",
+    "_headrace.shop-cdc.",
+)
+GROUP_PREFIXES = (f"headrace-{PIPELINE_NAME}", f"headrace.{PIPELINE_NAME}.", "headrace.shop-cdc.")
 STAGE_TOPICS = (
     ("S3 customers (JSONL + CSV)", "shop.customers"),
     ("MariaDB orders placed", "shop.orders.placed"),
@@ -218,6 +225,19 @@ class ShopReport:
     orders_sample: list[dict[str, Any]] = field(default_factory=list)
     mongo_docs: dict[str, int] = field(default_factory=dict)
     dynamo_items: int = 0
+
+
+def topic_records(env: Mapping[str, str], topic: str) -> int:
+    """Messages in ``topic`` now (0 if it does not exist)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"], "group.id": "headrace-demo-report"}
+    )
+    try:
+        return _records(consumer, topic)
+    finally:
+        consumer.close()
 
 
 def _records(consumer: Any, topic: str) -> int:

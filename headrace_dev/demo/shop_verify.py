@@ -42,7 +42,7 @@ from headrace_dev.demo.shop_data import (
     mysql_engine,
 )
 
-__all__ = ["Check", "Verdict", "expected_customers", "expected_reviews", "verify"]
+__all__ = ["Check", "Verdict", "compare", "expected_customers", "expected_reviews", "verify"]
 
 MONGO_DB = "shop"
 DYNAMO_TABLE = "shop-orders"
@@ -255,7 +255,7 @@ def _sql_expected(mysql_url: str, customers: dict[str, dict[str, str]]) -> Expec
     return Expected(revenue, top, orders, int(unknown), 0, len(customers))
 
 
-def _compare(name: str, expected: Mapping[Any, Any], got: Mapping[Any, Any]) -> Check:
+def compare(name: str, expected: Mapping[Any, Any], got: Mapping[Any, Any]) -> Check:
     check = Check(name, len(expected), len(got))
     for k in sorted(set(expected) | set(got), key=repr):
         e, g = expected.get(k, "(missing)"), got.get(k, "(missing)")
@@ -329,14 +329,14 @@ def verify(env: Mapping[str, str], s3: Any, ddb: Any) -> Verdict:
     exp = _sql_expected(env["HEADRACE_MYSQL_URL"], customers)
     revenue, top = _mongo_results(env["HEADRACE_MONGO_URI"])
     checks = [
-        _compare("MongoDB shop.revenue (per customer and window)", exp.revenue, revenue),
-        _compare("MongoDB shop.top10 (dense_rank <= 10 per window)", exp.top, top),
-        _compare("DynamoDB shop-orders (newest state per order)", exp.orders, _dynamo_orders(ddb)),
+        compare("MongoDB shop.revenue (per customer and window)", exp.revenue, revenue),
+        compare("MongoDB shop.top10 (dense_rank <= 10 per window)", exp.top, top),
+        compare("DynamoDB shop-orders (newest state per order)", exp.orders, _dynamo_orders(ddb)),
     ]
     posted = _posted_reviews(s3)
     reviews, invalid_reviews = expected_reviews(posted)
     mongo_reviews = _mongo_reviews(env["HEADRACE_MONGO_URI"])
-    checks.append(_compare("MongoDB shop.reviews (last review per order)", reviews, mongo_reviews))
+    checks.append(compare("MongoDB shop.reviews (last review per order)", reviews, mongo_reviews))
     bootstrap = env["HEADRACE_KAFKA_BOOTSTRAP"]
     bad_lines = _distinct_positions(_letters(bootstrap, "shop.customers"))
     checks.append(_count("dead letters: malformed customer lines", malformed, bad_lines))

@@ -5,7 +5,8 @@
   records produced equals the count in the source topics;
 - the same pipeline with the worker and one sink killed by SIGKILL midway: ``headrace run``
   restarts them and the oracle still finds every result exactly once;
-- a pipeline file with a typo fails ``headrace run`` with exit 2 before anything is written.
+- a pipeline file with a typo fails ``headrace run`` with exit 2 before anything is written;
+- ``headrace demo --cdc --verify``: the CDC variant ends with MongoDB equal to the table.
 
 The demo uses fixed names (topics ``shop.*``, MongoDB database ``shop``, DynamoDB table
 ``shop-orders``, MariaDB database ``shop``) and resets them itself at the start of each run.
@@ -86,6 +87,18 @@ def test_demo_verify_passes(
     topics = {source.topic for source in pipeline.sources.values()}
     in_kafka = sum(kafka_count(topic) for topic in topics)
     assert produced == in_kafka > ORDERS, (produced, in_kafka, sorted(topics))
+
+
+@pytest.mark.timeout(900)
+def test_demo_cdc_verify_passes(repo_root: Path, stack_env: dict[str, str]) -> None:
+    """``headrace demo --cdc --verify``: the snapshot, then deletes, updates and inserts read
+    from the binlog, and MongoDB ends equal to SELECT * of the table."""
+    result = _cli(repo_root, "demo", "--cdc", "--orders", "3000", "--verify", timeout=800)
+    out = result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, out
+    assert re.search(r"changed shop.orders: \d+ deleted, \d+ updated \(returned\), \d+", out), out
+    assert "OK   MongoDB shop.orders_cdc (the table's current rows)" in result.stdout, out
+    assert "OK: every sink and dead-letter topic equals the oracle" in result.stdout, out
 
 
 def _pids(log: Path) -> dict[str, int]:
