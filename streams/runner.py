@@ -8,8 +8,11 @@ state processes the next batch during step 4's wait, see ``StageRunner.run``):
    what came within ``within`` seconds);
 2. per input partition, rebuild the processor's state from the table the first time the
    partition is seen since assignment (the table is recovered from its changelog before
-   Faust hands out events), then ``process`` the partition's messages in offset order; then
-   run the processor's timer (``tick``: idle windows close even with no input);
+   Faust hands out events), then ``process`` the partition's messages in offset order. An
+   aggregate's partitions no record came to since the worker started are restored too, once
+   the worker is settled, as an empty batch (``_restore_quiet``: a worker restarted after its
+   input ended still closes the windows it restores). Then run the processor's timer
+   (``tick``: idle windows close even with no input);
 3. write the batch's state changes to the changelog and wait until the broker acknowledged
    them (acks=all), then mirror them into the table;
 4. sleep until the rate limit lets each output out (``wait_s`` from when the limiter
