@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -23,12 +24,27 @@ from streamcase import Case, Order, agg_key_fields, pipeline, rank_key_fields
 
 from connectors.dynamodb import DynamoDBSink
 from headrace.config import Pipeline, load_pipeline
+from headrace_dev.stack import read_env_file
 
 FOUND = Path(__file__).resolve().parent / "found"
-ENV = {
-    "HEADRACE_MONGO_URI": "mongodb://127.0.0.1:27017",
-    "HEADRACE_AWS_ENDPOINT": "http://127.0.0.1:5000",
-}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _stack_endpoints() -> dict[str, str]:
+    """The local stack's MongoDB and moto endpoints (``.stack/env``, as ``sqloracle.connect``
+    reads MariaDB's), else the default ports. Before, the defaults were used always: a
+    stack on other ports (``HEADRACE_STACK_*_PORT``) left every case waiting for a MongoDB
+    that was not there (10 s per attempt, for every case and every shrink step)."""
+    defaults = {
+        "HEADRACE_MONGO_URI": "mongodb://127.0.0.1:27017",
+        "HEADRACE_AWS_ENDPOINT": "http://127.0.0.1:5000",
+    }
+    stack = Path(os.environ.get("HEADRACE_STACK_DIR") or REPO / ".stack")
+    found = read_env_file(stack / "env") if (stack / "env").is_file() else {}
+    return {k: os.environ.get(k) or found.get(k) or v for k, v in defaults.items()}
+
+
+ENV = _stack_endpoints()
 
 
 def load(case: Case, env: dict[str, str] | None = None) -> Pipeline:
