@@ -22,7 +22,6 @@ figures for orientation).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import statistics
 import threading
@@ -30,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from headrace_dev.bench.common import BenchFigure, peak_rss_mb
+from headrace_dev.bench.common import BenchFigure, delete_run_topics, peak_rss_mb
 from headrace_dev.bench.produce_data import create_orders_table
 
 if TYPE_CHECKING:
@@ -295,17 +294,6 @@ def _topic_ready(consumer: Any, topic: str) -> bool:
     return meta is not None and meta.error is None
 
 
-def _cleanup(env: dict[str, str], run_id: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    with contextlib.suppress(Exception):
-        admin = AdminClient({"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
-        names = [t for t in admin.list_topics(timeout=10).topics if run_id in t]
-        if names:
-            for fut in admin.delete_topics(names, operation_timeout=30).values():
-                fut.result(30)
-
-
 def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
     """Every CDC figure, measured against the stack named in ``env`` (``.stack/env``)."""
     from sqlalchemy import create_engine, text
@@ -332,4 +320,4 @@ def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
         with root.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {run_id}"))
         root.dispose()
-        _cleanup(env, run_id)
+        delete_run_topics(env, run_id)

@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchFigure", "peak_rss_mb", "process_peak_rss_mb", "reset_peak_rss", "timed"]
+__all__ = [
+    "BenchFigure",
+    "delete_run_topics",
+    "peak_rss_mb",
+    "process_peak_rss_mb",
+    "reset_peak_rss",
+    "timed",
+]
 
 
 @dataclass(frozen=True)
@@ -101,3 +108,18 @@ def timed(fn: Callable[[], int]) -> tuple[int, float]:
     count = fn()
     elapsed = time.perf_counter() - start
     return count, (count / elapsed if elapsed > 0 else 0.0)
+
+
+def delete_run_topics(env: dict[str, str], run_id: str) -> None:
+    """Delete every topic whose name holds ``run_id`` (a bench run's); errors are ignored:
+    cleanup never fails a run."""
+    import contextlib
+
+    from confluent_kafka.admin import AdminClient
+
+    with contextlib.suppress(Exception):
+        admin = AdminClient({"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
+        names = [t for t in admin.list_topics(timeout=10).topics if run_id in t]
+        if names:
+            for fut in admin.delete_topics(names, operation_timeout=30).values():
+                fut.result(30)

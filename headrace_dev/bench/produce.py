@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from headrace.kafka_clients import producer_config
-from headrace_dev.bench.common import BenchFigure, peak_rss_mb
+from headrace_dev.bench.common import BenchFigure, delete_run_topics, peak_rss_mb
 from headrace_dev.bench.produce_data import (
     create_orders_table,
     jsonl_lines,
@@ -274,14 +274,7 @@ def _bench_mysql_driver(
 
 
 def _cleanup(env: dict[str, str], run_id: str, s3: Any, bucket: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    with contextlib.suppress(Exception):
-        admin = AdminClient({"bootstrap.servers": env["HEADRACE_KAFKA_BOOTSTRAP"]})
-        names = [t for t in admin.list_topics(timeout=10).topics if run_id in t]
-        if names:
-            for fut in admin.delete_topics(names, operation_timeout=30).values():
-                fut.result(30)
+    delete_run_topics(env, run_id)
     with contextlib.suppress(Exception):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
