@@ -58,6 +58,7 @@ from producers.mysql_cdc_values import (
     binlog_converters,
     convert_row,
     fix_binlog_times,
+    time_columns,
 )
 from schemas import encode_key
 
@@ -562,6 +563,7 @@ class CDCSource:
         ts_ms = int(ev.timestamp) * 1000
         where = {"file": end[0], "pos": end[1], "gtid": gtid}
         headers = change_headers(end, gtid)
+        table_times = time_columns(table.converters)
         for row in ev.rows:
             if kind == "WriteRowsEvent":
                 op, before, after = "c", None, _image(row, "values", "none_sources")
@@ -572,12 +574,14 @@ class CDCSource:
             else:
                 op, before, after = "d", _image(row, "values", "none_sources"), None
             image: dict[str, Any] = after if after is not None else before or {}
-            converters = table.converters
+            converters, times = table.converters, table_times
             if converters.keys() != image.keys():
                 converters = self._behind(table, ev, image, end)
-            for img in (before, after):
-                if img is not None:
-                    fix_binlog_times(img, converters)
+                times = time_columns(converters)
+            if times:
+                for img in (before, after):
+                    if img is not None:
+                        fix_binlog_times(img, times)
             key_row = before if before is not None else after
             assert key_row is not None
             key = [key_row[c] for c in table.key]  # raw values, as the snapshot kept them

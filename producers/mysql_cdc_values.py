@@ -40,6 +40,7 @@ __all__ = [
     "column_converter",
     "convert_row",
     "fix_binlog_times",
+    "time_columns",
 ]
 
 Converter = Callable[[Any], Any]
@@ -114,16 +115,19 @@ def _date(v: Any) -> Any:
     raise ValueError(f"{type(v).__name__} {v!r} is not a DATE")
 
 
-def fix_binlog_times(image: dict[str, Any], converters: Mapping[str, Converter]) -> None:
+def time_columns(converters: Mapping[str, Converter]) -> list[str]:
+    """The TIME columns among ``converters`` (what ``fix_binlog_times`` looks at)."""
+    return [name for name, conv in converters.items() if conv is _time]
+
+
+def fix_binlog_times(image: dict[str, Any], columns: list[str]) -> None:
     """Correct, in place, the negative TIME values with a fraction that ``mysql-replication``
     (1.0.x) decodes wrong: MySQL stores a negative TIME2 as the two's complement of its whole
     value, the library negates its integer part and its fraction apart, so -00:00:00.001
     came out as -00:00:00.999 and -00:00:01.25 as -00:00:01.75. For |value| = I + R (whole
     seconds I, fraction R > 0) the stored value is -(I + 1 - R). Snapshot values are right
     and never pass here."""
-    for name, conv in converters.items():
-        if conv is not _time:
-            continue
+    for name in columns:  # ``time_columns``: computed once per row event, not per row
         v = image.get(name)
         if isinstance(v, timedelta) and v < timedelta(0):
             magnitude = -v

@@ -73,7 +73,7 @@ def test_snapshot_and_binlog_values_type_alike(
 def test_negative_fractional_times_from_the_binlog_are_corrected() -> None:
     """mysql-replication 1.0.x decodes a negative TIME with a fraction wrong (its integer part
     and fraction negated apart): what it gives, and what the column holds."""
-    from producers.mysql_cdc_values import fix_binlog_times
+    from producers.mysql_cdc_values import fix_binlog_times, time_columns
 
     conv = {"t": column_converter("time"), "n": column_converter("int")}
     cases = [
@@ -84,7 +84,7 @@ def test_negative_fractional_times_from_the_binlog_are_corrected() -> None:
     ]
     for given, stored in cases:
         image = {"t": given, "n": -5}
-        fix_binlog_times(image, conv)
+        fix_binlog_times(image, time_columns(conv))
         assert convert_row(image, conv) == {"t": stored, "n": -5}
 
 
