@@ -97,9 +97,10 @@ def _check(args: argparse.Namespace) -> int:
         f"{len(pipeline.sources)} source(s), {len(pipeline.stages)} stage(s), "
         f"{len(pipeline.sinks)} sink(s)"
     )
+    from headrace.config.delivery import delivery_notes
     from headrace.config.keys import pipeline_notes
 
-    for note in pipeline_notes(pipeline):
+    for note in [*pipeline_notes(pipeline), *delivery_notes(pipeline)]:
         print(f"  {note}")
     if not args.connect:
         return 0

@@ -17,7 +17,12 @@ Acks: the stage acks a batch with ``ack_offsets`` once its output is acknowledge
 broker; an offset of a topic with several readers counts as acked once all of them acked it.
 Faust's commit timer then commits the consecutive acked offsets, as for ``Event.ack``.
 Offsets skipped inside a fetched batch (compaction, transaction markers) are recorded as gaps
-exactly as Faust does, so they do not hold the commit back.
+exactly as Faust does, so they do not hold the commit back. Offsets skipped *after* the last
+record (the commit marker that ends every transaction of an ``exactly_once`` source) have no
+later record to reveal them: once the fetch position passed them with every record before it
+delivered, they are acked as if read (``_ack_passed``), as Kafka Streams commits the consumer's
+position. Without this a topic written in transactions kept a lag of 1 per partition forever,
+and ``run --until-idle`` never saw the pipeline idle.
 
 Rebalance and shutdown: ``wait_empty`` (called by Faust before it commits at a revocation, and
 by ``on_stop``) drops the records still waiting in the buffers (Faust seeks to the committed
@@ -101,6 +106,12 @@ class BatchConsumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         #: per partition of a topic with several readers: offset -> readers that acked it
         self._fanout_acks: dict[TP, dict[int, int]] = {}
+        #: per partition: the offset after the last one delivered to the buffers, set by a
+        #: seek to the committed offsets and by each delivery. See ``_ack_passed``.
+        self._delivered_to: dict[TP, int] = {}
+        #: partitions with fetched records not delivered (a rebalance began, flow stopped):
+        #: their position says nothing until the next seek
+        self._dropped: set[TP] = set()
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -136,6 +147,55 @@ class BatchConsumer(AIOKafkaConsumer):
                 self._n_acked += len(new)
             notify(self._waiting_for_ack)
             return len(new)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets; the fetch position of each partition with
+        a committed offset is then that offset, with nothing delivered past it."""
+        self._delivered_to.clear()
+        self._dropped.clear()
+        await super().perform_seek()
+        for tp, offset in self._committed_offset.items():
+            if offset is not None and offset >= 0 and tp.topic in self._buffers():
+                self._delivered_to[tp] = offset
+
+    def _drop(self, tps: Iterable[TP]) -> None:
+        """Fetched records of ``tps`` were not delivered (Faust seeks again after it)."""
+        for tp in tps:
+            self._dropped.add(tp)
+            self._delivered_to.pop(tp, None)
+
+    def _ack_passed(self) -> None:
+        """Ack the offsets the fetcher passed without a record after the last one delivered
+        (transaction markers, aborted or compacted-away batches): no record will ever show
+        them as a gap. Only for partitions whose every record up to there was delivered."""
+        if not self._delivered_to or not self.flow_active:
+            return
+        try:
+            consumer = self._thread._ensure_consumer()
+            assignment = consumer._subscription.subscription.assignment
+        except AttributeError:  # not subscribed (yet)
+            return
+        with ack_lock:
+            for tp, start in list(self._delivered_to.items()):
+                try:
+                    state = assignment.state_value(aiokafka.TopicPartition(tp.topic, tp.partition))
+                except (KeyError, AttributeError):
+                    continue
+                if state is None or not state.has_valid_position or state.position <= start:
+                    continue
+                end = state.position
+                self._delivered_to[tp] = end
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                new = [
+                    o
+                    for o in range(start, end)
+                    if (committed is None or o >= committed) and o not in index
+                ]
+                if new:
+                    index.update(new)
+                    self._acked[tp].extend(new)
+                    self._n_acked += len(new)
 
     async def wait_batches_done(self, timeout: float) -> list[str]:
         """Wait until no stage has a batch in flight; the topics still busy after ``timeout``."""
@@ -177,7 +237,11 @@ class BatchConsumer(AIOKafkaConsumer):
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
-                if not records or self.should_stop or not self.flow_active:
+                if not records:
+                    self._ack_passed()
+                    continue
+                if self.should_stop or not self.flow_active:
+                    self._drop(records)
                     continue
                 generation = self.app.consumer_generation_id
 
@@ -185,9 +249,8 @@ class BatchConsumer(AIOKafkaConsumer):
                     return self.flow_active and self.app.consumer_generation_id == generation
 
                 for tp, batch in records.items():
-                    if not valid():
-                        break
-                    if active is not None and not (tp in active or tp in buffered):
+                    if not valid() or (active is not None and not (tp in active or tp in buffered)):
+                        self._drop([tp])
                         continue
                     last = read_offset[tp]
                     fresh = batch if last is None else [r for r in batch if r.offset >= last]
@@ -200,16 +263,21 @@ class BatchConsumer(AIOKafkaConsumer):
                         delivered = [await b.put_many(fresh, valid) for b in readers]
                         if all(delivered):
                             read_offset[tp] = fresh[-1].offset
+                            if tp not in self._dropped:
+                                self._delivered_to[tp] = fresh[-1].offset + 1
+                        else:
+                            self._drop([tp])
                         continue
                     for record in fresh:  # Faust's own path, one message at a time
                         offset = record.offset
                         r_offset = read_offset[tp]
                         if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
+                            await self._add_gap(tp, r_offset + 1, offset - 1)
                         await self.wait_first(
                             callback(self._to_message(tp, record)), self.suspend_flow.wait()
                         )
                         read_offset[tp] = offset
+                self._ack_passed()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -229,5 +297,8 @@ class BatchConsumer(AIOKafkaConsumer):
         previous = last
         for offset in offsets:
             if previous and offset - previous > 1:
-                await self._add_gap(tp, previous + 1, offset)
+                # Faust's _add_gap includes its end: offset - 1, or the record's own offset
+                # would be both acked and in the gap, and Faust's commit (consecutive
+                # offsets) would pass only one gap per commit
+                await self._add_gap(tp, previous + 1, offset - 1)
             previous = offset

@@ -42,6 +42,8 @@ from typing import Any, Literal, cast
 import aiokafka
 import faust
 import pytest
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.consumer import subscription_state as aiokafka_subscription
 from faust.stores import base as store_base
 from faust.stores import rocksdb as store_rocksdb
 from faust.transport import consumer as faust_consumer
@@ -400,6 +402,34 @@ RELIED: tuple[Relied, ...] = (
            "still build the fetcher from the attributes it sets)",
            needles=("fetch_max_wait_ms=self._fetch_max_wait_ms",
                     "isolation_level=self._isolation_level")),
+    # -- streams/consumer.py: offsets passed after the last record (_ack_passed) ------------
+    Relied(FAUST, BASE, _cls(FaustConsumer), "perform_seek", "override", f"{CONSUMER} overrides",
+           "BatchConsumer.perform_seek (after it, each partition's fetch position is its "
+           "committed offset)", is_async=True, params=()),
+    Relied(FAUST, BASE, _cls(FaustConsumer), "perform_seek", "source", f"{CONSUMER} reads",
+           "BatchConsumer.perform_seek (it reads the committed offsets Faust stores)",
+           needles=("await self.seek_to_committed()", "self._committed_offset.update(")),
+    Relied(FAUST, "AIOKafkaConsumerThread", _cls(faust_aiokafka.AIOKafkaConsumerThread),
+           "_ensure_consumer", "call", f"{CONSUMER} calls",
+           "BatchConsumer._ack_passed (the thread's aiokafka consumer)", is_async=False),
+    Relied(AIOKAFKA, "AIOKafkaConsumer", _aiokafka_consumer, "_subscription", "attribute",
+           f"{CONSUMER} reads", "BatchConsumer._ack_passed (the fetch positions)",
+           shape=lambda v: isinstance(v, aiokafka_subscription.SubscriptionState),
+           shape_doc="a SubscriptionState"),
+    Relied(AIOKAFKA, "Assignment", _cls(aiokafka_subscription.Assignment),
+           "state_value", "call", f"{CONSUMER} calls",
+           "BatchConsumer._ack_passed (subscription.assignment.state_value(tp))",
+           is_async=False, params=("tp",)),
+    Relied(AIOKAFKA, "PartitionRecords", _cls(aiokafka_fetcher.PartitionRecords),
+           "_unpack_records", "source", f"{CONSUMER} relies on",
+           "BatchConsumer._ack_passed (the position must pass control batches after the "
+           "last record, and only once every record before them was returned)",
+           needles=("if next_batch.is_control_batch:",
+                    "self.next_fetch_offset = next_batch.next_offset")),
+    Relied(AIOKAFKA, "FetchResult", _cls(aiokafka_fetcher.FetchResult), "_update_position",
+           "source", f"{CONSUMER} relies on", "BatchConsumer._ack_passed (the position is "
+           "where the returned records end)",
+           needles=("state.consumed_to(self._partition_records.next_fetch_offset)",)),
     # -- streams/table_store.py and streams/datadir.py: the RocksDB store -------------------
     Relied(FAUST, "rocksdb.Store", _cls(store_rocksdb.Store), "_db_for_partition", "call",
            "streams/table_store.py calls", "table_store.write (a batch into one partition's "
@@ -454,7 +484,8 @@ def test_every_private_name_of_consumer_py_is_listed() -> None:
             and not node.attr.startswith("__")
         ):
             used.add(node.attr)
-    own = {"_fanout_acks", "_buffers", "_all_buffers", "_record_gaps"}
+    own = {"_fanout_acks", "_buffers", "_all_buffers", "_record_gaps", "_ack_passed", "_drop"}
+    own |= {"_delivered_to", "_dropped"}
     listed = {r.name for r in RELIED} | {"_gap"}  # _gap: through _add_gap and _new_offset
     assert used - own - listed == set(), (
         "streams/consumer.py uses private names this test does not guard: "
