@@ -26,6 +26,7 @@ from streams.stages.base import (
     OutMessage,
     StageDefaults,
     dead_letter,
+    upstream_source,
 )
 
 __all__ = ["RecordsStage"]
@@ -82,7 +83,7 @@ class RecordsStage(StageDefaults):
         enrich = self._enrich if self.stage.lookup is not None else None
         decode, encode = self.codec.decode, self.codec.encode
         dropped = 0
-        topic, part, prefix = "", -1, b""  # the source header's start, per input partition
+        topic, part, prefix, via = "", -1, b"", b""  # the source header's parts, per partition
         for msg in batch:
             try:
                 raw = msg.value
@@ -102,9 +103,15 @@ class RecordsStage(StageDefaults):
                 if msg.partition != part or msg.topic != topic:
                     topic, part = msg.topic, msg.partition
                     prefix = f"{topic}|{part}|".encode()
+                    via = f">{topic}|{part}|".encode()
+                upstream = upstream_source(msg) if msg.headers else None
                 for index, result in enumerate(results):
                     key = encode_key([result.get(f) for f in key_fields]) if key_fields else msg.key
-                    source = b"%b%d|%d" % (prefix, msg.offset, index)
+                    if upstream is None:
+                        source = b"%b%d|%d" % (prefix, msg.offset, index)
+                    else:  # an upstream records stage's position, through this partition
+                        where, offset, levels = upstream
+                        source = b"%b%b%b|%b.%d" % (where, via, offset, levels, index)
                     out_msg = OutMessage(
                         to, key, encode(result), msg.timestamp_ms, [(HEADER_SOURCE, source)]
                     )
