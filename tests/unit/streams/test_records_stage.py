@@ -195,3 +195,24 @@ def test_a_header_not_of_the_form_is_ignored(header: bytes) -> None:
     )
     out = stage(**ORDERS).process(2, [odd])
     assert out.messages[0].headers == [(HEADER_SOURCE, b"in|2|9|0")]
+
+
+def test_an_output_without_a_key_goes_where_its_source_position_says() -> None:
+    """Not to a random partition: a replay must land where the first copy did, on the same
+    path, or the aggregate downstream cannot recognize it (the stream oracle's replays)."""
+    from zlib import crc32
+
+    s = RecordsStage(
+        "clean",
+        Stage.model_validate({"from": "in", "to": "out", **ORDERS}),
+        clock=lambda: 0.0,
+        out_partitions=5,
+    )
+    batch = [msg(o, {"quantity": 1, "price": "1"}, key=None) for o in range(20)]  # type: ignore[arg-type]
+    first = s.process(2, batch).messages
+    again = s.process(2, batch).messages  # the replay
+    assert [m.partition for m in first] == [m.partition for m in again]
+    assert [m.partition for m in first] == [crc32(m.headers[0][1]) % 5 for m in first]
+    assert len({m.partition for m in first}) > 1  # spread, not all in one
+    keyed = s.process(2, [msg(1, {"quantity": 1, "price": "1"})]).messages
+    assert keyed[0].partition is None  # a key: the producer's partitioner, as before
