@@ -220,10 +220,16 @@ def sink_records(topic: Topic, rng: random.Random) -> list[SinkRecord]:
 
 
 def write_sink(
-    name: str, pipeline: Pipeline, records: list[SinkRecord], rng: random.Random
+    name: str,
+    pipeline: Pipeline,
+    records: list[SinkRecord],
+    rng: random.Random,
+    *,
+    replays: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Write ``records`` with sink ``name``'s writer in random batches; (what the store holds,
-    the writer's rejections). The store is emptied before and removed after."""
+    the writer's rejections). The store is emptied before and removed after. ``replays``: now
+    and then part of a batch is written again, as by a sink restarted before its commit."""
     config = pipeline.sinks[name]
     fields = key_fields(pipeline).get(config.from_)
     rejected: list[str] = []
@@ -232,7 +238,7 @@ def write_sink(
         try:
             coll.drop()
             writer = MongoWriter(name, config, coll, key_fields=fields)
-            _write_all(writer, records, rng, rejected)
+            _write_all(writer, records, rng, rejected, replays)
         finally:
             client.close()
     else:
@@ -240,7 +246,7 @@ def write_sink(
         writer_d = DynamoWriter(name, config, dynamo_client(config), key_fields=fields)
         writer_d.open()
         try:
-            _write_all(writer_d, records, rng, rejected)
+            _write_all(writer_d, records, rng, rejected, replays)
         finally:
             writer_d.close()
     return read_store(pipeline, name, drop=True), rejected
@@ -270,7 +276,11 @@ def read_store(pipeline: Pipeline, name: str, *, drop: bool) -> list[dict[str, A
 
 
 def _write_all(
-    writer: Any, records: list[SinkRecord], rng: random.Random, rejected: list[str]
+    writer: Any,
+    records: list[SinkRecord],
+    rng: random.Random,
+    rejected: list[str],
+    replays: bool,
 ) -> None:
     i = 0
     while i < len(records):
@@ -278,6 +288,8 @@ def _write_all(
         outcome = writer.write(batch)
         rejected.extend(f"{batch[k].key!r}: {why}" for k, why in outcome.rejected.items())
         i += len(batch)
+        if replays and rng.random() < 0.15:  # crashed before committing: write part again
+            i = rng.randint(i - len(batch), i - 1)
 
 
 def _scan(client: Any, table: str) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ def check_case(case: Case, conn: Any, env: dict[str, str] | None = None) -> list
     produce(sim.topic(case.topic("in")), [o for o in case.orders if o.phase == "C"], rng)
     sim.run()
     stores = {
-        name: write_sink(name, pipe, sink_records(sim.topic(sink.from_), rng), rng)
+        name: write_sink(name, pipe, sink_records(sim.topic(sink.from_), rng), rng, replays=True)
         for name, sink in pipe.sinks.items()
     }
     agg_stage = next(s for s in pipe.stages.values() if s.aggregate is not None)
