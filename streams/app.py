@@ -173,7 +173,11 @@ def build_worker(pipeline: Pipeline, options: WorkerOptions) -> tuple[BatchApp, 
                 lookups.append(lookup)
                 lookup_get = lookup.get
             processor = RecordsStage(
-                name, stage, schemas_dir=options.schemas_dir, lookup=lookup_get
+                name,
+                stage,
+                schemas_dir=options.schemas_dir,
+                lookup=lookup_get,
+                out_partitions=counts.get(stage.to),
             )
         elif stage.kind == "aggregate":
             internal = None

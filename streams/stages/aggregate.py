@@ -79,7 +79,6 @@ from schemas import encode_key
 from streams.operators.window import WindowAggregator, WindowKey, WindowResult
 from streams.stages.base import (
     HEADER_LATENESS,
-    HEADER_SOURCE,
     BatchOutput,
     InMessage,
     OutMessage,
@@ -87,6 +86,8 @@ from streams.stages.base import (
     StageDefaults,
     StateWrite,
     dead_letter,
+    source_position,
+    upstream_source,
 )
 
 __all__ = ["AggregateStage"]
@@ -98,18 +99,18 @@ class _Partition:
         self.offset = -1
         self.base_wm: int | None = None  # largest event time seen
         self.base_wall: int | None = None  # wall time of the last batch with records
-        self.sources: dict[bytes, tuple[int, int]] = {}  # upstream topic|partition -> (offset, i)
+        self.sources: dict[bytes, tuple[int, ...]] = {}  # HEADER_SOURCE's where -> (offset, i...)
         self.reemit: list[OutMessage] = []  # closed windows' outputs found by restore
         self.unseal: list[StateWrite] = []  # and their entries' tombstones
         self.found = 0  # closed windows' outputs restore found in the output topic
 
     def duplicate(self, msg: InMessage) -> bool:
         """Whether ``msg`` is an upstream records stage's replayed output (see HEADER_SOURCE)."""
-        raw = msg.header(HEADER_SOURCE)
-        if raw is None:
+        upstream = upstream_source(msg)
+        if upstream is None:
             return False
-        where, offset, index = raw.rsplit(b"|", 2)  # b"topic|partition", offset, index
-        position = (int(offset), int(index))
+        where, offset, index = upstream
+        position = source_position(index, offset)
         seen = self.sources.get(where)
         if seen is not None and position <= seen:
             return True

@@ -22,12 +22,45 @@ __all__ = [
     "StageProcessor",
     "StateWrite",
     "dead_letter",
+    "source_position",
+    "upstream_source",
 ]
 
 HEADER_LATENESS = "headrace.lateness_ms"
 HEADER_SOURCE = "headrace.source"
-"""Set by a records stage on each output: ``topic|partition|offset|index`` of the input that
-produced it, so a stateful stage downstream can drop the duplicates a replay re-sends."""
+"""Set by a records stage on each output: ``where|offset|index``, the position of the input
+that produced it, so a stateful stage downstream can drop the duplicates a replay re-sends.
+
+``where`` names the partition the position belongs to, then every partition the record went
+through since: ``topic|partition`` for a records stage reading a topic without the header,
+and ``<upstream where>><input topic|partition>`` for a stage (records or repartition) whose
+input has it. Positions of one ``where`` arrive in order (each hop reads one partition in
+order and writes in order), so a position at or below the last one seen is a duplicate. The
+first records stage's position goes on unchanged along a chain, so its replay (re-sent
+outputs at new offsets) is dropped however many records stages follow. ``index`` is the
+output's index among its input's outputs, one ``.``-separated level per records stage:
+``0``, ``0.0``, ``2.1``."""
+
+
+def upstream_source(msg: InMessage) -> tuple[bytes, bytes, bytes] | None:
+    """``msg``'s HEADER_SOURCE as (where, offset, index), or None: absent, or not of the form
+    above (a header set by someone else is ignored, never a reason to drop a record)."""
+    raw = msg.header(HEADER_SOURCE)
+    if raw is None:
+        return None
+    parts = raw.rsplit(b"|", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    if not (parts[2].isdigit() or all(level.isdigit() for level in parts[2].split(b"."))):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def source_position(index: bytes, offset: bytes) -> tuple[int, ...]:
+    """The comparable position of a parsed HEADER_SOURCE: (offset, index levels...)."""
+    if b"." in index:
+        return (int(offset), *map(int, index.split(b".")))
+    return (int(offset), int(index))
 
 
 StateWrite = tuple[Any, Any]

@@ -2,7 +2,11 @@
 
 Per input message, in order: decode (JSON, or Avro by schema id; bad bytes -> DLQ), enrich
 from the lookup table (``missing: keep|drop|dlq``), apply the transform (a PoisonRecord ->
-DLQ, the batch goes on), key each output by ``key`` fields (default: the input key). The rate
+DLQ, the batch goes on), key each output by ``key`` fields (default: the input key). An output
+with no key goes to the partition its source position picks (``crc32`` of the
+``headrace.source`` header, modulo the output's partitions), not a random one: a replay after
+a crash then lands where the first copy did, on the same path, and a stateful stage
+downstream recognizes it (positions are compared per path, see ``HEADER_SOURCE``). The rate
 limit then decides for the whole batch: ``delay`` returns ``wait_s`` (the runtime sleeps
 before producing), ``shed`` sends the excess, unchanged, to ``<from>.overflow``.
 """
@@ -13,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from zlib import crc32
 
 from headrace.config import Stage
 from headrace.errors import PoisonRecord
@@ -26,6 +31,7 @@ from streams.stages.base import (
     OutMessage,
     StageDefaults,
     dead_letter,
+    upstream_source,
 )
 
 __all__ = ["RecordsStage"]
@@ -44,9 +50,13 @@ class RecordsStage(StageDefaults):
         schemas_dir: Path | None = None,
         lookup: LookupGet | None = None,
         clock: Callable[[], float] = time.monotonic,
+        out_partitions: int | None = None,
     ) -> None:
         self.name = name
         self.stage = stage
+        #: partitions of ``stage.to``: an output without a key goes to one chosen by its
+        #: source position (see ``process``); None leaves it to the producer (random)
+        self.out_partitions = out_partitions
         self.source = stage.from_
         self.transformer = Transformer(stage.transform or [], schemas_dir=schemas_dir)
         self.limiter = StageLimiter(stage.rate_limit, clock) if stage.rate_limit else None
@@ -79,10 +89,11 @@ class RecordsStage(StageDefaults):
         staged: list[tuple[InMessage, OutMessage, dict[str, Any]]] = []
         messages = out.messages
         to, key_fields, apply = self.stage.to, self.key_fields, self.transformer.apply
+        out_partitions = self.out_partitions
         enrich = self._enrich if self.stage.lookup is not None else None
         decode, encode = self.codec.decode, self.codec.encode
         dropped = 0
-        topic, part, prefix = "", -1, b""  # the source header's start, per input partition
+        topic, part, prefix, via = "", -1, b"", b""  # the source header's parts, per partition
         for msg in batch:
             try:
                 raw = msg.value
@@ -102,12 +113,20 @@ class RecordsStage(StageDefaults):
                 if msg.partition != part or msg.topic != topic:
                     topic, part = msg.topic, msg.partition
                     prefix = f"{topic}|{part}|".encode()
+                    via = f">{topic}|{part}|".encode()
+                upstream = upstream_source(msg) if msg.headers else None
                 for index, result in enumerate(results):
                     key = encode_key([result.get(f) for f in key_fields]) if key_fields else msg.key
-                    source = b"%b%d|%d" % (prefix, msg.offset, index)
+                    if upstream is None:
+                        source = b"%b%d|%d" % (prefix, msg.offset, index)
+                    else:  # an upstream records stage's position, through this partition
+                        where, offset, levels = upstream
+                        source = b"%b%b%b|%b.%d" % (where, via, offset, levels, index)
                     out_msg = OutMessage(
                         to, key, encode(result), msg.timestamp_ms, [(HEADER_SOURCE, source)]
                     )
+                    if key is None and out_partitions:
+                        out_msg.partition = crc32(source) % out_partitions
                     if limiter is None:
                         messages.append(out_msg)
                     else:

@@ -1,10 +1,14 @@
 """A pipeline with every stage type on the real stack, checked against MariaDB, across kill -9.
 
 Orders (``HEADRACE_TEST_SCALE`` x 20,000: the shared multiplier, 1 = the CI default of 20,000
-orders; ``HEADRACE_TEST_SCALE=5`` is the issue's 100,000) go through three stages in one worker:
+orders; ``HEADRACE_TEST_SCALE=5`` is the issue's 100,000) go through four stages in one worker:
 
 - ``clean``: filter quantity > 0, cast price to decimal, total = price * quantity; a poison
   order (price "n/a") goes to the DLQ;
+- ``tagged``: a second records stage (sets a field): what ``clean`` sends again after the
+  kill reaches ``revenue`` through it, at new offsets of ``tagged``'s input, and must still
+  be recognized as a repeat (before, each records stage named only its own input position,
+  and a chain of two let a replay be counted twice);
 - ``revenue``: 10 s tumbling windows per customer, grace 2 s: sum/count/max/avg/count_distinct;
   late orders (beyond grace) go to the DLQ with their lateness;
 - ``top``: dense_rank of customers by revenue per window, top 5, upserts + tombstones.
@@ -64,8 +68,14 @@ stages:
       - filter: "quantity > 0"
       - cast: {{price: decimal}}
       - set: {{total: "price * quantity"}}
-  revenue:
+  # a second records stage: a replay of `clean` after the kill reaches `revenue` through it
+  tagged:
     from: {u}.clean
+    to: {u}.tagged
+    transform:
+      - set: {{tagged: "true"}}
+  revenue:
+    from: {u}.tagged
     to: {u}.revenue
     aggregate:
       group_by: [customer_id]
@@ -275,7 +285,7 @@ def test_all_stage_types_equal_sql_across_kill_9(
         top = TopicReader(kafka_bootstrap, f"{unique}.top")
         assert top.wait_until(lambda r: len(r.latest()) == len(ranks), DEADLINE_S), tail(log)
         dlq_clean = TopicReader(kafka_bootstrap, f"{unique}.orders.dlq")
-        dlq_revenue = TopicReader(kafka_bootstrap, f"{unique}.clean.dlq")
+        dlq_revenue = TopicReader(kafka_bootstrap, f"{unique}.tagged.dlq")
         dlq_clean.wait_until(lambda r: len(r.messages) >= len(poison), 60)
         dlq_revenue.wait_until(lambda r: len(r.messages) >= len(late), 60)
     finally:

@@ -1,12 +1,16 @@
-"""Run a generated case in process: the worker's stage code over simulated topics, then the
-real sink writers against the local stack's FerretDB and moto (DynamoDB).
+"""Run a generated case in process: the worker's stage code over simulated topics, then the real
+sink writers against the local stack's FerretDB and moto (DynamoDB).
 
 What is simulated is Kafka only: partitions (murmur2, as the producers and the worker place
 records), each processor reading its input partitions in a random interleaving and in random
-batch sizes, outputs appended in order. The processors are those ``streams.app.build_worker``
-wires (repartitions included, as ``headrace.config.keys`` decides), and the sinks are the
-writers ``connectors.build`` builds, given the topic's key fields. A case runs in tens of
-milliseconds, so thousands of cases fit in minutes; ``stackrun`` runs cases for real.
+batch sizes, outputs appended in order. With ``replays``, a stateless processor (records
+stage, repartition) now and then reads part of a batch again after processing it, as after a
+crash before its offsets were committed: its outputs for those records go out a second time,
+at new offsets, and everything downstream must not count them twice. The processors are those
+``streams.app.build_worker`` wires (repartitions included, as ``headrace.config.keys``
+decides), and the sinks are the writers ``connectors.build`` builds, given the topic's key
+fields. A case runs in tens of milliseconds, so thousands of cases fit in minutes;
+``stackrun`` runs cases for real.
 """
 
 from __future__ import annotations
@@ -89,9 +93,13 @@ class Loop:
 class Simulation:
     """The stage loops of ``pipeline`` over in-memory topics of ``partitions`` each."""
 
-    def __init__(self, pipeline: Pipeline, partitions: int, rng: random.Random) -> None:
+    def __init__(
+        self, pipeline: Pipeline, partitions: int, rng: random.Random, *, replays: bool = False
+    ) -> None:
         self.rng = rng
         self.partitions = partitions
+        self.replays = replays
+        self.replayed = 0  # input records read again
         self.topics: dict[str, Topic] = {}
         self.loops: list[Loop] = []
         keys = key_fields(pipeline)
@@ -124,7 +132,8 @@ class Simulation:
             rank.source = source
             self.loops.append(Loop(rank, source))
         else:
-            self.loops.append(Loop(RecordsStage(name, stage), stage.from_))
+            records = RecordsStage(name, stage, out_partitions=self.partitions)
+            self.loops.append(Loop(records, stage.from_))
 
     def run(self) -> None:
         """Process until no loop has unread input, in a random interleaving."""
@@ -145,6 +154,11 @@ class Simulation:
             out = loop.processor.process(p, log[start:end], 0)
             for msg in out.messages + out.dead:
                 self.topic(msg.topic).append(msg, self.rng)
+            stateless = isinstance(loop.processor, RecordsStage | RepartitionStage)
+            if self.replays and stateless and self.rng.random() < 0.15:
+                # "crashed" before committing: the next read starts inside this batch again
+                loop.read[p] = self.rng.randint(start, end - 1)
+                self.replayed += end - loop.read[p]
 
 
 def produce(topic: Topic, orders: list[Order], rng: random.Random) -> None:
@@ -206,10 +220,16 @@ def sink_records(topic: Topic, rng: random.Random) -> list[SinkRecord]:
 
 
 def write_sink(
-    name: str, pipeline: Pipeline, records: list[SinkRecord], rng: random.Random
+    name: str,
+    pipeline: Pipeline,
+    records: list[SinkRecord],
+    rng: random.Random,
+    *,
+    replays: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Write ``records`` with sink ``name``'s writer in random batches; (what the store holds,
-    the writer's rejections). The store is emptied before and removed after."""
+    the writer's rejections). The store is emptied before and removed after. ``replays``: now
+    and then part of a batch is written again, as by a sink restarted before its commit."""
     config = pipeline.sinks[name]
     fields = key_fields(pipeline).get(config.from_)
     rejected: list[str] = []
@@ -218,7 +238,7 @@ def write_sink(
         try:
             coll.drop()
             writer = MongoWriter(name, config, coll, key_fields=fields)
-            _write_all(writer, records, rng, rejected)
+            _write_all(writer, records, rng, rejected, replays)
         finally:
             client.close()
     else:
@@ -226,7 +246,7 @@ def write_sink(
         writer_d = DynamoWriter(name, config, dynamo_client(config), key_fields=fields)
         writer_d.open()
         try:
-            _write_all(writer_d, records, rng, rejected)
+            _write_all(writer_d, records, rng, rejected, replays)
         finally:
             writer_d.close()
     return read_store(pipeline, name, drop=True), rejected
@@ -256,7 +276,11 @@ def read_store(pipeline: Pipeline, name: str, *, drop: bool) -> list[dict[str, A
 
 
 def _write_all(
-    writer: Any, records: list[SinkRecord], rng: random.Random, rejected: list[str]
+    writer: Any,
+    records: list[SinkRecord],
+    rng: random.Random,
+    rejected: list[str],
+    replays: bool,
 ) -> None:
     i = 0
     while i < len(records):
@@ -264,6 +288,8 @@ def _write_all(
         outcome = writer.write(batch)
         rejected.extend(f"{batch[k].key!r}: {why}" for k, why in outcome.rejected.items())
         i += len(batch)
+        if replays and rng.random() < 0.15:  # crashed before committing: write part again
+            i = rng.randint(i - len(batch), i - 1)
 
 
 def _scan(client: Any, table: str) -> list[dict[str, Any]]:

@@ -1,11 +1,13 @@
 """Generated cases for the stream differential oracle: data and a pipeline, from one seed.
 
-A case is orders (``order_id``, ``customer_id``, ``region``, ``amount`` DECIMAL(12,2), ``qty``,
-event time) on an input topic of 1-8 partitions keyed by a random field (or by none), then an
-optional transform stage (filter / set / re-key), an aggregate (tumbling or hopping, a random
-``group_by`` subset, several measures, optional ``having``), an optional rank (row_number,
-rank or dense_rank, random ``partition_by`` and ``limit``), and MongoDB and DynamoDB sinks with
-random id layouts and write modes among those ``headrace check`` accepts.
+A case is orders (``order_id``, ``customer_id``, ``region``, ``amount`` DECIMAL(12,2),
+``qty``, event time) on an input topic of 1-8 partitions keyed by a random field (or by none),
+then an optional transform (filter / set / re-key; in half the cases split over two records
+stages, ``split``, so a replay of the first reaches the aggregate through the second), an
+aggregate (tumbling or hopping, a random ``group_by`` subset, several measures, optional
+``having``), an optional rank (row_number, rank or dense_rank, random ``partition_by`` and
+``limit``), and MongoDB and DynamoDB sinks with random id layouts and write modes among those
+``headrace check`` accepts.
 
 The data comes in three phases, so what is late does not depend on how partitions interleave:
 
@@ -69,6 +71,7 @@ class Case:
     rank: dict[str, Any] | None
     emit: str = "final"
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split: bool = False  # the transform as two records stages: filters, then set and re-key
     nonce: str = ""  # makes names unique per run on the stack (topics outlive a run)
 
     @property
@@ -83,7 +86,7 @@ class Case:
             f"seed {self.seed}: {self.partitions} partitions keyed by {self.input_key}, "
             f"filters {self.filters}, set_total {self.set_total}, rekey {self.rekey}, "
             f"group_by {self.group_by}, window {self.window}, measures {self.measures}, "
-            f"having {self.having!r}, emit {self.emit}, rank {self.rank}, "
+            f"having {self.having!r}, emit {self.emit}, rank {self.rank}, split {self.split}, "
             f"{len(self.orders)} records"
         )
 
@@ -190,6 +193,8 @@ def generate(seed: int, *, size: int | None = None, nonce: str = "") -> Case:
         nonce=nonce,
     )
     case.sinks = _sinks(rng, case)
+    # drawn apart, so every other choice of a seed stays what it was before this existed
+    case.split = random.Random(seed * 31 + 7).random() < 0.5
     return case
 
 
@@ -270,13 +275,20 @@ def pipeline(
     agg_from = case.topic("in")
     if case.filters or case.set_total or case.rekey:
         steps: list[dict[str, Any]] = [{"filter": f} for f in case.filters]
+        later: list[dict[str, Any]] = []
         if case.set_total:
-            steps.append({"set": {"total": "amount * qty"}})
-        transform: dict[str, Any] = {"from": case.topic("in"), "to": case.topic("clean")}
-        if steps:
-            transform["transform"] = steps
+            later.append({"set": {"total": "amount * qty"}})
+        if case.split:  # filters first, then set and re-key in a second records stage
+            stages[f"{case.prefix}_filter"] = {
+                "from": case.topic("in"),
+                "to": case.topic("filtered"),
+                "transform": steps or [{"filter": "true"}],
+            }
+            steps, clean_from = later, case.topic("filtered")
         else:
-            transform["transform"] = [{"filter": "true"}]
+            steps, clean_from = steps + later, case.topic("in")
+        transform: dict[str, Any] = {"from": clean_from, "to": case.topic("clean")}
+        transform["transform"] = steps or [{"filter": "true"}]
         if case.rekey:
             transform["key"] = case.rekey
         stages[f"{case.prefix}_clean"] = transform

@@ -67,7 +67,7 @@ def check_case(case: Case, conn: Any, env: dict[str, str] | None = None) -> list
     """Run ``case`` in process (``simulate``) and compare every sink with SQL."""
     rng = random.Random(case.seed * 7919 + len(case.orders))
     pipe = load(case, env)
-    sim = Simulation(pipe, case.partitions, rng)
+    sim = Simulation(pipe, case.partitions, rng, replays=True)
     # each phase is processed through every stage before the next one is produced (the
     # stack runner waits for the worker's lag to reach 0): what is late is then decided
     produce(sim.topic(case.topic("in")), [o for o in case.orders if o.phase == "A"], rng)
@@ -78,7 +78,7 @@ def check_case(case: Case, conn: Any, env: dict[str, str] | None = None) -> list
     produce(sim.topic(case.topic("in")), [o for o in case.orders if o.phase == "C"], rng)
     sim.run()
     stores = {
-        name: write_sink(name, pipe, sink_records(sim.topic(sink.from_), rng), rng)
+        name: write_sink(name, pipe, sink_records(sim.topic(sink.from_), rng), rng, replays=True)
         for name, sink in pipe.sinks.items()
     }
     agg_stage = next(s for s in pipe.stages.values() if s.aggregate is not None)

@@ -322,3 +322,33 @@ def test_records_for_a_sealed_window_above_its_floor_are_late() -> None:
     again = b.process(0, [msg(0, 1), msg(1, 12_000), msg(2, 5)])
     assert emitted(again) == [("k", 0, 1)]  # the stored output, not a rebuilt window
     assert again.counts["late"] == 1 and len(again.dead) == 1
+
+
+def test_a_replay_two_records_stages_upstream_is_dropped() -> None:
+    """t1 -> t2 -> aggregate: t1's replay after a crash re-sends outputs at new offsets of
+    its topic; t2 passes them on as new records, but with t1's position in the header, so
+    the aggregate drops them (before, t2 named its own input offsets and they counted twice)."""
+    from headrace.config import Stage as StageSpec
+    from streams.stages.records import RecordsStage
+
+    step = {"transform": [{"set": {"seen": "true"}}]}
+    t1 = RecordsStage("t1", StageSpec.model_validate({"from": "in", "to": "mid", **step}))
+    t2 = RecordsStage("t2", StageSpec.model_validate({"from": "mid", "to": "out", **step}))
+    a = stage()
+    value = orjson.dumps({"c": "k"})
+    source_in = [InMessage("in", 0, o, b"k", value, 1) for o in range(3)]
+    first = t1.process(0, source_in)  # t1's outputs: mid[0] offsets 0..2
+    # t1 crashed before committing; on restart it processes in[0] 1..2 again: mid[0] 3..4
+    replay = t1.process(0, source_in[1:])
+    mid = [
+        InMessage("mid", 0, o, m.key, m.value, 1, tuple(m.headers))
+        for o, m in enumerate(first.messages + replay.messages)
+    ]
+    through = t2.process(0, mid)
+    out = [
+        InMessage("out", 0, o, m.key, m.value, 1, tuple(m.headers))
+        for o, m in enumerate(through.messages)
+    ]
+    result = a.process(0, out)
+    assert result.counts["skipped_duplicate"] == 2
+    assert a.parts[0].agg.windows[(("k",), 0)][0] == [3]

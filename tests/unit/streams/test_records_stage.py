@@ -169,3 +169,50 @@ def test_avro_inputs_decode_by_schema_id_once_the_worker_has_a_registry() -> Non
         {"quantity": 1, "price": 1, "total": "1"},
     ]
     assert out.counts["dlq"] == 1  # the unknown schema id, with the reason
+
+
+def test_an_upstream_records_stages_position_goes_on_through_this_partition() -> None:
+    upstream = InMessage(
+        "mid",
+        1,
+        7,
+        b"k",
+        orjson.dumps({"quantity": 1, "price": "1"}),
+        5,
+        ((HEADER_SOURCE, b"in|2|40|0"),),
+    )
+    out = stage(**ORDERS).process(1, [upstream, msg(8, {"quantity": 1, "price": "1"})])
+    assert [m.headers for m in out.messages] == [
+        [(HEADER_SOURCE, b"in|2>mid|1|40|0.0")],  # the first stage's position, via mid[1]
+        [(HEADER_SOURCE, b"in|2|8|0")],  # no header: this input's own position
+    ]
+
+
+@pytest.mark.parametrize("header", [b"garbage", b"a|b|c", b"in|2|x|0", b"in|2|4|0..1", b""])
+def test_a_header_not_of_the_form_is_ignored(header: bytes) -> None:
+    odd = InMessage(
+        "in", 2, 9, b"k", orjson.dumps({"quantity": 1, "price": "1"}), 5, ((HEADER_SOURCE, header),)
+    )
+    out = stage(**ORDERS).process(2, [odd])
+    assert out.messages[0].headers == [(HEADER_SOURCE, b"in|2|9|0")]
+
+
+def test_an_output_without_a_key_goes_where_its_source_position_says() -> None:
+    """Not to a random partition: a replay must land where the first copy did, on the same
+    path, or the aggregate downstream cannot recognize it (the stream oracle's replays)."""
+    from zlib import crc32
+
+    s = RecordsStage(
+        "clean",
+        Stage.model_validate({"from": "in", "to": "out", **ORDERS}),
+        clock=lambda: 0.0,
+        out_partitions=5,
+    )
+    batch = [msg(o, {"quantity": 1, "price": "1"}, key=None) for o in range(20)]  # type: ignore[arg-type]
+    first = s.process(2, batch).messages
+    again = s.process(2, batch).messages  # the replay
+    assert [m.partition for m in first] == [m.partition for m in again]
+    assert [m.partition for m in first] == [crc32(m.headers[0][1]) % 5 for m in first]
+    assert len({m.partition for m in first}) > 1  # spread, not all in one
+    keyed = s.process(2, [msg(1, {"quantity": 1, "price": "1"})]).messages
+    assert keyed[0].partition is None  # a key: the producer's partitioner, as before
