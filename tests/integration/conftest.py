@@ -366,19 +366,12 @@ def promql(stack_env: dict[str, str]) -> PromQL:
 
 @pytest.fixture(scope="session")
 def kafka_count(kafka_bootstrap: str) -> Callable[[str], int]:
-    """Messages in a topic now (high minus low watermark over every partition)."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Records in a topic now, as a read_committed consumer reads them: not its offsets,
+    which also count the commit marker of every transaction (a source with
+    ``exactly_once: true``) and the records of aborted ones."""
+    from producers.testing import read_topic
 
     def count(topic: str) -> int:
-        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic}-count"})
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics[topic]
-            total = 0
-            for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                total += high - low
-            return total
-        finally:
-            consumer.close()
+        return len(read_topic(kafka_bootstrap, topic).messages)
 
     return count
