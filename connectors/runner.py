@@ -8,7 +8,8 @@ confluent-kafka runs inside ``consume``). The loop:
    bytes: dead letter), ``writer.write`` (retriable errors: pause the partitions, back off
    with jitter, retry the same batch; the partitions resume after it is written), dead-letter
    the rejected records, wait for the dead letters' delivery, then commit each partition's
-   last offset + 1, synchronously;
+   last offset + 1 (or the consumer's position past a transaction's commit marker, see
+   ``_ends``), synchronously;
 3. on SIGTERM/``stop()``: flush, commit, close (leave the group).
 
 While it backs off, the runner keeps calling ``consume`` on the paused partitions (in slices of
@@ -53,6 +54,9 @@ __all__ = ["POLL_SLICE", "Consumer", "DeadLetterProducer", "SinkRunner"]
 
 log = logging.getLogger(__name__)
 
+#: librdkafka's "no offset" (``confluent_kafka.OFFSET_INVALID``)
+OFFSET_INVALID = -1001
+
 #: longest single ``consume`` call while backing off (well below max.poll.interval.ms)
 POLL_SLICE = 1.0
 
@@ -71,6 +75,7 @@ class Consumer(Protocol):
     def subscribe(self, topics: list[str], **callbacks: Any) -> None: ...
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> Any: ...
+    def position(self, partitions: list[Any]) -> list[Any]: ...
     def pause(self, partitions: list[Any]) -> None: ...
     def resume(self, partitions: list[Any]) -> None: ...
     def assignment(self) -> list[Any]: ...
@@ -132,6 +137,8 @@ class SinkRunner:
         self._paused: list[Any] = []
         self._gone: set[int] = set()
         self._held: list[Any] = []
+        #: per partition, the offset of the last record ``consume`` returned (see ``_ends``)
+        self._read_to: dict[int, int] = {}
         self.committed: dict[int, int] = {}
         #: perf_counter() when the first message arrived (benchmarks measure from there)
         self.first_read: float | None = None
@@ -178,7 +185,7 @@ class SinkRunner:
             while not self._stopping:
                 room = max(1, self._batch.max_records - len(self._batch))
                 timeout = min(0.5, self._batch.remaining_linger())
-                messages = self._consumer.consume(num_messages=room, timeout=timeout)
+                messages = self._consume(room, timeout)
                 for msg in messages:
                     # batch_bytes bounds a batch: write what is there before it would pass
                     # it (a single record larger than batch_bytes goes alone)
@@ -200,6 +207,14 @@ class SinkRunner:
             if not self._wedged:  # a wedged client would block close() as well
                 self._close_consumer()
             self._writer.close()
+
+    def _consume(self, num_messages: int, timeout: float) -> list[Any]:
+        """``consumer.consume``, noting each partition's last record read (``_read_to``)."""
+        messages = self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        for msg in messages:
+            if msg.error() is None:
+                self._read_to[msg.partition()] = msg.offset()
+        return messages
 
     def _close_consumer(self) -> None:
         """``consumer.close()`` (leaves the group), bounded: it waits on the coordinator,
@@ -279,6 +294,7 @@ class SinkRunner:
                 exc,
             )
             self._batch.take()
+        self._forget(partitions)
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
         if self._backing_off:
@@ -291,12 +307,19 @@ class SinkRunner:
             len(partitions),
         )
         self._batch.take()
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[Any]) -> None:
+        """Drop what was read from partitions that went (a new assignment reads afresh)."""
+        for tp in partitions:
+            self._read_to.pop(_partition_number(tp), None)
 
     def _give_up(self, partitions: list[Any], how: str) -> None:
         """Remember ``partitions`` as gone during a backoff; the write loop drops their
         records from the batch (uncommitted: the next owner reads them again)."""
         numbers = {_partition_number(p) for p in partitions}
         self._gone |= numbers
+        self._forget(partitions)
         self._held = [m for m in self._held if m.partition() not in numbers]
         self._paused = [p for p in self._paused if _partition_number(p) not in numbers]
         log.warning(
@@ -449,9 +472,7 @@ class SinkRunner:
                 left = end - self._clock()
                 if left <= 0:
                     break
-                messages = self._consumer.consume(
-                    num_messages=self._batch.max_records, timeout=min(left, POLL_SLICE)
-                )
+                messages = self._consume(self._batch.max_records, min(left, POLL_SLICE))
                 self._held.extend(messages)
                 if self._gone:
                     break
@@ -495,7 +516,8 @@ class SinkRunner:
         for record in records:
             if record.offset > last.get(record.partition, -1):
                 last[record.partition] = record.offset
-        offsets = [self._make_offset(self.topic, p, o + 1) for p, o in sorted(last.items())]
+        ends = self._ends(last)
+        offsets = [self._make_offset(self.topic, p, ends[p]) for p in sorted(ends)]
         try:
             self._bounded_commit(offsets)
         except WedgedError:
@@ -508,12 +530,28 @@ class SinkRunner:
                 exc,
             )
             return
-        for p, o in last.items():
-            self.committed[p] = o + 1
+        self.committed.update(ends)
         self.last_commit = time.perf_counter()
         self.progress.progress()
         faults.current().end("broker_unreachable")
         self._metrics.committed()
+
+    def _ends(self, last: dict[int, int]) -> dict[int, int]:
+        """The offset to commit per partition, given the batch's ``last`` record of each:
+        the next one, or the consumer's position when that is further and the batch holds the
+        last record read from the partition. Only a transaction's commit marker (or records
+        of an aborted transaction) lie between: a topic written in Kafka transactions ends
+        with a marker, and committing only past the last record would leave a lag of 1 for
+        good (``run --until-idle`` would never see the sink caught up)."""
+        ends = {p: o + 1 for p, o in last.items()}
+        drained = [p for p, o in last.items() if self._read_to.get(p) == o]
+        if drained:
+            asked = [self._make_offset(self.topic, p, OFFSET_INVALID) for p in sorted(drained)]
+            for tp in self._consumer.position(asked):
+                p, at = _partition_number(tp), int(tp.offset)
+                if p in ends and at > ends[p]:
+                    ends[p] = at
+        return ends
 
     def _bounded_commit(self, offsets: list[Any]) -> None:
         """``commit(asynchronous=False)`` with a deadline: librdkafka's synchronous commit has

@@ -25,9 +25,8 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from fixtures.transactions import lags, write_transactions
 
-from headrace.kafka_clients import watermarks
 from streams.testing import TopicReader, WorkerProcess, tail
 
 pytestmark = pytest.mark.integration
@@ -49,45 +48,20 @@ stages:
 """
 
 
-def _lags(bootstrap: str, group: str, topic: str) -> list[int]:
-    """Per partition: high watermark minus the group's committed offset (-1: none yet)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        lags = []
-        for tp in consumer.committed(tps, timeout=10):
-            _low, high = watermarks(consumer, tp, 10)
-            lags.append(high - tp.offset if tp.offset >= 0 else -1)
-        return lags
-    finally:
-        consumer.close()
-
-
 def _write(bootstrap: str, topic: str, unique: str, start: int) -> int:
-    """``TRANSACTIONS`` committed transactions and one aborted; the committed record count."""
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{unique}-tx"})
-    producer.init_transactions(30)
-    n = start
-    for _ in range(TRANSACTIONS):
-        producer.begin_transaction()
-        for _ in range(PER_TRANSACTION):
-            producer.produce(topic, orjson.dumps({"x": n}), key=str(n % 7).encode())
-            n += 1
-        producer.commit_transaction(30)
-    producer.begin_transaction()
-    producer.produce(topic, orjson.dumps({"x": -1}), key=b"aborted")
-    producer.abort_transaction(30)
-    return n - start
+    return write_transactions(
+        bootstrap, topic, f"{unique}-tx", start, TRANSACTIONS, PER_TRANSACTION
+    )
 
 
 def _wait_committed(bootstrap: str, group: str, topic: str, worker: WorkerProcess, log: Path):
     deadline = time.monotonic() + 60
-    lags = _lags(bootstrap, group, topic)
-    while lags != [0] * PARTITIONS:
+    lags_now = lags(bootstrap, group, topic, PARTITIONS)
+    while lags_now != [0] * PARTITIONS:
         assert worker.alive(), tail(log)
-        assert time.monotonic() < deadline, f"lag per partition {lags}\n{tail(log)}"
+        assert time.monotonic() < deadline, f"lag per partition {lags_now}\n{tail(log)}"
         time.sleep(0.5)
-        lags = _lags(bootstrap, group, topic)
+        lags_now = lags(bootstrap, group, topic, PARTITIONS)
 
 
 @pytest.mark.timeout(400)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -37,6 +37,14 @@ class Msg:
 
     def timestamp(self) -> tuple[int, int]:
         return (1, 1000)
+
+
+class Position(NamedTuple):
+    """A ``TopicPartition`` with an offset, as ``Consumer.position`` returns it."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 class Part:
@@ -74,7 +82,9 @@ class FakeClock:
 class FakeConsumer:
     """Hands out ``messages`` in order, ``per_poll`` at a time, from unpaused partitions only;
     records commits, pauses and polls. With a ``clock``, a poll that returns nothing waits its
-    whole ``timeout`` on that clock, as the real consumer does."""
+    whole ``timeout`` on that clock, as the real consumer does. ``markers``: (partition,
+    offset) of transaction markers, which ``position`` passes as librdkafka's does once the
+    record before them was consumed."""
 
     def __init__(
         self,
@@ -82,8 +92,11 @@ class FakeConsumer:
         per_poll: int = 1000,
         partitions: Sequence[int] = (0,),
         clock: FakeClock | None = None,
+        markers: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.messages = list(messages)
+        self.markers = set(markers)
+        self.positions: dict[int, int] = {}
         self.per_poll = per_poll
         self.assigned = [Part("t", p) for p in partitions]
         self.clock = clock
@@ -111,12 +124,21 @@ class FakeConsumer:
         n = min(num_messages, self.per_poll)
         out = [m for m in self.messages if m.partition() not in paused][:n]
         self.messages = [m for m in self.messages if m not in out]
+        for m in out:
+            at = m.offset() + 1
+            while (m.partition(), at) in self.markers:
+                at += 1
+            self.positions[m.partition()] = at
         if not out and self.clock is not None:
             self.clock.advance(timeout)
         return out
 
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
         self.commits.append([(o[1], o[2]) for o in offsets])
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        """As ``Consumer.position``, asked with ``(topic, partition, offset)`` tuples."""
+        return [Position(t, p, self.positions.get(p, -1001)) for t, p, _o in partitions]
 
     def pause(self, partitions: list[Any]) -> None:
         self.paused.append(partitions)

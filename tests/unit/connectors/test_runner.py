@@ -47,6 +47,25 @@ def test_commits_each_partitions_next_offset_after_the_write() -> None:
     assert consumer.closed
 
 
+def test_commits_past_a_transaction_marker_after_the_last_record_read() -> None:
+    """A topic written in transactions ends each one with a commit marker: once the batch
+    holds the last record read from a partition, the commit goes to the consumer's position
+    past the marker, or the sink's lag stays at 1 for good."""
+    consumer = FakeConsumer(_msgs(6), markers=[(0, 3), (1, 1), (1, 3), (1, 4)])
+    _runner(consumer, ScriptedWriter(), batch_size=10).run(max_idle_polls=2)
+    assert consumer.commits == [[(0, 4), (1, 5)]]
+
+
+def test_never_commits_past_a_record_read_but_not_written() -> None:
+    """A batch cut short inside one consume (batch_bytes) commits only past its own last
+    record, even though the consumer's position is further: the rest is not written yet."""
+    consumer = FakeConsumer(_msgs(10, partitions=1), markers=[(0, 10)])
+    runner = _runner(consumer, ScriptedWriter(), batch_size=10)
+    runner._batch.max_bytes = 20  # two records of 9 bytes per batch
+    runner.run(max_idle_polls=2)
+    assert [c[0][1] for c in consumer.commits] == [2, 4, 6, 8, 11]
+
+
 def test_batch_bytes_bounds_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """10 records of 9 bytes with batch_bytes 20: batches of 2 (a third would pass 20),
     never more bytes than the bound, and each batch committed after its write."""
@@ -234,7 +253,7 @@ def test_revocation_flushes_before_the_partitions_go(monkeypatch: pytest.MonkeyP
     def consume(num_messages=1, timeout=0):
         state["n"] += 1
         if state["n"] == 2:
-            consumer.callbacks["on_revoke"](consumer, ["p0"])
+            consumer.callbacks["on_revoke"](consumer, [Part("t", 0)])
             assert consumer.commits == [[(0, 3)]]  # written and committed inside the callback
             runner.stop()
         return original(num_messages, timeout)
@@ -255,7 +274,7 @@ def test_lost_partitions_drop_the_batch_uncommitted(monkeypatch: pytest.MonkeyPa
     def consume(num_messages=1, timeout=0):
         state["n"] += 1
         if state["n"] == 2:
-            consumer.callbacks["on_lost"](consumer, ["p0"])
+            consumer.callbacks["on_lost"](consumer, [Part("t", 0)])
             runner.stop()
         return original(num_messages, timeout)
 
