@@ -7,11 +7,24 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonCodec", "JsonDecodeError"]
+__all__ = ["JsonCodec", "JsonDecodeError", "dumps"]
 
 
 class JsonDecodeError(ValueError):
     """The bytes are not a JSON object."""
+
+
+def dumps(value: Any, default: Any = None, option: int = 0) -> bytes:
+    """``orjson.dumps`` in a right-sized ``bytes``: byte for byte the same output.
+
+    Since orjson 3.12 every result keeps the whole buffer orjson wrote it in, at least 4 KiB,
+    whatever its length (the final resize is a no-op; Home Assistant measured it and pinned
+    3.11). A stage holds a batch of outputs (10,000 by default) until the broker has them,
+    so a 150-byte record held 4 KiB: 40 MiB per batch in flight, most of a worker's peak RSS.
+    The copy costs less than it saves: freeing a 4 KiB block is slower than copying 150
+    bytes into a small one (0.55 us against 0.74 us per small record here).
+    """
+    return b"".join((orjson.dumps(value, default=default, option=option), b""))
 
 
 def _default(obj: Any) -> Any:
@@ -45,7 +58,7 @@ class JsonCodec:
 
     def encode(self, value: dict[str, Any]) -> bytes:
         """JSON bytes of ``value``; TypeError names an unsupported type."""
-        return orjson.dumps(value, default=_default, option=self._option)
+        return dumps(value, _default, self._option)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """The JSON object in ``data``; JsonDecodeError when it is not one."""

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
+from schemas.jsoncodec import dumps
 
 __all__ = ["Record", "encode_key", "key_of"]
 
@@ -78,4 +78,4 @@ def encode_key(key: Sequence[Any]) -> bytes:
     """
     if len(key) == 1:
         return _text(key[0]).encode()
-    return orjson.dumps([k if k is None or isinstance(k, int | str) else _text(k) for k in key])
+    return dumps([k if k is None or isinstance(k, int | str) else _text(k) for k in key])

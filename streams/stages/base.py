@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
 from headrace.dlq import DeadLetter
 from schemas import RecordCodec
 
@@ -148,10 +146,6 @@ def dead_letter(
     return OutMessage(
         topic + ".dlq", msg.key, msg.value, msg.timestamp_ms, letter.headers() + (extra or [])
     )
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
 
 
 class OutputLog(Protocol):
