@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from headrace.errors import HeadraceError
 from headrace_cli.common import print_table
@@ -97,6 +98,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="e2e: the sink at the end of the pipeline: mongodb (the stack's FerretDB, default: "
         "it sustains the higher rate here) or dynamodb (moto)",
     )
+    p.add_argument(
+        "--peer",
+        choices=["quix"],
+        default=None,
+        help="stream: also run Quix Streams on the same topic (built in its own venv under "
+        "the cache dir on first use; it needs PyPI once)",
+    )
     p.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
     p.add_argument(
         "--no-save", action="store_true", help="print only; write nothing to the results folder"
@@ -163,7 +171,11 @@ def _suite_here(suite: str, env: dict[str, str], args: argparse.Namespace) -> li
             raise
         raise HeadraceError(f"bench {suite}: not available yet in this version") from None
     reset_peak_rss()
-    options = {"rate": args.rate, "sink": args.sink} if suite == "e2e" else {}
+    options: dict[str, Any] = {}
+    if suite == "e2e":
+        options = {"rate": args.rate, "sink": args.sink}
+    elif suite == "stream":
+        options = {"peer": args.peer}
     figures: list[BenchFigure] = module.run(env, args.quick, **options)
     return figures
 
@@ -172,6 +184,7 @@ def _suite_in_child(suite: str, args: argparse.Namespace) -> tuple[list[BenchFig
     """Run one suite as ``headrace bench SUITE --json --no-save``; (its figures, exit 0?)."""
     argv = [sys.executable, "-m", "headrace_cli.main", "bench", suite, "--json", "--no-save"]
     argv += ["--rate", str(args.rate), "--sink", args.sink] + (["--quick"] if args.quick else [])
+    argv += ["--peer", args.peer] if args.peer else []
     done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
     figures = [
         BenchFigure.from_dict(json.loads(line))
