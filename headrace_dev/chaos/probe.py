@@ -6,6 +6,12 @@ sinks finished), and the lag (high watermark - committed) of every group. A faul
 *recovered* when, after it started, the part of the pipeline it hit progressed again or has
 nothing left to do. Reading fails while the broker is down: ``read()`` then returns None.
 
+The Kafka clients live in a child process (``ProbeProcess``): librdkafka's admin client once
+failed an assertion (``rd_kafka_enq_once_del_source_return: eonce->refcnt > 0``) during a
+broker restart and aborted the whole runner, leaving the round's pipeline running. Now such
+an abort ends only the child; that reading is None (``last_error`` says why) and the next
+one starts a new child.
+
 ``RssSampler`` keeps the peak resident memory (``VmHWM`` of ``/proc/<pid>/status``) of every
 pipeline process by name, across restarts.
 """
@@ -13,12 +19,17 @@ pipeline process by name, across restarts.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Progress", "RssSampler", "Snapshot"]
+
+#: longest a reading may take in the child before it is given up (and the child replaced)
+READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,75 @@ class Snapshot:
 
 @dataclass
 class Progress:
-    """Reads ``Snapshot``s of the topics named ``prefix``* and groups named ``group_prefixes``*."""
+    """Reads ``Snapshot``s of the topics named ``prefix``* and groups named ``group_prefixes``*,
+    in a child process (see the module doc)."""
+
+    bootstrap: str
+    prefix: str
+    group_prefixes: tuple[str, ...]
+    last_error: str | None = None
+    _child: Any = field(default=None, repr=False)
+    _conn: Connection | None = field(default=None, repr=False)
+
+    def read(self) -> Snapshot | None:
+        """A snapshot now, or None when Kafka does not answer within a few seconds or the
+        child died (the reason is kept in ``last_error``)."""
+        try:
+            conn = self._connection()
+            conn.send("read")
+            if not conn.poll(READ_TIMEOUT_S):
+                raise TimeoutError(f"no answer in {READ_TIMEOUT_S:g}s")
+            snap, error = conn.recv()
+        except (EOFError, OSError, TimeoutError) as exc:
+            code = self._child.exitcode if self._child is not None else None
+            self.close()
+            self.last_error = f"the Kafka probe process failed ({exc}; exit code {code})"
+            return None
+        self.last_error = error
+        return snap  # type: ignore[no-any-return]
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._child is None or not self._child.is_alive():
+            self.close()
+            ctx = multiprocessing.get_context("spawn")
+            ours, theirs = ctx.Pipe()
+            reader = KafkaReader(self.bootstrap, self.prefix, self.group_prefixes)
+            self._child = ctx.Process(target=_serve, args=(reader, theirs), daemon=True)
+            self._child.start()
+            theirs.close()
+            self._conn = ours
+        return self._conn
+
+    def close(self) -> None:
+        """Stop the child (a new one starts on the next ``read``)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.send("stop")
+            self._conn.close()
+            self._conn = None
+        if self._child is not None:
+            self._child.join(5)
+            if self._child.is_alive():
+                self._child.kill()
+                self._child.join(5)
+            self._child = None
+
+
+def _serve(reader: KafkaReader, conn: Connection) -> None:
+    """The child's loop: answer each "read" with (snapshot or None, error or None)."""
+    try:
+        while conn.recv() == "read":
+            snap = reader.read()
+            conn.send((snap, reader.last_error))
+    except EOFError:
+        pass
+    finally:
+        reader.close()
+
+
+@dataclass
+class KafkaReader:
+    """What ``Progress`` does, in the process it runs in (the probe's child)."""
 
     bootstrap: str
     prefix: str
