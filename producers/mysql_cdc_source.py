@@ -13,7 +13,14 @@ the end of the snapshot starts the stream.
 
 Stream: the binlog from the seam's position, row events of the captured tables grouped by
 transaction: a batch ends only at a commit, so its checkpoint (the position after that commit)
-is a transaction boundary and a restart never re-reads half a transaction. A DDL statement on
+is a transaction boundary and a restart never re-reads half a transaction. The reader is one
+blocking binlog connection with a server heartbeat every ``linger``: a batch is handed on at
+the first commit after ``batch_size`` changes or after its oldest change waited ``linger``,
+and a pass ends at a heartbeat (the server had nothing to send for ``linger``: the source is
+caught up), between transactions. The connection stays open across passes (``close`` ends
+it), so a pass after the runner's pause continues where the last stopped, without
+reconnecting; a pass left mid-transaction (the runner stopped, an error) closes it and the
+next one reconnects from the last commit. A DDL statement on
 a captured table is followed: the table's columns are read again and the checkpoint moves past
 the statement, so the rows after it are typed with the new columns (added, dropped, renamed,
 retyped). What cannot be followed stops the source naming the statement: the table dropped,
@@ -73,6 +80,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
+#: seconds a blocking binlog read may wait before the connection counts as lost (the server's
+#: heartbeats, every ``linger``, keep a live one from waiting that long)
+READ_TIMEOUT = 60
 
 
 class PositionLost(HeadraceError):
@@ -158,7 +168,9 @@ class _Out:
 class CDCSource:
     """One ``mysql_cdc`` source (see the module docstring). ``settings``: PyMySQL connection
     arguments; ``flat``: the newest row as the value and deletes as tombstones, else the
-    ``op``/``before``/``after`` envelope."""
+    ``op``/``before``/``after`` envelope; ``linger`` (seconds): the longest a streamed change
+    waits in the source for its batch, and the server's heartbeat period (see the module
+    docstring)."""
 
     unit = "changes"
 
@@ -172,6 +184,7 @@ class CDCSource:
         flat: bool = False,
         chunk_size: int = 10_000,
         batch_size: int = 10_000,
+        linger: float = 0.05,
         server_id: int = 0,
         connect_fn: Callable[[dict[str, Any]], Any] = connect,
         stream_fn: Callable[..., Any] | None = None,
@@ -185,6 +198,7 @@ class CDCSource:
         self.flat = flat
         self.chunk_size = chunk_size
         self.batch_size = batch_size
+        self.linger = linger
         self.server_id = server_id or 5400 + zlib.crc32(name.encode()) % 1000
         self._connect = connect_fn
         #: the snapshot's connection (``connect_bulk``: mysqlclient when installed), unless
@@ -193,6 +207,9 @@ class CDCSource:
             connect_bulk if connect_fn is connect else connect_fn
         )
         self._stream_fn = stream_fn
+        #: the binlog reader a pass ended with, caught up between transactions: the next
+        #: pass reads on from it (None: the next pass connects)
+        self._live: Any | None = None
         self.tables: dict[str, Table] = {}
         self.progress: dict[str, TableProgress] = {}
         self.phase = "snapshot"
@@ -213,6 +230,7 @@ class CDCSource:
     def restore(self, state: dict[str, Any] | None) -> None:
         """Load the tables; resume from ``state`` (see ``mysql_cdc_position``); PositionLost
         when its binlog file was purged (unless ``snapshot: when_needed``)."""
+        self.close()  # a reader of an earlier position is of no use now
         conn = self._connect(self.settings)
         try:
             self._mariadb = is_mariadb(conn)
@@ -283,7 +301,10 @@ class CDCSource:
         return (str(row[0]), int(row[1]))
 
     def close(self) -> None:
-        """Nothing held between passes."""
+        """Close the binlog reader held between passes, if any."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.close()
 
     def state(self) -> dict[str, Any]:
         """The checkpoint state now (see ``mysql_cdc_position``)."""
@@ -471,6 +492,7 @@ class CDCSource:
         from pymysqlreplication import BinLogStreamReader
         from pymysqlreplication.event import (
             GtidEvent,
+            HeartbeatLogEvent,
             MariadbGtidEvent,
             QueryEvent,
             RotateEvent,
@@ -488,16 +510,22 @@ class CDCSource:
             RotateEvent,
             MariadbGtidEvent,
             GtidEvent,
+            HeartbeatLogEvent,
         ]
         if self._stream_fn is not None:
             return self._stream_fn(self.position)
         return BinLogStreamReader(
-            connection_settings=dict(self.settings),  # the library adds keys to it
+            # the library adds keys to the settings; a read timeout (far above the heartbeat)
+            # so that a silently dead connection errs instead of waiting for good
+            connection_settings={**self.settings, "read_timeout": READ_TIMEOUT},
             server_id=self.server_id,
             log_file=self.position[0],
             log_pos=self.position[1],
             resume_stream=True,
-            blocking=False,
+            # blocking: the server sends each event as it is written and, after `linger`
+            # without one, a heartbeat (which ends a pass: caught up)
+            blocking=True,
+            slave_heartbeat=self.linger,
             only_events=events,
             # file/position dump for both servers: with is_mariadb the library (1.0.x) ignores
             # log_pos and starts at the file's beginning unless given a GTID auto_position
@@ -508,12 +536,19 @@ class CDCSource:
     def _stream(self) -> Generator[Batch, None, None]:
         if self._stream_fn is None:
             self.metrics.binlog_sizes(self._binlog_sizes)
-        reader = self._reader()
+        reader, self._live = self._live or self._reader(), None
         out, pending = _Out(), _Out()
         txn_gtid: str | None = None
+        oldest = 0.0  # when the first transaction in `out` was read (monotonic)
+        keep = False  # ended caught up between transactions: the next pass reads on from it
         try:
             for ev in reader:
                 kind = type(ev).__name__
+                if kind == "HeartbeatLogEvent":
+                    if not len(pending):  # nothing to send for `linger`: caught up
+                        keep = True
+                        break
+                    continue
                 file = str(reader.log_file)
                 end = (file, int(ev.packet.log_pos))
                 if kind in ("MariadbGtidEvent", "GtidEvent"):
@@ -521,24 +556,33 @@ class CDCSource:
                 elif kind.endswith("RowsEvent"):
                     self._rows(pending, ev, end, txn_gtid)
                 elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
+                    if not len(out):
+                        oldest = time.monotonic()
                     out = self._commit(out, pending, end, txn_gtid)
                     pending, txn_gtid = _Out(), None  # the next transaction names its own
                     self.metrics.read(end, float(ev.timestamp))
-                    if len(out) >= self.batch_size:
-                        yield out.batch(self.state())
-                        out = _Out()
+                    if len(out) and (
+                        len(out) >= self.batch_size or time.monotonic() - oldest >= self.linger
+                    ):
+                        # emptied before the yield: a generator closed there yields no more
+                        batch, out = out.batch(self.state()), _Out()
+                        yield batch
                 elif kind == "QueryEvent" and _query(ev) not in ("BEGIN", ""):
                     followed = self._ddl(ev)
                     out = self._commit(out, pending, end, txn_gtid)  # a DDL commits implicitly
                     pending, txn_gtid = _Out(), None
                     if followed:  # checkpoint past it: a restart reads on with the new columns
-                        yield out.batch(self.state())
-                        out = _Out()
+                        batch, out = out.batch(self.state()), _Out()
+                        yield batch
                 elif kind == "RotateEvent" and not len(pending):
                     self.position = (str(ev.next_binlog), int(ev.position))
-            self.metrics.caught_up()  # the reader does not block: it read to the end
+            # a heartbeat, or the reader ended (a non-blocking reader at the binlog's end)
+            self.metrics.caught_up()
         finally:
-            reader.close()
+            if keep:
+                self._live = reader
+            else:
+                reader.close()
             if len(out):
                 yield out.batch(self.state())
 
