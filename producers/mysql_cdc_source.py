@@ -17,10 +17,11 @@ is a transaction boundary and a restart never re-reads half a transaction. The r
 blocking binlog connection with a server heartbeat every ``linger``: a batch is handed on at
 the first commit after ``batch_size`` changes or after its oldest change waited ``linger``,
 and a pass ends at a heartbeat (the server had nothing to send for ``linger``: the source is
-caught up), between transactions. The connection stays open across passes (``close`` ends
-it), so a pass after the runner's pause continues where the last stopped, without
-reconnecting; a pass left mid-transaction (the runner stopped, an error) closes it and the
-next one reconnects from the last commit. A DDL statement on
+caught up) between transactions, once the pass is ``linger`` old (heartbeats sent while no
+pass read come first and are passed over). The connection stays open across passes
+(``close`` ends it), so a pass after the runner's pause continues where the last stopped,
+without reconnecting; a pass left mid-transaction (the runner stopped, an error) closes it
+and the next one reconnects from the last commit. A DDL statement on
 a captured table is followed: the table's columns are read again and the checkpoint moves past
 the statement, so the rows after it are typed with the new columns (added, dropped, renamed,
 retyped). What cannot be followed stops the source naming the statement: the table dropped,
@@ -199,6 +200,8 @@ class CDCSource:
         self.chunk_size = chunk_size
         self.batch_size = batch_size
         self.linger = linger
+        #: seconds, monotonic: what ``linger`` is measured with
+        self.clock: Callable[[], float] = time.monotonic
         self.server_id = server_id or 5400 + zlib.crc32(name.encode()) % 1000
         self._connect = connect_fn
         #: the snapshot's connection (``connect_bulk``: mysqlclient when installed), unless
@@ -539,13 +542,16 @@ class CDCSource:
         reader, self._live = self._live or self._reader(), None
         out, pending = _Out(), _Out()
         txn_gtid: str | None = None
-        oldest = 0.0  # when the first transaction in `out` was read (monotonic)
+        started = self.clock()
+        oldest = 0.0  # when the first transaction in `out` was read
         keep = False  # ended caught up between transactions: the next pass reads on from it
         try:
             for ev in reader:
                 kind = type(ev).__name__
                 if kind == "HeartbeatLogEvent":
-                    if not len(pending):  # nothing to send for `linger`: caught up
+                    # nothing to send for `linger`: caught up, unless the pass is younger
+                    # than that (heartbeats sent while no pass read wait at the stream's front)
+                    if not len(pending) and self.clock() - started >= self.linger:
                         keep = True
                         break
                     continue
@@ -557,12 +563,12 @@ class CDCSource:
                     self._rows(pending, ev, end, txn_gtid)
                 elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
                     if not len(out):
-                        oldest = time.monotonic()
+                        oldest = self.clock()
                     out = self._commit(out, pending, end, txn_gtid)
                     pending, txn_gtid = _Out(), None  # the next transaction names its own
                     self.metrics.read(end, float(ev.timestamp))
                     if len(out) and (
-                        len(out) >= self.batch_size or time.monotonic() - oldest >= self.linger
+                        len(out) >= self.batch_size or self.clock() - oldest >= self.linger
                     ):
                         # emptied before the yield: a generator closed there yields no more
                         batch, out = out.batch(self.state()), _Out()

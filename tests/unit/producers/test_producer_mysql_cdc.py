@@ -3,6 +3,7 @@ binlog (no database)."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -535,6 +536,7 @@ def _live_source(binlog: list[Any], **kw: Any) -> tuple[CDCSource, list[LiveRead
         made.append(LiveReader(binlog, pos))
         return made[-1]
 
+    kw.setdefault("linger", 0.0)
     src = CDCSource("cdc", {"database": "db"}, tables=["t"], stream_fn=stream, **kw)
     src.tables = {"db.t": Table("db", "t", COLUMNS, CONVERTERS, ["id"])}
     src.phase, src.position = "stream", ("b.1", 4)
@@ -600,3 +602,47 @@ def test_a_batch_is_handed_on_after_linger_or_batch_size_at_a_commit() -> None:
     assert [len(b.rows().values) for b in src.batches()] == [2, 1]
     src, _ = _live_source(binlog, flat=True, linger=60.0)  # all at the heartbeat
     assert [len(b.rows().values) for b in src.batches()] == [3]
+
+
+class PausingReader(LiveReader):
+    """A live reader whose binlog may hold pauses: ``("pause", seconds)``."""
+
+    def __init__(self, events: list[Any], start: tuple[str, int]) -> None:
+        super().__init__([e for e in events if not isinstance(e, tuple)], start)
+        self.rest = self._play(events)
+
+    @staticmethod
+    def _play(events: list[Any]) -> Any:
+        for e in events:
+            if isinstance(e, tuple):
+                time.sleep(e[1])
+            else:
+                yield e
+
+
+def test_heartbeats_waiting_from_before_the_pass_do_not_end_it() -> None:
+    """Heartbeats the server sent while no pass read come first in the next pass: one ends a
+    pass only once the pass is ``linger`` old (the server then had nothing for ``linger``)."""
+    binlog = [
+        ev("HeartbeatLogEvent", 50),  # sent during the runner's pause: passed over
+        ev("HeartbeatLogEvent", 60),
+        *_write(100, 1),
+        ev("HeartbeatLogEvent", 120),  # the pass is younger than linger: read on
+        ("pause", 0.25),
+        ev("HeartbeatLogEvent", 130),  # caught up
+        *_write(200, 2),
+        ev("HeartbeatLogEvent", 220),
+    ]
+    made: list[PausingReader] = []
+
+    def stream(pos: tuple[str, int]) -> PausingReader:
+        made.append(PausingReader(binlog, pos))
+        return made[-1]
+
+    src = CDCSource("cdc", {"database": "db"}, tables=["t"], stream_fn=stream, linger=0.2)
+    src.tables = {"db.t": Table("db", "t", COLUMNS, CONVERTERS, ["id"])}
+    src.phase, src.position = "stream", ("b.1", 4)
+    assert [k for k, _ in decoded(list(src.batches()))] == [b"1"]
+    assert len(made) == 1 and not made[0].closed
+    assert [k for k, _ in decoded(list(src.batches()))] == [b"2"]  # the same reader
+    assert len(made) == 1
