@@ -61,6 +61,7 @@ from producers.mysql_cdc_catalog import (
 )
 from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
+from producers.mysql_cdc_rows import fast_rows
 from producers.mysql_cdc_values import (
     Converter,
     binlog_converters,
@@ -614,7 +615,8 @@ class CDCSource:
         where = {"file": end[0], "pos": end[1], "gtid": gtid}
         headers = change_headers(end, gtid)
         table_times = time_columns(table.converters)
-        for row in ev.rows:
+        rows = fast_rows(ev)  # None: the library decodes them (``mysql_cdc_rows``)
+        for row in ev.rows if rows is None else rows:
             if kind == "WriteRowsEvent":
                 op, before, after = "c", None, _image(row, "values", "none_sources")
             elif kind == "UpdateRowsEvent":
