@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -67,6 +67,7 @@ from producers.mysql_cdc_values import (
     binlog_converters,
     convert_row,
     fix_binlog_times,
+    row_converter,
     time_columns,
 )
 from schemas import encode_key
@@ -358,13 +359,13 @@ class CDCSource:
                 self.metrics.snapshot_started(qualified, self._estimate(conn, table))
                 where = {"snapshot": qualified}
                 headers = change_headers(pos, None)
+                keys = [table.columns.index(c) for c in table.key]
                 while True:
                     rows = self._chunk(conn, table, progress.last_key)
                     out = _Out()
-                    for row in rows:
-                        self._change(out, table, "r", None, row, now_ms, where, headers)
+                    self._reads(out, table, rows, now_ms, where, headers)
                     if rows:
-                        progress.last_key = tuple(rows[-1][c] for c in table.key)
+                        progress.last_key = tuple(rows[-1][i] for i in keys)
                         self.metrics.snapshot_rows(qualified, len(rows))
                     if len(rows) < self.chunk_size:
                         progress.done = True
@@ -416,9 +417,38 @@ class CDCSource:
                 cur.execute("UNLOCK TABLES")
             return pos
 
+    def _reads(
+        self,
+        out: _Out,
+        table: Table,
+        rows: Sequence[Sequence[Any]],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Append the ``op: r`` records of snapshot ``rows`` (tuples in ``table.columns``
+        order): what ``_change`` makes of each row, through ``row_converter`` and one
+        ``source`` object shared by the chunk; a row it cannot convert goes through
+        ``_change`` (which names the column in its dead letter)."""
+        convert = row_converter(table.columns, table.converters)
+        key, flat, columns = table.key, self.flat, table.columns
+        source = {"table": table.qualified, **where, "ts_ms": ts_ms}
+        add = out.add
+        for raw in rows:
+            try:
+                after = convert(raw)
+            except Exception:
+                row = dict(zip(columns, raw, strict=True))
+                self._change(out, table, "r", None, row, ts_ms, where, headers)
+                continue
+            value = after if flat else {"op": "r", "before": None, "after": after, "source": source}
+            add(record_key(after, key), value, ts_ms, where, headers)
+
     def _chunk(
         self, conn: Any, table: Table, after: tuple[Any, ...] | None
-    ) -> list[dict[str, Any]]:
+    ) -> Sequence[Sequence[Any]]:
+        """The next ``chunk_size`` rows of ``table`` after key ``after``, in key order, as
+        the driver fetches them: tuples in ``table.columns`` order."""
         cols = ", ".join(table.selects.get(c, f"`{c}`") for c in table.columns)
         key = ", ".join(f"`{c}`" for c in table.key)
         sql = f"SELECT {cols} FROM `{table.schema}`.`{table.name}`"  # noqa: S608 - catalog names
@@ -430,7 +460,8 @@ class CDCSource:
         sql += f" ORDER BY {key} LIMIT {int(self.chunk_size)}"
         with conn.cursor() as cur:
             cur.execute(sql, args)
-            return [dict(zip(table.columns, r, strict=True)) for r in cur.fetchall()]
+            rows: Sequence[Sequence[Any]] = cur.fetchall()
+            return rows
 
     # -- records --------------------------------------------------------------------------
 

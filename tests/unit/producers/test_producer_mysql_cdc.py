@@ -71,6 +71,33 @@ def test_snapshot_and_binlog_values_type_alike(
     orjson.dumps(expected)
 
 
+def test_row_converter_gives_what_convert_row_gives() -> None:
+    """The snapshot's compiled row conversion against ``convert_row``: every column type of
+    the table above (its snapshot values), NULLs, one column, and a bad value (an error)."""
+    from producers.mysql_cdc_values import row_converter
+
+    cases = test_snapshot_and_binlog_values_type_alike.pytestmark[0].args[1]
+    columns = [f"c{i}_{c[0]}" for i, c in enumerate(cases)]
+    conv = {name: column_converter(c[0], c[1]) for name, c in zip(columns, cases, strict=True)}
+    values = tuple(c[2] for c in cases)
+    convert = row_converter(columns, conv)
+    for row in (
+        values,
+        (None,) * len(values),
+        tuple(v if i % 2 else None for i, v in enumerate(values)),
+    ):
+        assert convert(row) == convert_row(dict(zip(columns, row, strict=True)), conv)
+        assert orjson.dumps(convert(row)) == orjson.dumps(
+            convert_row(dict(zip(columns, row, strict=True)), conv)
+        )
+    assert row_converter(["x"], {"x": column_converter("int")})((7,)) == {"x": 7}
+    bad = tuple("abc" if c[0] == "decimal" else v for c, v in zip(cases, values, strict=True))
+    with pytest.raises(ValueError, match="column 'c0_decimal'"):
+        convert_row(dict(zip(columns, bad, strict=True)), conv)
+    with pytest.raises(Exception):  # noqa: B017 - any: the caller asks convert_row why
+        convert(bad)
+
+
 def test_negative_fractional_times_from_the_binlog_are_corrected() -> None:
     """mysql-replication 1.0.x decodes a negative TIME with a fraction wrong (its integer part
     and fraction negated apart): what it gives, and what the column holds."""
