@@ -4,8 +4,9 @@ one run, on the same MariaDB table.
 Figures (one ``BenchFigure`` each):
 
 - ``cdc.snapshot``: an orders-like table (8 columns: BIGINT key, VARCHAR, DECIMAL, JSON, BLOB,
-  DATETIME(6)) snapshotted into Kafka as envelope records (``op: r``), vs PyMySQL (the driver
-  the source reads with) streaming ``SELECT *`` of the same rows in key order, read only.
+  DATETIME(6)) snapshotted into Kafka as envelope records (``op: r``), vs PyMySQL streaming
+  ``SELECT *`` of the same rows in key order, read only (the source itself reads with
+  mysqlclient, the C driver, when it is installed: ``connect_bulk``).
 - ``cdc.stream``: changes from the binlog into Kafka (half updates in statements of 1,000 rows,
   half inserts), vs ``mysql-replication``'s ``BinLogStreamReader`` reading the same binlog
   range and decoding every row, without producing: the library's own ceiling.
