@@ -155,6 +155,24 @@ class _Out:
         self.headers.append(headers)
         self.nbytes += len(data) if data else 0
 
+    def extend(
+        self,
+        keys: list[bytes],
+        values: list[dict[str, Any]],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """``add`` of each (key, value), all with the same time, position and headers."""
+        datas = list(map(orjson.dumps, values))
+        n = len(datas)
+        self.keys += keys
+        self.datas += datas
+        self.times += [ts_ms] * n
+        self.where += [where] * n
+        self.headers += [headers] * n
+        self.nbytes += sum(map(len, datas))
+
     def bad(self, raw: Any, exc: Exception, where: dict[str, Any], key: bytes | None) -> None:
         data = orjson.dumps(raw, default=repr)
         self.poison.append(Poison(data, type(exc).__name__, str(exc), where, key))
@@ -431,18 +449,36 @@ class CDCSource:
         ``source`` object shared by the chunk; a row it cannot convert goes through
         ``_change`` (which names the column in its dead letter)."""
         convert = row_converter(table.columns, table.converters)
-        key, flat, columns = table.key, self.flat, table.columns
+        key, columns = table.key, table.columns
         source = {"table": table.qualified, **where, "ts_ms": ts_ms}
-        add = out.add
+        afters: list[dict[str, Any]] = []
         for raw in rows:
             try:
-                after = convert(raw)
+                afters.append(convert(raw))
             except Exception:
+                self._read_all(out, afters, key, source, ts_ms, where, headers)
+                afters = []  # the rows before it went first: records keep the rows' order
                 row = dict(zip(columns, raw, strict=True))
                 self._change(out, table, "r", None, row, ts_ms, where, headers)
-                continue
-            value = after if flat else {"op": "r", "before": None, "after": after, "source": source}
-            add(record_key(after, key), value, ts_ms, where, headers)
+        self._read_all(out, afters, key, source, ts_ms, where, headers)
+
+    def _read_all(
+        self,
+        out: _Out,
+        afters: list[dict[str, Any]],
+        key: list[str],
+        source: dict[str, Any],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """The ``op: r`` records of converted rows ``afters``, as ``_emit`` makes them."""
+        keys = [record_key(a, key) for a in afters]
+        if self.flat:
+            out.extend(keys, afters, ts_ms, where, headers)
+            return
+        values = [{"op": "r", "before": None, "after": a, "source": source} for a in afters]
+        out.extend(keys, values, ts_ms, where, headers)
 
     def _chunk(
         self, conn: Any, table: Table, after: tuple[Any, ...] | None

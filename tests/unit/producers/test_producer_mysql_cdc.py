@@ -673,3 +673,32 @@ def test_heartbeats_waiting_from_before_the_pass_do_not_end_it() -> None:
     assert len(made) == 1 and not made[0].closed
     assert [k for k, _ in decoded(list(src.batches()))] == [b"2"]  # the same reader
     assert len(made) == 1
+
+
+def test_snapshot_reads_are_what_change_makes_of_each_row_in_order() -> None:
+    """``_reads`` (the snapshot's chunk path: compiled conversion, records made in bulk)
+    against ``_change`` row by row: the same keys, values, times, headers and positions, in
+    the rows' order, and a row that cannot be converted as a dead letter between them."""
+    from producers.mysql_cdc_source import _Out
+
+    rows = [(1, Decimal("1.50")), (2, None), (3, "abc"), (4, Decimal("-0.01"))]
+    where = {"snapshot": "db.t"}
+    headers = [("headrace.binlog.position", b"b.1:4")]
+    for flat in (True, False):
+        src = make_source([], flat)
+        table = src.tables["db.t"]
+        bulk, single = _Out(), _Out()
+        src._reads(bulk, table, rows, 1_700_000_000_000, where, headers)
+        for r in rows:
+            row = dict(zip(COLUMNS, r, strict=True))
+            src._change(single, table, "r", None, row, 1_700_000_000_000, where, headers)
+        assert bulk.keys == single.keys == [b"1", b"2", b"4"]
+        assert bulk.datas == single.datas
+        assert (bulk.times, bulk.where, bulk.headers) == (
+            single.times,
+            single.where,
+            single.headers,
+        )
+        assert bulk.nbytes == single.nbytes
+        assert [p.message for p in bulk.poison] == [p.message for p in single.poison]
+        assert len(bulk.poison) == 1 and "column 'amount'" in bulk.poison[0].message
