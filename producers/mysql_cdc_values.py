@@ -97,7 +97,8 @@ def _float32(v: Any) -> Any:
 
 def _datetime(v: Any) -> Any:
     if isinstance(v, datetime):
-        return v.replace(tzinfo=None).isoformat()
+        # the drivers give naive datetimes: no copy without a zone (~0.8 us a value)
+        return (v if v.tzinfo is None else v.replace(tzinfo=None)).isoformat()
     if isinstance(v, str) and v.startswith("0000-00-00"):
         return None  # a zero date
     raise ValueError(f"{type(v).__name__} {v!r} is not a DATETIME")
