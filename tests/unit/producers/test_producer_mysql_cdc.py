@@ -702,3 +702,42 @@ def test_snapshot_reads_are_what_change_makes_of_each_row_in_order() -> None:
         assert bulk.nbytes == single.nbytes
         assert [p.message for p in bulk.poison] == [p.message for p in single.poison]
         assert len(bulk.poison) == 1 and "column 'amount'" in bulk.poison[0].message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(f"2024-01-02 03:04:05{f}" for f in ("", ".5", ".12", ".123", ".1234", ".12345")),
+        "2024-01-02 03:04:05.000006",
+        "2024-02-29 23:59:59.999999",
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59.999999",
+        "1970-01-01 00:00:01.000000",
+        "0000-00-00 00:00:00",  # zero date: None
+        "2024-00-10 00:00:00",  # zero in date: None
+        "2024-02-30 00:00:00",  # not a day: None
+        "2024-01-02 24:00:00",
+        "2024-01-02 03:04:05.1234567",  # 7 digits: None from mysqlclient
+        "2024-01-02 03:04:05+01:00",
+        "2024-01-02 03:04:05.5+01:00",
+        "2024-W01-1 03:04:05",
+        "2024-01-02T03:04:05",
+        "2024-01-02",
+        "\uff12\uff10\uff12\uff14-01-02 03:04:05",  # not ASCII digits
+        "2024-01-02 03:04",
+    ],
+)
+def test_the_snapshots_datetime_parser_equals_mysqlclients(text: str) -> None:
+    """``connect_bulk``'s DATETIME/TIMESTAMP converter against mysqlclient's own: the same
+    value (or None) for the server's canonical texts and for anything else."""
+    times = pytest.importorskip("MySQLdb.times")
+    from producers.mysql_cdc_catalog import datetime_or_none
+
+    def of(convert: Any) -> Any:
+        try:
+            value = convert(text)
+        except Exception as exc:  # the same failure, if any
+            return type(exc)
+        return (type(value), value, getattr(value, "tzinfo", None))
+
+    assert of(datetime_or_none) == of(times.DateTime_or_None)
