@@ -109,13 +109,13 @@ def datetime_or_none(text: str) -> Any:
     with the check), which gives the same datetime for it; anything else, and a value
     ``fromisoformat`` refuses (a zero date, day 31 of a 30-day month), goes to
     ``DateTime_or_None`` itself (None for those). A unit test compares the two."""
-    from MySQLdb.times import DateTime_or_None
-
     if _CANONICAL_DATETIME.fullmatch(text):
         try:
             return datetime.fromisoformat(text)
         except ValueError:
             pass
+    from MySQLdb.times import DateTime_or_None  # only here: an import per value costs
+
     return DateTime_or_None(text)
 
 
