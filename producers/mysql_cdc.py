@@ -59,6 +59,11 @@ class MySQLCDCSource(SourceBase):
     batch_size: Annotated[int, Field(gt=0)] = Field(
         default=10_000, description="Changes per batch while streaming (whole transactions)."
     )
+    linger: PositiveDuration = Field(
+        default=0.05,
+        description="Longest a streamed change waits in the source for its batch to fill, and "
+        "the binlog server's heartbeat period (a pass ends once caught up this long).",
+    )
     server_id: int = Field(
         default=0,
         description="Replica server id the reader registers with; unique among the server's "
@@ -108,6 +113,7 @@ def build(pipeline: Pipeline, name: str, cfg: MySQLCDCSource) -> tuple[Any, Any]
         flat=cfg.mode == "flat",
         chunk_size=cfg.chunk_size,
         batch_size=cfg.batch_size,
+        linger=cfg.linger,
         server_id=cfg.server_id,
         metrics_labels=(pipeline.name, name, "source"),
     )

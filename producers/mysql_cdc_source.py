@@ -13,7 +13,15 @@ the end of the snapshot starts the stream.
 
 Stream: the binlog from the seam's position, row events of the captured tables grouped by
 transaction: a batch ends only at a commit, so its checkpoint (the position after that commit)
-is a transaction boundary and a restart never re-reads half a transaction. A DDL statement on
+is a transaction boundary and a restart never re-reads half a transaction. The reader is one
+blocking binlog connection with a server heartbeat every ``linger``: a batch is handed on at
+the first commit after ``batch_size`` changes or after its oldest change waited ``linger``,
+and a pass ends at a heartbeat (the server had nothing to send for ``linger``: the source is
+caught up) between transactions, once the pass is ``linger`` old (heartbeats sent while no
+pass read come first and are passed over). The connection stays open across passes
+(``close`` ends it), so a pass after the runner's pause continues where the last stopped,
+without reconnecting; a pass left mid-transaction (the runner stopped, an error) closes it
+and the next one reconnects from the last commit. A DDL statement on
 a captured table is followed: the table's columns are read again and the checkpoint moves past
 the statement, so the rows after it are typed with the new columns (added, dropped, renamed,
 retyped). What cannot be followed stops the source naming the statement: the table dropped,
@@ -35,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -53,11 +61,13 @@ from producers.mysql_cdc_catalog import (
 )
 from producers.mysql_cdc_metrics import CDCMetrics
 from producers.mysql_cdc_position import Position, Seam, TableProgress, position_of
+from producers.mysql_cdc_rows import fast_rows
 from producers.mysql_cdc_values import (
     Converter,
     binlog_converters,
     convert_row,
     fix_binlog_times,
+    row_converter,
     time_columns,
 )
 from schemas import encode_key
@@ -73,6 +83,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
+#: seconds a blocking binlog read may wait before the connection counts as lost (the server's
+#: heartbeats, every ``linger``, keep a live one from waiting that long)
+READ_TIMEOUT = 60
 
 
 class PositionLost(HeadraceError):
@@ -142,6 +155,24 @@ class _Out:
         self.headers.append(headers)
         self.nbytes += len(data) if data else 0
 
+    def extend(
+        self,
+        keys: list[bytes],
+        values: list[dict[str, Any]],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """``add`` of each (key, value), all with the same time, position and headers."""
+        datas = list(map(orjson.dumps, values))
+        n = len(datas)
+        self.keys += keys
+        self.datas += datas
+        self.times += [ts_ms] * n
+        self.where += [where] * n
+        self.headers += [headers] * n
+        self.nbytes += sum(map(len, datas))
+
     def bad(self, raw: Any, exc: Exception, where: dict[str, Any], key: bytes | None) -> None:
         data = orjson.dumps(raw, default=repr)
         self.poison.append(Poison(data, type(exc).__name__, str(exc), where, key))
@@ -158,7 +189,9 @@ class _Out:
 class CDCSource:
     """One ``mysql_cdc`` source (see the module docstring). ``settings``: PyMySQL connection
     arguments; ``flat``: the newest row as the value and deletes as tombstones, else the
-    ``op``/``before``/``after`` envelope."""
+    ``op``/``before``/``after`` envelope; ``linger`` (seconds): the longest a streamed change
+    waits in the source for its batch, and the server's heartbeat period (see the module
+    docstring)."""
 
     unit = "changes"
 
@@ -172,6 +205,7 @@ class CDCSource:
         flat: bool = False,
         chunk_size: int = 10_000,
         batch_size: int = 10_000,
+        linger: float = 0.05,
         server_id: int = 0,
         connect_fn: Callable[[dict[str, Any]], Any] = connect,
         stream_fn: Callable[..., Any] | None = None,
@@ -185,6 +219,9 @@ class CDCSource:
         self.flat = flat
         self.chunk_size = chunk_size
         self.batch_size = batch_size
+        self.linger = linger
+        #: seconds, monotonic: what ``linger`` is measured with
+        self.clock: Callable[[], float] = time.monotonic
         self.server_id = server_id or 5400 + zlib.crc32(name.encode()) % 1000
         self._connect = connect_fn
         #: the snapshot's connection (``connect_bulk``: mysqlclient when installed), unless
@@ -193,6 +230,9 @@ class CDCSource:
             connect_bulk if connect_fn is connect else connect_fn
         )
         self._stream_fn = stream_fn
+        #: the binlog reader a pass ended with, caught up between transactions: the next
+        #: pass reads on from it (None: the next pass connects)
+        self._live: Any | None = None
         self.tables: dict[str, Table] = {}
         self.progress: dict[str, TableProgress] = {}
         self.phase = "snapshot"
@@ -213,6 +253,7 @@ class CDCSource:
     def restore(self, state: dict[str, Any] | None) -> None:
         """Load the tables; resume from ``state`` (see ``mysql_cdc_position``); PositionLost
         when its binlog file was purged (unless ``snapshot: when_needed``)."""
+        self.close()  # a reader of an earlier position is of no use now
         conn = self._connect(self.settings)
         try:
             self._mariadb = is_mariadb(conn)
@@ -283,7 +324,10 @@ class CDCSource:
         return (str(row[0]), int(row[1]))
 
     def close(self) -> None:
-        """Nothing held between passes."""
+        """Close the binlog reader held between passes, if any."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.close()
 
     def state(self) -> dict[str, Any]:
         """The checkpoint state now (see ``mysql_cdc_position``)."""
@@ -333,13 +377,13 @@ class CDCSource:
                 self.metrics.snapshot_started(qualified, self._estimate(conn, table))
                 where = {"snapshot": qualified}
                 headers = change_headers(pos, None)
+                keys = [table.columns.index(c) for c in table.key]
                 while True:
                     rows = self._chunk(conn, table, progress.last_key)
                     out = _Out()
-                    for row in rows:
-                        self._change(out, table, "r", None, row, now_ms, where, headers)
+                    self._reads(out, table, rows, now_ms, where, headers)
                     if rows:
-                        progress.last_key = tuple(rows[-1][c] for c in table.key)
+                        progress.last_key = tuple(rows[-1][i] for i in keys)
                         self.metrics.snapshot_rows(qualified, len(rows))
                     if len(rows) < self.chunk_size:
                         progress.done = True
@@ -391,9 +435,56 @@ class CDCSource:
                 cur.execute("UNLOCK TABLES")
             return pos
 
+    def _reads(
+        self,
+        out: _Out,
+        table: Table,
+        rows: Sequence[Sequence[Any]],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Append the ``op: r`` records of snapshot ``rows`` (tuples in ``table.columns``
+        order): what ``_change`` makes of each row, through ``row_converter`` and one
+        ``source`` object shared by the chunk; a row it cannot convert goes through
+        ``_change`` (which names the column in its dead letter)."""
+        convert = row_converter(table.columns, table.converters)
+        key, columns = table.key, table.columns
+        source = {"table": table.qualified, **where, "ts_ms": ts_ms}
+        afters: list[dict[str, Any]] = []
+        for raw in rows:
+            try:
+                afters.append(convert(raw))
+            except Exception:
+                self._read_all(out, afters, key, source, ts_ms, where, headers)
+                afters = []  # the rows before it went first: records keep the rows' order
+                row = dict(zip(columns, raw, strict=True))
+                self._change(out, table, "r", None, row, ts_ms, where, headers)
+        self._read_all(out, afters, key, source, ts_ms, where, headers)
+
+    def _read_all(
+        self,
+        out: _Out,
+        afters: list[dict[str, Any]],
+        key: list[str],
+        source: dict[str, Any],
+        ts_ms: int,
+        where: dict[str, Any],
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """The ``op: r`` records of converted rows ``afters``, as ``_emit`` makes them."""
+        keys = [record_key(a, key) for a in afters]
+        if self.flat:
+            out.extend(keys, afters, ts_ms, where, headers)
+            return
+        values = [{"op": "r", "before": None, "after": a, "source": source} for a in afters]
+        out.extend(keys, values, ts_ms, where, headers)
+
     def _chunk(
         self, conn: Any, table: Table, after: tuple[Any, ...] | None
-    ) -> list[dict[str, Any]]:
+    ) -> Sequence[Sequence[Any]]:
+        """The next ``chunk_size`` rows of ``table`` after key ``after``, in key order, as
+        the driver fetches them: tuples in ``table.columns`` order."""
         cols = ", ".join(table.selects.get(c, f"`{c}`") for c in table.columns)
         key = ", ".join(f"`{c}`" for c in table.key)
         sql = f"SELECT {cols} FROM `{table.schema}`.`{table.name}`"  # noqa: S608 - catalog names
@@ -405,7 +496,8 @@ class CDCSource:
         sql += f" ORDER BY {key} LIMIT {int(self.chunk_size)}"
         with conn.cursor() as cur:
             cur.execute(sql, args)
-            return [dict(zip(table.columns, r, strict=True)) for r in cur.fetchall()]
+            rows: Sequence[Sequence[Any]] = cur.fetchall()
+            return rows
 
     # -- records --------------------------------------------------------------------------
 
@@ -471,6 +563,7 @@ class CDCSource:
         from pymysqlreplication import BinLogStreamReader
         from pymysqlreplication.event import (
             GtidEvent,
+            HeartbeatLogEvent,
             MariadbGtidEvent,
             QueryEvent,
             RotateEvent,
@@ -488,16 +581,22 @@ class CDCSource:
             RotateEvent,
             MariadbGtidEvent,
             GtidEvent,
+            HeartbeatLogEvent,
         ]
         if self._stream_fn is not None:
             return self._stream_fn(self.position)
         return BinLogStreamReader(
-            connection_settings=dict(self.settings),  # the library adds keys to it
+            # the library adds keys to the settings; a read timeout (far above the heartbeat)
+            # so that a silently dead connection errs instead of waiting for good
+            connection_settings={**self.settings, "read_timeout": READ_TIMEOUT},
             server_id=self.server_id,
             log_file=self.position[0],
             log_pos=self.position[1],
             resume_stream=True,
-            blocking=False,
+            # blocking: the server sends each event as it is written and, after `linger`
+            # without one, a heartbeat (which ends a pass: caught up)
+            blocking=True,
+            slave_heartbeat=self.linger,
             only_events=events,
             # file/position dump for both servers: with is_mariadb the library (1.0.x) ignores
             # log_pos and starts at the file's beginning unless given a GTID auto_position
@@ -508,12 +607,22 @@ class CDCSource:
     def _stream(self) -> Generator[Batch, None, None]:
         if self._stream_fn is None:
             self.metrics.binlog_sizes(self._binlog_sizes)
-        reader = self._reader()
+        reader, self._live = self._live or self._reader(), None
         out, pending = _Out(), _Out()
         txn_gtid: str | None = None
+        started = self.clock()
+        oldest = 0.0  # when the first transaction in `out` was read
+        keep = False  # ended caught up between transactions: the next pass reads on from it
         try:
             for ev in reader:
                 kind = type(ev).__name__
+                if kind == "HeartbeatLogEvent":
+                    # nothing to send for `linger`: caught up, unless the pass is younger
+                    # than that (heartbeats sent while no pass read wait at the stream's front)
+                    if not len(pending) and self.clock() - started >= self.linger:
+                        keep = True
+                        break
+                    continue
                 file = str(reader.log_file)
                 end = (file, int(ev.packet.log_pos))
                 if kind in ("MariadbGtidEvent", "GtidEvent"):
@@ -521,24 +630,33 @@ class CDCSource:
                 elif kind.endswith("RowsEvent"):
                     self._rows(pending, ev, end, txn_gtid)
                 elif kind == "XidEvent" or (kind == "QueryEvent" and _query(ev) == "COMMIT"):
+                    if not len(out):
+                        oldest = self.clock()
                     out = self._commit(out, pending, end, txn_gtid)
                     pending, txn_gtid = _Out(), None  # the next transaction names its own
                     self.metrics.read(end, float(ev.timestamp))
-                    if len(out) >= self.batch_size:
-                        yield out.batch(self.state())
-                        out = _Out()
+                    if len(out) and (
+                        len(out) >= self.batch_size or self.clock() - oldest >= self.linger
+                    ):
+                        # emptied before the yield: a generator closed there yields no more
+                        batch, out = out.batch(self.state()), _Out()
+                        yield batch
                 elif kind == "QueryEvent" and _query(ev) not in ("BEGIN", ""):
                     followed = self._ddl(ev)
                     out = self._commit(out, pending, end, txn_gtid)  # a DDL commits implicitly
                     pending, txn_gtid = _Out(), None
                     if followed:  # checkpoint past it: a restart reads on with the new columns
-                        yield out.batch(self.state())
-                        out = _Out()
+                        batch, out = out.batch(self.state()), _Out()
+                        yield batch
                 elif kind == "RotateEvent" and not len(pending):
                     self.position = (str(ev.next_binlog), int(ev.position))
-            self.metrics.caught_up()  # the reader does not block: it read to the end
+            # a heartbeat, or the reader ended (a non-blocking reader at the binlog's end)
+            self.metrics.caught_up()
         finally:
-            reader.close()
+            if keep:
+                self._live = reader
+            else:
+                reader.close()
             if len(out):
                 yield out.batch(self.state())
 
@@ -564,7 +682,8 @@ class CDCSource:
         where = {"file": end[0], "pos": end[1], "gtid": gtid}
         headers = change_headers(end, gtid)
         table_times = time_columns(table.converters)
-        for row in ev.rows:
+        rows = fast_rows(ev)  # None: the library decodes them (``mysql_cdc_rows``)
+        for row in ev.rows if rows is None else rows:
             if kind == "WriteRowsEvent":
                 op, before, after = "c", None, _image(row, "values", "none_sources")
             elif kind == "UpdateRowsEvent":

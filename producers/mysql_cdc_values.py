@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "column_converter",
     "convert_row",
     "fix_binlog_times",
+    "row_converter",
     "time_columns",
 ]
 
@@ -96,7 +97,8 @@ def _float32(v: Any) -> Any:
 
 def _datetime(v: Any) -> Any:
     if isinstance(v, datetime):
-        return v.replace(tzinfo=None).isoformat()
+        # the drivers give naive datetimes: no copy without a zone (~0.8 us a value)
+        return (v if v.tzinfo is None else v.replace(tzinfo=None)).isoformat()
     if isinstance(v, str) and v.startswith("0000-00-00"):
         return None  # a zero date
     raise ValueError(f"{type(v).__name__} {v!r} is not a DATETIME")
@@ -316,3 +318,25 @@ def convert_row(row: Mapping[str, Any], converters: Mapping[str, Converter]) -> 
                 f"column {name!r}: value {value!r:.80} cannot be encoded: {exc}"
             ) from None
     return out
+
+
+def row_converter(
+    columns: Sequence[str], converters: Mapping[str, Converter]
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function converting one row given as a sequence in ``columns`` order (as a driver
+    fetches it) to what ``convert_row(dict(zip(columns, row)), converters)`` gives: the same
+    dict, made in one compiled expression (no intermediate dict, no per-column loop: the
+    snapshot's hot path). Where ``convert_row`` raises ValueError this raises an exception
+    too, not necessarily a ValueError naming the column: call ``convert_row`` for that.
+    KeyError at once when a column has no converter."""
+    convs = [converters[c] for c in columns]
+    n = len(columns)
+    names = ", ".join(f"v{i}" for i in range(n)) + ("," if n == 1 else "")
+    items = ", ".join(f"k{i}: None if v{i} is None else c{i}(v{i})" for i in range(n))
+    # only generated identifiers in the code: the names and converters are bound in `scope`
+    code = f"def convert(row):\n    {names} = row\n    return {{{items}}}\n"
+    scope: dict[str, Any] = {f"k{i}": c for i, c in enumerate(columns)}
+    scope.update({f"c{i}": c for i, c in enumerate(convs)})
+    exec(code, scope)  # noqa: S102 - generated from indexes only, see above
+    convert: Callable[[Sequence[Any]], dict[str, Any]] = scope["convert"]
+    return convert

@@ -4,15 +4,19 @@ one run, on the same MariaDB table.
 Figures (one ``BenchFigure`` each):
 
 - ``cdc.snapshot``: an orders-like table (8 columns: BIGINT key, VARCHAR, DECIMAL, JSON, BLOB,
-  DATETIME(6)) snapshotted into Kafka as envelope records (``op: r``), vs PyMySQL (the driver
-  the source reads with) streaming ``SELECT *`` of the same rows in key order, read only.
+  DATETIME(6)) snapshotted into Kafka as envelope records (``op: r``), vs PyMySQL streaming
+  ``SELECT *`` of the same rows in key order, read only (the source itself reads with
+  mysqlclient, the C driver, when it is installed: ``connect_bulk``).
 - ``cdc.stream``: changes from the binlog into Kafka (half updates in statements of 1,000 rows,
   half inserts), vs ``mysql-replication``'s ``BinLogStreamReader`` reading the same binlog
   range and decoding every row, without producing: the library's own ceiling.
 - ``cdc.stream_lag``: a writer paced at ``LAG_RATE`` changes/s (inserts of 50 rows every
-  10 ms, each row stamped with the server's ``UTC_TIMESTAMP(6)``) while the source runs;
+  10 ms, each row stamped with the server's ``UTC_TIMESTAMP(6)``) while the source streams;
   p50/p99 of the time from a row's stamp to a consumer reading its record from Kafka, and
-  changes/s read against the writer's rate.
+  changes/s read against the writer's rate. The writer starts once the source finished its
+  snapshot of the table and the consumer read it all (else the first rows' lag would be the
+  snapshot's duration, and the consumer's backlog), only the writer's rows (their ids) are
+  timed, and the consumer polls one message at a time (a batch ``consume`` waits to fill).
 
 ``quick`` uses small sizes (well under a minute); the full run a 1,000,000-row snapshot and
 200,000 changes. Everything created is named ``hrbench<id>`` and deleted afterwards.
@@ -43,6 +47,8 @@ SIZES = {
 }
 LAG_RATE = 5_000
 """Changes per second the lag figure's writer aims at (the issue's 5,000)."""
+FIRST_ID = 10_000_000_000
+"""The lag figure's writer inserts ids from here on (the table's own are far below)."""
 
 
 def _pipeline(env: dict[str, str], name: str, url: str, topic: str) -> Pipeline:
@@ -223,7 +229,7 @@ def _bench_lag(env: dict[str, str], run_id: str, url: str, seconds: float) -> Be
     def write() -> None:
         nonlocal written
         conn = _connect(url)
-        next_id = 10_000_000_000
+        next_id = FIRST_ID
         step = 0.01
         began = time.monotonic()
         with conn.cursor() as cur:
@@ -241,26 +247,23 @@ def _bench_lag(env: dict[str, str], run_id: str, url: str, seconds: float) -> Be
         conn.close()
 
     try:
-        deadline = time.monotonic() + 60
-        while not _topic_ready(consumer, topic) and time.monotonic() < deadline:
-            time.sleep(0.2)  # the source's snapshot of the table, then its topic
-        consumer.subscribe([topic])
+        _read_snapshot(runner, consumer, topic)
         writer = threading.Thread(target=write, daemon=True)
         began = time.monotonic()
         writer.start()
         until = began + seconds
         while time.monotonic() < until + 5:
-            for msg in consumer.consume(1000, timeout=0.2):
-                value = msg.value()
-                if msg.error() is not None or value is None:
-                    continue
+            # one message per poll: consume(n, timeout) returns only once it holds n messages
+            # or the timeout passed, which added ~100 ms of waiting in the consumer to the lag
+            msg = consumer.poll(0.2)
+            value = None if msg is None or msg.error() is not None else msg.value()
+            if value is not None:
                 now = datetime.now(UTC).timestamp()
                 after = orjson.loads(value).get("after") or {}
-                if after.get("customer") != "c2":
-                    continue  # the snapshot's rows
-                stamp = datetime.fromisoformat(after["updated_at"]).replace(tzinfo=UTC)
-                lags.append(now - stamp.timestamp())
-                last = time.monotonic()
+                if after.get("id", 0) >= FIRST_ID:  # the writer's
+                    stamp = datetime.fromisoformat(after["updated_at"]).replace(tzinfo=UTC)
+                    lags.append(now - stamp.timestamp())
+                    last = time.monotonic()
             if time.monotonic() >= until:
                 stop.set()
         elapsed = (last or time.monotonic()) - began  # writing, and reading the last record
@@ -289,9 +292,29 @@ def _bench_lag(env: dict[str, str], run_id: str, url: str, seconds: float) -> Be
     )
 
 
-def _topic_ready(consumer: Any, topic: str) -> bool:
-    meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-    return meta is not None and meta.error is None
+def _read_snapshot(runner: Any, consumer: Any, topic: str, timeout: float = 120.0) -> None:
+    """Wait until the source streams and the broker acknowledged its snapshot (nothing left in
+    the producer: every snapshot record was produced before the phase changed), then read the
+    topic up to its end offsets with ``consumer``."""
+    from confluent_kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout
+    while runner.source.phase != "stream" or len(runner.producer) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the source did not finish its snapshot in {timeout:g} s")
+        time.sleep(0.1)
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in partitions
+    }
+    consumer.subscribe([topic])
+    while time.monotonic() < deadline:
+        consumer.consume(10_000, timeout=0.2)
+        done = consumer.position([TopicPartition(topic, p) for p in partitions])
+        if all(tp.offset >= ends[tp.partition] for tp in done if ends[tp.partition] > 0):
+            return
+    raise TimeoutError(f"the consumer did not read the snapshot in {timeout:g} s")
 
 
 def run(env: dict[str, str], quick: bool) -> list[BenchFigure]:
