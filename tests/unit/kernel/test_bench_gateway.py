@@ -14,7 +14,8 @@ from headrace_dev.bench.gateway import (
     pipeline_yaml,
     single_figure,
 )
-from headrace_dev.bench.gateway_load import Paced, WrkResult, lua_script, parse_wrk, percentile
+from headrace_dev.bench.gateway_load import WrkResult, lua_script, parse_wrk, percentile
+from headrace_dev.bench.gateway_paced import Paced
 
 WRK_OUT = """Running 5s test @ http://127.0.0.1:8088/topics/t/records
   1 threads and 8 connections
