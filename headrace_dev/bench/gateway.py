@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -81,6 +82,10 @@ BATCH_CONNECTIONS = 8
 SINGLE_CONNECTIONS = 64
 P99_RATE = 1000
 """Requests/s offered by the paced generator."""
+ACK_BOUND = 0.025
+"""The paced note counts the requests that waited longer than this (seconds; a bucket bound
+of the gateway's produce histogram) from producing their records to the last delivery
+report: how much of a slow tail was spent waiting for Kafka rather than in HTTP."""
 PARTITIONS = 3
 PROCESSES = max(1, min(2, os.cpu_count() or 1))
 """Gateway processes sharing the port (the file's ``processes``): one per core, at most 2."""
@@ -179,9 +184,15 @@ def single_figure(
 
 
 def p99_figure(
-    result: Paced, gateway_cpu_s: float, peak_mb: float, processes: int = 1
+    result: Paced,
+    gateway_cpu_s: float,
+    peak_mb: float,
+    processes: int = 1,
+    slow_acks: tuple[int, int] | None = None,
 ) -> BenchFigure:
-    """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered."""
+    """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered.
+    ``slow_acks``: (requests that waited longer than ``ACK_BOUND`` for their delivery
+    reports, requests produced), from the gateway's produce histogram."""
     p50 = percentile(result.latencies, 50) * 1000
     p99 = percentile(result.latencies, 99) * 1000
     lag50 = percentile(result.send_lags, 50) * 1000 if result.send_lags else 0.0
@@ -203,8 +214,29 @@ def p99_figure(
         f"({100 * result.cpu_s / seconds if seconds else 0:.0f}% of a core) and began "
         f"sending p50 {lag50:.1f} ms / p99 {lag99:.1f} ms after a request was due (its own "
         f"delay, part of the latencies){_written(result)}, the gateway "
-        f"{gateway_cpu_s:.1f} CPU-s; target p99 < 25 ms",
+        f"{gateway_cpu_s:.1f} CPU-s{_acks(slow_acks)}; target p99 < 25 ms",
     )
+
+
+def _acks(slow_acks: tuple[int, int] | None) -> str:
+    if slow_acks is None:
+        return ""
+    slow, total = slow_acks
+    share = f" ({100 * slow / total:.1f}%)" if total else ""
+    return (
+        f"; {slow:,} of {total:,} requests{share} waited longer than {ACK_BOUND * 1000:g} ms "
+        "from producing to their last delivery report (the gateway's produce histogram: "
+        "linger, the broker, the report's way back to the event loop)"
+    )
+
+
+def _slow_acks(before: dict[float, float], after: dict[float, float]) -> tuple[int, int] | None:
+    """(acknowledged later than ``ACK_BOUND``, all) between two readings of the histogram."""
+    if ACK_BOUND not in after or math.inf not in after:
+        return None
+    total = after[math.inf] - before.get(math.inf, 0.0)
+    within = after[ACK_BOUND] - before.get(ACK_BOUND, 0.0)
+    return round(total - within), round(total)
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -395,12 +427,14 @@ def run_gateway_bench(
                 print(f"bench gateway: {figures[-1].json_line()}", file=sys.stderr)
             offset = _settled_offsets(kafka, topic)
             cpu = gateway.cpu()
+            acks = gateway.produce_buckets(topic)
             single_file = work / "single.json"
             single_file.write_bytes(single_body)
             paced_result = run_paced(url, p99_rate, seconds, single_file, token)
             cpu = gateway.cpu() - cpu
+            slow_acks = _slow_acks(acks, gateway.produce_buckets(topic))
             _check_topic("paced", _settled_offsets(kafka, topic) - offset, paced_result.ok)
-            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb(), processes))
+            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb(), processes, slow_acks))
         finally:
             gateway.stop()
             _delete_topic(kafka, topic)
