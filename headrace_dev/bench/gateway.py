@@ -15,17 +15,18 @@ record bytes with the producer settings every headrace process uses
   ``SINGLE_CONNECTIONS`` connections (target >= 3,000 requests/s); ratio against the raw
   producer's records/s;
 - ``gateway.p99 @1000/s``: p50/p99 latency of one-record POSTs offered at a fixed
-  ``P99_RATE`` requests/s by an open-loop, paced generator (``paced``, aiohttp on asyncio
-  with uvloop, in the bench process; a request's latency runs from when it was *due*, so a
-  stall of the gateway is not hidden by the generator waiting for it: no coordinated
-  omission). Ratio: requests answered 2xx per second / requests offered per second (target
-  p99 < 25 ms).
+  ``P99_RATE`` requests/s by an open-loop, paced generator (``gateway_paced``: a process of
+  its own, raw HTTP/1.1 on keep-alive connections, uvloop and httptools; a request's latency
+  runs from when it was *due*, so a stall of the gateway is not hidden by the generator
+  waiting for it: no coordinated omission). Ratio: requests answered 2xx per second /
+  requests offered per second (target p99 < 25 ms).
 
-The generators are in ``gateway_load``, the gateway processes in ``gateway_process``.
+The generators are ``gateway_load`` (wrk) and ``gateway_paced``, the gateway processes
+``gateway_process``.
 
 The load generators must not be the bottleneck; their cost is measured and reported in the
-notes: ``wrk``'s own CPU time (its rusage as a child process), the paced generator's CPU time
-(this process's, which does nothing else meanwhile), and the gateway's (``/proc/<pid>/stat``).
+notes: ``wrk``'s own CPU time (its rusage as a child process), the paced generator's (its
+own rusage over the run), and the gateway's (``/proc/<pid>/stat``).
 ``wrk`` is the Debian package, installed on first use like the stack's packages. Each phase
 also checks its count against the topic: the records the topic gained (its end offsets) must
 hold every record answered 2xx, and more only for requests wrk had in flight when it stopped
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -54,14 +56,13 @@ from headrace.errors import HeadraceError
 from headrace.kafka_clients import ensure_topics, make_producer
 from headrace_dev.bench.common import BenchFigure, peak_rss_mb
 from headrace_dev.bench.gateway_load import (
-    Paced,
     WrkResult,
     ensure_wrk,
     lua_script,
-    paced,
     percentile,
     run_wrk,
 )
+from headrace_dev.bench.gateway_paced import Paced, run_paced
 from headrace_dev.bench.gateway_process import SECRET_ENV, GatewayProcesses, free_port, post
 
 __all__ = [
@@ -81,6 +82,10 @@ BATCH_CONNECTIONS = 8
 SINGLE_CONNECTIONS = 64
 P99_RATE = 1000
 """Requests/s offered by the paced generator."""
+ACK_BOUND = 0.025
+"""The paced note counts the requests that waited longer than this (seconds; a bucket bound
+of the gateway's produce histogram) from producing their records to the last delivery
+report: how much of a slow tail was spent waiting for Kafka rather than in HTTP."""
 PARTITIONS = 3
 PROCESSES = max(1, min(2, os.cpu_count() or 1))
 """Gateway processes sharing the port (the file's ``processes``): one per core, at most 2."""
@@ -179,9 +184,15 @@ def single_figure(
 
 
 def p99_figure(
-    result: Paced, gateway_cpu_s: float, peak_mb: float, processes: int = 1
+    result: Paced,
+    gateway_cpu_s: float,
+    peak_mb: float,
+    processes: int = 1,
+    slow_acks: tuple[int, int] | None = None,
 ) -> BenchFigure:
-    """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered."""
+    """``gateway.p99 @<rate>/s``: latency at a fixed offered rate; ratio answered/offered.
+    ``slow_acks``: (requests that waited longer than ``ACK_BOUND`` for their delivery
+    reports, requests produced), from the gateway's produce histogram."""
     p50 = percentile(result.latencies, 50) * 1000
     p99 = percentile(result.latencies, 99) * 1000
     lag50 = percentile(result.send_lags, 50) * 1000 if result.send_lags else 0.0
@@ -197,14 +208,35 @@ def p99_figure(
         p50_ms=round(p50, 1),
         p99_ms=round(p99, 1),
         note=f"one-record POSTs, each timed from when it was due (no coordinated omission), "
-        f"{_processes(processes)}; {result.failed} failed; the generator (aiohttp on "
-        "uvloop, in the bench process) "
+        f"{_processes(processes)}; {result.failed} failed; the generator (a process of its "
+        f"own: raw HTTP/1.1 on uvloop, {result.connections or 'its'} keep-alive connections) "
         f"used {result.cpu_s:.1f} CPU-s in {seconds:.1f} s "
         f"({100 * result.cpu_s / seconds if seconds else 0:.0f}% of a core) and began "
         f"sending p50 {lag50:.1f} ms / p99 {lag99:.1f} ms after a request was due (its own "
         f"delay, part of the latencies){_written(result)}, the gateway "
-        f"{gateway_cpu_s:.1f} CPU-s; target p99 < 25 ms",
+        f"{gateway_cpu_s:.1f} CPU-s{_acks(slow_acks)}; target p99 < 25 ms",
     )
+
+
+def _acks(slow_acks: tuple[int, int] | None) -> str:
+    if slow_acks is None:
+        return ""
+    slow, total = slow_acks
+    share = f" ({100 * slow / total:.1f}%)" if total else ""
+    return (
+        f"; {slow:,} of {total:,} requests{share} waited longer than {ACK_BOUND * 1000:g} ms "
+        "from producing to their last delivery report (the gateway's produce histogram: "
+        "linger, the broker, the report's way back to the event loop)"
+    )
+
+
+def _slow_acks(before: dict[float, float], after: dict[float, float]) -> tuple[int, int] | None:
+    """(acknowledged later than ``ACK_BOUND``, all) between two readings of the histogram."""
+    if ACK_BOUND not in after or math.inf not in after:
+        return None
+    total = after[math.inf] - before.get(math.inf, 0.0)
+    within = after[ACK_BOUND] - before.get(ACK_BOUND, 0.0)
+    return round(total - within), round(total)
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -212,9 +244,9 @@ def _ms(values: list[float], q: float) -> str:
 
 
 def _written(result: Paced) -> str:
-    """The split of the latencies at the moment each request was written (aiohttp's trace),
-    when the generator measured it: its own whole delay before it, the gateway's part
-    after it; and what the percentiles leave out."""
+    """The split of the latencies at the moment each request was written, when the generator
+    measured it: its own whole delay before it, the gateway's part after it; and what the
+    percentiles leave out."""
     if not result.write_lags:
         return ""
     text = (
@@ -395,10 +427,14 @@ def run_gateway_bench(
                 print(f"bench gateway: {figures[-1].json_line()}", file=sys.stderr)
             offset = _settled_offsets(kafka, topic)
             cpu = gateway.cpu()
-            paced_result = paced(url, single_body, token, p99_rate, seconds)
+            acks = gateway.produce_buckets(topic)
+            single_file = work / "single.json"
+            single_file.write_bytes(single_body)
+            paced_result = run_paced(url, p99_rate, seconds, single_file, token)
             cpu = gateway.cpu() - cpu
+            slow_acks = _slow_acks(acks, gateway.produce_buckets(topic))
             _check_topic("paced", _settled_offsets(kafka, topic) - offset, paced_result.ok)
-            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb(), processes))
+            figures.append(p99_figure(paced_result, cpu, gateway.peak_mb(), processes, slow_acks))
         finally:
             gateway.stop()
             _delete_topic(kafka, topic)

@@ -3,14 +3,16 @@
 ``GatewayProcesses(pipeline, log, secret, n)`` starts ``n`` copies of ``headrace gateway`` on
 the pipeline file (whose ``gateway.processes`` is ``n``: they bind one port together), waits
 until every one listens (``wait_ready``), reports their CPU seconds (``cpu``, summed from
-``/proc/<pid>/stat``) and largest peak RSS (``peak_mb``), and stops them (``stop``: SIGTERM,
-then SIGKILL after 30 s).
+``/proc/<pid>/stat``) and largest peak RSS (``peak_mb``), reads their histogram of the
+broker's acknowledgements (``produce_buckets``: each process's own metrics port, named in
+its listening line), and stops them (``stop``: SIGTERM, then SIGKILL after 30 s).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +23,14 @@ from pathlib import Path
 from headrace.errors import HeadraceError
 from headrace_dev.bench.common import process_peak_rss_mb
 
-__all__ = ["SECRET_ENV", "GatewayProcesses", "cpu_seconds", "free_port", "post"]
+__all__ = [
+    "SECRET_ENV",
+    "GatewayProcesses",
+    "cpu_seconds",
+    "free_port",
+    "parse_buckets",
+    "post",
+]
 
 SECRET_ENV = "HRBENCH_GATEWAY_SECRET"  # noqa: S105 - a variable name
 """The environment variable the bench's pipeline file reads the HS256 secret from."""
@@ -32,6 +41,21 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+_METRICS_PORT = re.compile(r"listening on \S+ \(metrics port (\d+)\)")
+_BUCKET = re.compile(r"^headrace_gateway_produce_seconds_bucket\{([^}]*)\} (\S+)$", re.M)
+
+
+def parse_buckets(text: str, topic: str) -> dict[float, float]:
+    """The cumulative counts of ``headrace_gateway_produce_seconds`` for ``topic`` in a
+    Prometheus text page, by upper bound in seconds (``le``; ``+Inf`` is ``math.inf``)."""
+    out: dict[float, float] = {}
+    for labels, value in _BUCKET.findall(text):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if pairs.get("topic") == topic and "le" in pairs:
+            out[float(pairs["le"])] = float(value)
+    return out
 
 
 def free_port() -> int:
@@ -85,6 +109,30 @@ class GatewayProcesses:
     def cpu(self) -> float:
         """CPU seconds of every gateway process so far."""
         return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def metrics_ports(self) -> list[int]:
+        """Each process's own metrics port, from its listening line."""
+        ports = []
+        for path in self.logs:
+            found = _METRICS_PORT.search(path.read_text(errors="replace"))
+            if found:
+                ports.append(int(found.group(1)))
+        return ports
+
+    def produce_buckets(self, topic: str) -> dict[float, float]:
+        """The histogram of the broker's acknowledgements (from producing a request's records
+        to the last one's report) summed over the processes; empty when a page is missing."""
+        total: dict[float, float] = {}
+        for port in self.metrics_ports():
+            url = f"http://127.0.0.1:{port}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    text = response.read().decode()
+            except (OSError, urllib.error.URLError):
+                return {}
+            for le, count in parse_buckets(text, topic).items():
+                total[le] = total.get(le, 0.0) + count
+        return total
 
     def peak_mb(self) -> float:
         """The largest peak RSS of the gateway processes."""

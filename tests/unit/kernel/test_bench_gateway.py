@@ -14,7 +14,8 @@ from headrace_dev.bench.gateway import (
     pipeline_yaml,
     single_figure,
 )
-from headrace_dev.bench.gateway_load import Paced, WrkResult, lua_script, parse_wrk, percentile
+from headrace_dev.bench.gateway_load import WrkResult, lua_script, parse_wrk, percentile
+from headrace_dev.bench.gateway_paced import Paced
 
 WRK_OUT = """Running 5s test @ http://127.0.0.1:8088/topics/t/records
   1 threads and 8 connections
@@ -109,3 +110,27 @@ def test_the_bench_pipeline_has_auth_schema_and_limits() -> None:
     assert gateway is not None and gateway.auth is not None and gateway.limits is not None
     assert gateway.topics["hrbench.t"].schema_ is not None
     assert gateway.topics["hrbench.t"].limit is not None
+
+
+PAGE = """# HELP headrace_gateway_produce_seconds From producing ...
+# TYPE headrace_gateway_produce_seconds histogram
+headrace_gateway_produce_seconds_bucket{le="0.01",topic="t.gw"} 90.0
+headrace_gateway_produce_seconds_bucket{le="0.025",topic="t.gw"} 97.0
+headrace_gateway_produce_seconds_bucket{le="+Inf",topic="t.gw"} 100.0
+headrace_gateway_produce_seconds_bucket{le="+Inf",topic="other"} 7.0
+headrace_gateway_produce_seconds_count{topic="t.gw"} 100.0
+"""
+
+
+def test_the_paced_note_says_how_many_acknowledgements_were_slow() -> None:
+    from headrace_dev.bench.gateway import _slow_acks
+    from headrace_dev.bench.gateway_process import parse_buckets
+
+    after = parse_buckets(PAGE, "t.gw")
+    assert after == {0.01: 90.0, 0.025: 97.0, math.inf: 100.0}
+    before = {0.01: 10.0, 0.025: 10.0, math.inf: 10.0}
+    assert _slow_acks(before, after) == (3, 90)
+    assert _slow_acks({}, {}) is None  # no page read: nothing said
+    result = Paced(1000, 1000, 1.0, 100, 0, [0.001] * 100, 0.25)
+    note = p99_figure(result, 0.5, 70.0, slow_acks=(3, 90)).note
+    assert "3 of 90 requests (3.3%) waited longer than 25 ms from producing" in note
