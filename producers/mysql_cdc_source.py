@@ -71,6 +71,7 @@ from producers.mysql_cdc_values import (
     time_columns,
 )
 from schemas import encode_key
+from schemas.jsoncodec import dumps
 
 __all__ = [
     "POSITION_HEADER",
@@ -147,7 +148,7 @@ class _Out:
         where: dict[str, Any],
         headers: list[tuple[str, bytes]],
     ) -> None:
-        data = None if value is None else orjson.dumps(value)
+        data = None if value is None else dumps(value)
         self.keys.append(key)
         self.datas.append(data)
         self.times.append(ts_ms)
@@ -164,7 +165,7 @@ class _Out:
         headers: list[tuple[str, bytes]],
     ) -> None:
         """``add`` of each (key, value), all with the same time, position and headers."""
-        datas = list(map(orjson.dumps, values))
+        datas = list(map(dumps, values))  # right-sized: a chunk is held until produced
         n = len(datas)
         self.keys += keys
         self.datas += datas
